@@ -1,0 +1,106 @@
+/*
+ * impulse's configuration: OpenIM's sections and key names (kafka, redis,
+ * discovery, share, openim-push, local-cache) plus an `impulse:` section.
+ *
+ * `-c` names either one YAML file holding every section as a top-level
+ * key, or a directory holding OpenIM's files (kafka.yml, redis.yml,
+ * discovery.yml, share.yml, openim-push.yml, local-cache.yml) plus an
+ * optional impulse.yml; each file's top level becomes its section.
+ *
+ * Every problem is reported as one line naming the key:
+ *   "config: kafka.address: expected a list of host:port strings (line 4)"
+ */
+#ifndef IMP_CONFIG_H
+#define IMP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct imp_strlist {
+    size_t n;
+    char **v;
+};
+
+struct imp_lru_config {
+    char *topic;
+    int slot_num;
+    int slot_size;
+    int success_expire_s;
+    int failed_expire_s;
+};
+
+struct imp_config {
+    char *path;
+
+    /* kafka */
+    struct imp_strlist kafka_addrs;
+    char *kafka_username;
+    char *kafka_password;
+    bool kafka_tls;
+    char *kafka_tls_ca;
+    char *kafka_tls_cert;
+    char *kafka_tls_key;
+    char *kafka_tls_key_password;
+    bool kafka_tls_insecure;
+    char *topic_push;
+    char *topic_offline_push;
+    char *group_push;
+    char *group_offline_push;
+
+    /* redis */
+    char *redis_addr; /* host:port (first of redis.address) */
+    char *redis_username;
+    char *redis_password;
+    int redis_db;
+
+    /* discovery */
+    struct imp_strlist etcd_addrs;
+    char *etcd_root;
+    char *etcd_username;
+    char *etcd_password;
+
+    /* share */
+    char *svc_gateway;
+    char *svc_user;
+    char *svc_group;
+    char *svc_conversation;
+    char *svc_msg;
+    char *svc_push;
+    char *im_admin_user;
+
+    /* openim-push */
+    bool full_user_cache;
+    bool prometheus_enable;
+    int prometheus_port;
+
+    /* local-cache */
+    struct imp_lru_config cache_group;
+    struct imp_lru_config cache_user;
+
+    /* impulse */
+    int workers;
+    char *scripts_dir;
+    char *lua_dir;
+    char *admin_listen;      /* host:port, loopback by default */
+    int max_inflight;        /* messages held per worker before pausing */
+    int gateway_timeout_ms;  /* deadline of one SuperGroupOnlineBatchPushOneMsg */
+    int rpc_timeout_ms;      /* deadline of the other OpenIM RPCs */
+    int drain_timeout_ms;    /* SIGTERM drain bound */
+    int long_time_push_ms;   /* msg_long_time_push_total threshold */
+    int max_grpc_message;    /* bytes, send and receive */
+    int route_log_users;     /* user IDs listed per route log line */
+    char *auto_offset_reset; /* latest | earliest */
+    int session_timeout_ms;
+    int heartbeat_interval_ms;
+    int commit_interval_ms;
+    char *log_level;
+};
+
+/* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */
+struct imp_config *imp_config_load(const char *path, char *err, size_t errlen);
+void imp_config_destroy(struct imp_config *c);
+
+/* Splits "host:port" (IPv6 as [::1]:port). Returns 0 or IMP_EINVAL. */
+int imp_split_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

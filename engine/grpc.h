@@ -1,0 +1,67 @@
+/*
+ * Unary gRPC client calls over the gRPC C core, completed on the caller's
+ * loop.
+ *
+ * One completion queue and one thread for the process: the thread blocks in
+ * grpc_completion_queue_next and forwards each finished call to the inbox of
+ * the thread that started it, where the callback runs. A completion queue
+ * has no file descriptor, hence the thread.
+ *
+ * Every call carries a deadline and metadata (lower-case keys; OpenIM needs
+ * `operationid`). The callback always runs exactly once per started call,
+ * on the caller's inbox, unless imp_grpc_unary returned an error.
+ */
+#ifndef IMP_GRPC_H
+#define IMP_GRPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "inbox.h"
+
+struct imp_grpc_channel;
+struct imp_grpc_call;
+
+struct imp_grpc_result {
+    int status;          /* grpc_status_code; 0 is OK */
+    const char *details; /* status message, never NULL */
+    const uint8_t *data; /* reply message (status 0 only) */
+    size_t len;
+};
+
+typedef void (*imp_grpc_cb)(void *arg, const struct imp_grpc_result *r);
+
+struct imp_grpc_md {
+    const char *key; /* lower-case */
+    const char *value;
+};
+
+/* Initializes gRPC and starts the completion thread. Once per process,
+ * before any other thread that uses gRPC starts. */
+int imp_grpc_start(void);
+/* Shuts the queue down and joins the thread; every channel must be
+ * destroyed and every call completed first. */
+void imp_grpc_stop(void);
+
+/* A channel to host:port. max_msg bounds sent and received messages.
+ * Connects lazily; reconnect backoff is capped at ~1 s so a gateway that
+ * comes back is used again quickly. Cannot fail (aborts on OOM). */
+struct imp_grpc_channel *imp_grpc_channel_create(const char *addr, int max_msg);
+/* Destroys the channel; calls still in flight fail and complete normally. */
+void imp_grpc_channel_destroy(struct imp_grpc_channel *ch);
+const char *imp_grpc_channel_addr(const struct imp_grpc_channel *ch);
+
+/* Starts a unary call of method ("/pkg.Service/Method") with the encoded
+ * request (copied). cb(arg, result) runs later on inbox's thread. Returns 0,
+ * or IMP_EIO when gRPC refused to start the call (cb is then not called). */
+int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *req, size_t len,
+                   int timeout_ms, const struct imp_grpc_md *md, size_t nmd,
+                   struct imp_inbox *inbox, imp_grpc_cb cb, void *arg);
+
+/* Calls started and not yet completed, process-wide (for shutdown checks). */
+long imp_grpc_calls_in_flight(void);
+
+/* A short name for a status code ("DEADLINE_EXCEEDED", or the number). */
+const char *imp_grpc_status_name(int status, char *buf, size_t buflen);
+
+#endif

@@ -1,0 +1,65 @@
+/*
+ * Kafka consumer on a worker's loop, with at-least-once offset storage.
+ *
+ * One consumer per worker and topic, member of the topic's group (eager
+ * `range` assignor, as OpenIM's Sarama consumers). librdkafka signals its
+ * queue through a pipe that the loop watches; every wake-up drains the
+ * queue fully (the signal fires only on empty → non-empty), and a timer
+ * keeps polling while paused or idle so the member is never evicted.
+ *
+ * Offsets: enable.auto.offset.store=false, auto commit on. Each delivered
+ * message gets a reference; imp_consumer_done(ref) marks it handled and
+ * stores the partition's offset only when every earlier message of the
+ * partition is handled too (offsets.h). References from before a
+ * rebalance are ignored: those partitions replay on their new owner.
+ */
+#ifndef IMP_KAFKA_H
+#define IMP_KAFKA_H
+
+#include <ev.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct imp_consumer;
+
+struct imp_msgref {
+    int32_t partition;
+    uint32_t gen; /* assignment generation the message was fetched in */
+    uint64_t seq; /* position in the partition's tracker */
+};
+
+struct imp_consumer_handler {
+    /* A message to handle; the handler owns rkm (rd_kafka_message_destroy)
+     * and must eventually call imp_consumer_done(ref) exactly once. */
+    void (*message)(void *arg, rd_kafka_message_t *rkm, struct imp_msgref ref);
+    /* Partitions assigned (count may be 0); runs on every rebalance. */
+    void (*assigned)(void *arg, int npartitions);
+    void *arg;
+};
+
+/* Fills conf with what every impulse Kafka client needs (brokers, SASL,
+ * TLS, logging). Returns 0, or IMP_EINVAL with the failing key in err. */
+int imp_kafka_conf_common(rd_kafka_conf_t *conf, const struct imp_config *cfg,
+                          const char *client_id, char *err, size_t errlen);
+
+struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_config *cfg,
+                                         const char *topic, const char *group,
+                                         const char *client_id,
+                                         const struct imp_consumer_handler *h, char *err,
+                                         size_t errlen);
+/* Subscribes; partitions arrive through the handler. */
+int imp_consumer_start(struct imp_consumer *c, char *err, size_t errlen);
+void imp_consumer_done(struct imp_consumer *c, struct imp_msgref ref);
+void imp_consumer_pause(struct imp_consumer *c);
+void imp_consumer_resume(struct imp_consumer *c);
+int imp_consumer_paused(const struct imp_consumer *c);
+int imp_consumer_assigned(const struct imp_consumer *c); /* partitions now */
+/* Stops delivering: messages fetched from now on are dropped unhandled
+ * (they replay after restart) and every partition is paused. */
+void imp_consumer_stop_fetching(struct imp_consumer *c);
+/* Commits stored offsets synchronously, leaves the group, destroys. */
+void imp_consumer_close(struct imp_consumer *c);
+
+#endif

@@ -1,0 +1,223 @@
+/*
+ * impulse: command line and process plumbing. Parses arguments, blocks
+ * signals before any thread starts, starts the subsystems in order, and
+ * on SIGTERM/SIGINT stops them in reverse order. Decides nothing else.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "common.h"
+#include "config.h"
+#include "engine.h"
+#include "grpc.h"
+#include "log.h"
+#include "metrics.h"
+#include "online.h"
+#include "registry.h"
+#include "vm.h"
+#include "watcher.h"
+#include "worker.h"
+
+#ifndef IMPULSE_VERSION
+#define IMPULSE_VERSION "0.1.0"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: impulse run -c <config.yml|config-dir>    run the push engine\n"
+               "       impulse check -c <config.yml|config-dir>  validate config and scripts\n"
+               "       impulse version\n");
+}
+
+static const char *config_arg(int argc, char **argv)
+{
+    for (int i = 2; i < argc - 1; i++)
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) return argv[i + 1];
+    return NULL;
+}
+
+struct main_ctx {
+    struct ev_loop *loop;
+    struct imp_engine *e;
+    int sfd;
+    ev_io sig_io;
+};
+
+static void begin_shutdown(struct main_ctx *m, const char *why)
+{
+    int was = 0;
+    if (atomic_compare_exchange_strong(&m->e->stopping, &was, 1))
+        imp_info(NULL, "%s: stopping (drain up to %d ms)", why, m->e->cfg->drain_timeout_ms);
+    for (int i = 0; i < m->e->nworkers; i++) imp_worker_stop(m->e->workers[i]);
+    ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct main_ctx *m = w->data;
+    struct signalfd_siginfo si;
+    while (read(m->sfd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            begin_shutdown(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+        } else if (si.ssi_signo == SIGHUP) {
+            imp_warn(NULL, "SIGHUP: script reload is not implemented yet; restart to reload");
+        }
+    }
+}
+
+static int cmd_check(const char *path)
+{
+    char err[1024];
+    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    static const luaL_Reg none[] = {{NULL, NULL}};
+    struct imp_vm *vm = imp_vm_create(cfg, none, NULL, err, sizeof(err));
+    if (!vm) {
+        fprintf(stderr, "script: %s\n", err);
+        imp_config_destroy(cfg);
+        return 2;
+    }
+    imp_vm_destroy(vm);
+    printf("ok: %s (workers %d, scripts %s)\n", path, cfg->workers, cfg->scripts_dir);
+    imp_config_destroy(cfg);
+    return 0;
+}
+
+static int cmd_run(const char *path)
+{
+    char err[1024];
+    int rc = 0;
+    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    imp_log_set_level(imp_log_level_parse(cfg->log_level));
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (imp_grpc_start() != 0) {
+        fprintf(stderr, "cannot start gRPC\n");
+        return 1;
+    }
+
+    struct imp_engine e = {0};
+    e.cfg = cfg;
+    e.online = imp_online_create(256);
+    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
+                          cfg->svc_msg};
+    e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
+    e.nworkers = cfg->workers;
+    e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
+    for (int i = 0; i < e.nworkers; i++) {
+        e.workers[i] = imp_worker_create(&e, i, err, sizeof(err));
+        if (!e.workers[i]) {
+            fprintf(stderr, "script: %s\n", err);
+            rc = 2;
+            goto out;
+        }
+    }
+
+    struct main_ctx m = {0};
+    m.loop = ev_default_loop(0);
+    m.e = &e;
+    struct imp_admin *admin = imp_admin_create(m.loop, &e, cfg->admin_listen, err, sizeof(err));
+    if (!admin) {
+        fprintf(stderr, "config: impulse.admin: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    struct imp_admin *prom = NULL;
+    if (cfg->prometheus_enable) {
+        char listen_at[32];
+        snprintf(listen_at, sizeof(listen_at), "0.0.0.0:%d", cfg->prometheus_port);
+        prom = imp_admin_create(m.loop, &e, listen_at, err, sizeof(err));
+        if (!prom) {
+            fprintf(stderr, "config: openim-push.prometheus.ports: %s\n", err);
+            imp_admin_destroy(admin);
+            rc = 2;
+            goto out;
+        }
+    }
+    m.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    ev_io_init(&m.sig_io, on_signal, m.sfd, EV_READ);
+    m.sig_io.data = &m;
+    ev_io_start(m.loop, &m.sig_io);
+
+    imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
+             IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
+    e.watcher = imp_watcher_create(&e);
+    imp_watcher_start(e.watcher);
+    for (int i = 0; i < e.nworkers; i++) imp_worker_start(e.workers[i]);
+
+    ev_run(m.loop, 0);
+
+    for (int i = 0; i < e.nworkers; i++) imp_worker_join(e.workers[i]);
+    imp_watcher_stop(e.watcher);
+    ev_io_stop(m.loop, &m.sig_io);
+    close(m.sfd);
+    imp_admin_destroy(prom);
+    imp_admin_destroy(admin);
+    if (atomic_load(&e.stopping) == 2) rc = 1;
+out:
+    for (int i = 0; i < e.nworkers; i++)
+        if (e.workers[i]) imp_worker_join(e.workers[i]);
+    imp_grpc_stop();
+    if (e.watcher) imp_watcher_destroy(e.watcher);
+    for (int i = 0; i < e.nworkers; i++) imp_worker_destroy(e.workers[i]);
+    free(e.workers);
+    imp_registry_destroy(e.registry);
+    imp_online_destroy(e.online);
+    curl_global_cleanup();
+    imp_info(NULL, "impulse stopped (exit %d)", rc);
+    imp_config_destroy(cfg);
+    imp_metrics_shutdown();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("impulse %s\n", IMPULSE_VERSION);
+        return 0;
+    }
+    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "check") == 0) {
+        const char *path = config_arg(argc, argv);
+        if (!path) {
+            fprintf(stderr, "impulse %s: -c <config> is required\n", argv[1]);
+            return 2;
+        }
+        return strcmp(argv[1], "run") == 0 ? cmd_run(path) : cmd_check(path);
+    }
+    fprintf(stderr, "impulse: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,369 @@
+/*
+ * Watcher thread: etcd discovery, the online_change subscription and the
+ * online table loader, all on one libev loop.
+ *
+ * Loader states: need_load is raised by every (re)subscription; a load
+ * starts once Redis is subscribed and etcd has listed the services, pages
+ * getAllOnlineUsers into a new generation, sweeps entries of older
+ * generations, applies what was buffered meanwhile, and only then marks
+ * the table loaded. Losing Redis mid-load abandons the load; the next
+ * subscription starts a fresh one.
+ */
+#include "watcher.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "common.h"
+#include "engine.h"
+#include "etcd.h"
+#include "grpc.h"
+#include "http.h"
+#include "inbox.h"
+#include "log.h"
+#include "metrics.h"
+#include "online.h"
+#include "redis.h"
+#include "user.pb-c.h"
+
+#define ALL_ONLINE_METHOD "/openim.user.user/getAllOnlineUsers"
+#define ONLINE_CHANNEL    "online_change"
+
+struct pending_change {
+    struct pending_change *next;
+    size_t len;
+    char payload[];
+};
+
+struct imp_watcher {
+    struct imp_engine *e;
+    pthread_t thread;
+    int started;
+    struct ev_loop *loop;
+    struct imp_inbox inbox;
+    struct imp_http *http;
+    struct imp_etcd *etcd;
+    struct imp_redis_sub *sub;
+    ev_timer load_retry;
+
+    /* online loader */
+    int subscribed;
+    int need_load;
+    int loading;
+    uint32_t gen;      /* generation of the live table */
+    uint32_t load_gen; /* generation being loaded */
+    uint64_t cursor;
+    uint64_t load_seq; /* tags page requests so a stale reply is ignored */
+    size_t loaded_users;
+    int retry_ms;
+    int warned_no_user;
+    struct pending_change *buf_head, **buf_tail;
+    size_t buffered;
+    struct imp_grpc_channel *user_ch;
+
+    atomic_int pub_subscribed;
+    atomic_int pub_synced;
+    atomic_long pub_loads;
+
+    struct imp_metric *m_change, *m_change_bad, *m_online;
+};
+
+static void try_load(struct imp_watcher *w);
+
+static void apply_change(struct imp_watcher *w, const char *payload, size_t len, uint32_t gen)
+{
+    const char *uid;
+    size_t uidlen;
+    uint64_t platforms;
+    char err[160];
+    if (imp_online_parse_change(payload, len, &uid, &uidlen, &platforms, err, sizeof(err)) != 0) {
+        struct imp_buf b;
+        imp_buf_init(&b);
+        imp_buf_puts(&b, "\"channel\":\"" ONLINE_CHANNEL "\",\"payload\":");
+        imp_buf_json_str(&b, payload, IMP_MIN(len, 200));
+        imp_buf_puts(&b, ",\"error\":");
+        imp_buf_json_cstr(&b, err);
+        imp_log_fields(IMP_LOG_WARN, NULL, "bad online_change message dropped", b.data);
+        imp_buf_dispose(&b);
+        imp_metric_add(w->m_change_bad, 1);
+        return;
+    }
+    imp_online_set(w->e->online, uid, uidlen, platforms, gen);
+    imp_metric_add(w->m_change, 1);
+}
+
+static void buffer_clear(struct imp_watcher *w)
+{
+    while (w->buf_head) {
+        struct pending_change *n = w->buf_head->next;
+        free(w->buf_head);
+        w->buf_head = n;
+    }
+    w->buf_tail = &w->buf_head;
+    w->buffered = 0;
+}
+
+static void on_redis_message(void *arg, const char *channel, const char *payload, size_t len)
+{
+    struct imp_watcher *w = arg;
+    if (strcmp(channel, ONLINE_CHANNEL) != 0) return;
+    if (w->loading || w->need_load) {
+        struct pending_change *p = imp_xmalloc(sizeof(*p) + len);
+        p->next = NULL;
+        p->len = len;
+        memcpy(p->payload, payload, len);
+        *w->buf_tail = p;
+        w->buf_tail = &p->next;
+        w->buffered++;
+        return;
+    }
+    apply_change(w, payload, len, w->gen);
+    imp_metric_set(w->m_online, (int64_t)imp_online_count(w->e->online));
+}
+
+static void on_subscribed(void *arg)
+{
+    struct imp_watcher *w = arg;
+    w->subscribed = 1;
+    w->need_load = 1;
+    w->cursor = 0;
+    w->load_seq++; /* replies of an earlier load are stale now */
+    w->loading = 0;
+    atomic_store(&w->pub_subscribed, 1);
+    buffer_clear(w);
+    try_load(w);
+}
+
+static void on_lost(void *arg)
+{
+    struct imp_watcher *w = arg;
+    w->subscribed = 0;
+    atomic_store(&w->pub_subscribed, 0);
+    if (w->loading) imp_warn(NULL, "online table load abandoned: Redis connection lost");
+    w->loading = 0;
+    w->need_load = 1;
+    w->cursor = 0;
+    w->load_seq++;
+    buffer_clear(w);
+}
+
+static void on_etcd_synced(void *arg)
+{
+    struct imp_watcher *w = arg;
+    atomic_store(&w->pub_synced, 1);
+    try_load(w);
+}
+
+static void schedule_load_retry(struct imp_watcher *w)
+{
+    ev_timer_stop(w->loop, &w->load_retry);
+    ev_timer_set(&w->load_retry, w->retry_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->load_retry);
+    w->retry_ms = w->retry_ms * 2 > 5000 ? 5000 : w->retry_ms * 2;
+}
+
+static void request_page(struct imp_watcher *w);
+
+static void load_finished(struct imp_watcher *w)
+{
+    size_t swept = imp_online_sweep(w->e->online, w->load_gen);
+    size_t applied = w->buffered;
+    for (struct pending_change *p = w->buf_head; p; p = p->next)
+        apply_change(w, p->payload, p->len, w->load_gen);
+    buffer_clear(w);
+    w->gen = w->load_gen;
+    w->loading = 0;
+    w->need_load = 0;
+    w->retry_ms = 200;
+    size_t count = imp_online_count(w->e->online);
+    imp_metric_set(w->m_online, (int64_t)count);
+    atomic_fetch_add(&w->pub_loads, 1);
+    imp_info(NULL,
+             "online table loaded: %zu users online (%zu paged, %zu buffered changes "
+             "applied, %zu stale removed)",
+             count, w->loaded_users, applied, swept);
+    imp_engine_online_loaded(w->e);
+}
+
+struct page_req {
+    struct imp_watcher *w;
+    uint64_t seq;
+};
+
+static void on_page(void *arg, const struct imp_grpc_result *r)
+{
+    struct page_req *pr = arg;
+    struct imp_watcher *w = pr->w;
+    int stale = pr->seq != w->load_seq || !w->loading;
+    char sname[16];
+    free(pr);
+    if (stale) return; /* that load was abandoned */
+    if (r->status != 0) {
+        imp_warn(NULL, "getAllOnlineUsers (cursor %llu) failed: %s: %s; retrying in %d ms",
+                 (unsigned long long)w->cursor,
+                 imp_grpc_status_name(r->status, sname, sizeof(sname)), r->details, w->retry_ms);
+        w->loading = 0; /* try_load resumes from the same cursor */
+        schedule_load_retry(w);
+        return;
+    }
+    Openim__User__GetAllOnlineUsersResp *resp =
+        openim__user__get_all_online_users_resp__unpack(NULL, r->len, r->data);
+    if (!resp) {
+        imp_warn(NULL, "getAllOnlineUsers: unparseable reply (%zu bytes); retrying", r->len);
+        w->loading = 0;
+        schedule_load_retry(w);
+        return;
+    }
+    for (size_t i = 0; i < resp->n_statuslist; i++) {
+        const Openim__User__OnlineStatus *s = resp->statuslist[i];
+        if (!s->userid || !s->userid[0]) continue;
+        uint64_t set = 0;
+        for (size_t k = 0; k < s->n_platformids; k++)
+            if (s->platformids[k] >= 0 && s->platformids[k] <= IMP_ONLINE_MAX_PLATFORM)
+                set |= 1ULL << s->platformids[k];
+        if (!set) continue;
+        imp_online_set(w->e->online, s->userid, strlen(s->userid), set, w->load_gen);
+        w->loaded_users++;
+    }
+    w->cursor = resp->nextcursor;
+    openim__user__get_all_online_users_resp__free_unpacked(resp, NULL);
+    if (w->cursor == 0)
+        load_finished(w);
+    else
+        request_page(w);
+}
+
+static void request_page(struct imp_watcher *w)
+{
+    struct imp_svclist *l = imp_registry_fetch(w->e->registry, w->e->cfg->svc_user);
+    if (l->n == 0) {
+        if (!w->warned_no_user)
+            imp_warn(NULL, "online table: no '%s' service in etcd yet; waiting",
+                     w->e->cfg->svc_user);
+        w->warned_no_user = 1;
+        imp_svclist_release(l);
+        w->loading = 0;
+        schedule_load_retry(w);
+        return;
+    }
+    const char *addr = l->addrs[w->cursor % l->n];
+    if (!w->user_ch || strcmp(imp_grpc_channel_addr(w->user_ch), addr) != 0) {
+        imp_grpc_channel_destroy(w->user_ch);
+        w->user_ch = imp_grpc_channel_create(addr, 64 << 20);
+    }
+    imp_svclist_release(l);
+
+    Openim__User__GetAllOnlineUsersReq req = OPENIM__USER__GET_ALL_ONLINE_USERS_REQ__INIT;
+    req.cursor = w->cursor;
+    uint8_t buf[32];
+    size_t n = openim__user__get_all_online_users_req__pack(&req, buf);
+    char opid[64];
+    snprintf(opid, sizeof(opid), "impulse-online-load-%llu", (unsigned long long)imp_wall_ms());
+    struct imp_grpc_md md[1] = {{"operationid", opid}};
+    struct page_req *pr = imp_xmalloc(sizeof(*pr));
+    pr->w = w;
+    pr->seq = w->load_seq;
+    if (imp_grpc_unary(w->user_ch, ALL_ONLINE_METHOD, buf, n, w->e->cfg->rpc_timeout_ms, md, 1,
+                       &w->inbox, on_page, pr) != 0) {
+        free(pr);
+        w->loading = 0;
+        schedule_load_retry(w);
+    }
+}
+
+static void try_load(struct imp_watcher *w)
+{
+    if (!w->need_load || w->loading || !w->subscribed || !imp_etcd_synced(w->etcd)) return;
+    if (ev_is_active(&w->load_retry)) return; /* a retry is scheduled */
+    if (w->cursor == 0) {
+        w->load_gen = w->gen + 1;
+        w->loaded_users = 0;
+    }
+    w->loading = 1;
+    request_page(w);
+}
+
+static void on_load_retry(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct imp_watcher *w = t->data;
+    ev_timer_stop(w->loop, t);
+    try_load(w);
+}
+
+static void *watcher_main(void *arg)
+{
+    struct imp_watcher *w = arg;
+    imp_inbox_start(&w->inbox);
+    imp_etcd_start(w->etcd);
+    imp_redis_sub_start(w->sub);
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+struct imp_watcher *imp_watcher_create(struct imp_engine *e)
+{
+    struct imp_watcher *w = imp_xcalloc(1, sizeof(*w));
+    w->e = e;
+    w->loop = ev_loop_new(EVFLAG_AUTO);
+    imp_inbox_init(&w->inbox, w->loop);
+    w->http = imp_http_create(w->loop);
+    w->etcd = imp_etcd_create(w->loop, w->http, e->cfg, e->registry, on_etcd_synced, w);
+    static const char *channels[] = {ONLINE_CHANNEL};
+    struct imp_redis_sub_handler h = {on_subscribed, on_lost, on_redis_message, w};
+    w->sub = imp_redis_sub_create(w->loop, e->cfg, channels, 1, &h);
+    w->buf_tail = &w->buf_head;
+    w->retry_ms = 200;
+    ev_timer_init(&w->load_retry, on_load_retry, 0., 0.);
+    w->load_retry.data = w;
+    w->m_change =
+        imp_metrics_counter("impulse_online_changes_total", NULL, "online_change messages applied");
+    w->m_change_bad = imp_metrics_counter("impulse_online_changes_bad_total", NULL,
+                                          "online_change messages dropped as malformed");
+    w->m_online = imp_metrics_gauge("impulse_online_users", NULL, "Users in the online table");
+    return w;
+}
+
+int imp_watcher_start(struct imp_watcher *w)
+{
+    if (pthread_create(&w->thread, NULL, watcher_main, w) != 0) return IMP_EIO;
+    w->started = 1;
+    return 0;
+}
+
+static void cmd_stop(void *arg)
+{
+    struct imp_watcher *w = arg;
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+void imp_watcher_stop(struct imp_watcher *w)
+{
+    if (!w->started) return;
+    imp_inbox_post(&w->inbox, cmd_stop, w);
+    pthread_join(w->thread, NULL);
+    w->started = 0;
+}
+
+void imp_watcher_destroy(struct imp_watcher *w)
+{
+    if (!w) return;
+    ev_timer_stop(w->loop, &w->load_retry);
+    imp_redis_sub_destroy(w->sub);
+    imp_etcd_destroy(w->etcd);
+    imp_http_destroy(w->http);
+    imp_grpc_channel_destroy(w->user_ch);
+    buffer_clear(w);
+    imp_inbox_dispose(&w->inbox);
+    ev_loop_destroy(w->loop);
+    free(w);
+}
+
+int imp_watcher_redis_subscribed(struct imp_watcher *w) { return atomic_load(&w->pub_subscribed); }
+int imp_watcher_etcd_synced(struct imp_watcher *w) { return atomic_load(&w->pub_synced); }
+long imp_watcher_online_loads(struct imp_watcher *w) { return atomic_load(&w->pub_loads); }

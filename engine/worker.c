@@ -1,0 +1,839 @@
+/*
+ * Worker thread. Everything here runs on the worker's own loop; other
+ * threads reach it only through its inbox (commands, gRPC completions).
+ *
+ * Message lifecycle:
+ *   fetched ──decode──► keyed queue ──head of its key──► runnable
+ *   runnable ──► coroutine: driver.handle(policy, fields, opid)
+ *        route() ─(may yield on RPCs)─► push_online ─(yields on fan-out)─►
+ *        returns ──► done: offset tracker, next message of the key
+ * Runnable messages are started from one loop (run_ready), never by
+ * recursion, so a long chain of same-key messages that finish at once
+ * cannot grow the C stack.
+ */
+#include "worker.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "common.h"
+#include "engine.h"
+#include "gateway.h"
+#include "group.pb-c.h"
+#include "grpc.h"
+#include "inbox.h"
+#include "kafka.h"
+#include "keyq.h"
+#include "log.h"
+#include "metrics.h"
+#include "online.h"
+#include "push.pb-c.h"
+#include "registry.h"
+#include "strset.h"
+#include "vm.h"
+
+#define GROUP_MEMBERS_METHOD "/openim.group.group/getGroupMemberUserIDs"
+#define TASKS_KEY            "impulse.tasks"
+
+struct task {
+    struct imp_keyq_node qnode; /* first: container of the node */
+    struct task *next, *prev;   /* worker's task list */
+    struct task *run_next;
+    struct imp_worker *w;
+    rd_kafka_message_t *rkm;
+    struct imp_msgref ref;
+    Openim__Push__PushMsgReq *req;
+    char *hdr[4]; /* operationID, opUserID, platform, connID */
+    lua_State *co;
+    int co_ref;
+    int waiting; /* yielded inside an engine call */
+    int started;
+    uint64_t start_ms;
+    struct imp_buf msgdata; /* MsgData re-encoded with status 2 */
+    /* online push */
+    struct imp_strset users;
+    char **online;
+    size_t nonline;
+    struct imp_svclist *gws;
+};
+
+enum { H_OPID, H_OPUSER, H_PLATFORM, H_CONNID };
+static const char *header_names[4] = {"operationID", "opUserID", "platform", "connID"};
+
+struct chan {
+    char *addr;
+    struct imp_grpc_channel *ch;
+};
+
+struct imp_worker {
+    struct imp_engine *e;
+    const struct imp_config *cfg;
+    int id;
+    char client_id[96];
+    pthread_t thread;
+    int thread_started;
+    struct ev_loop *loop;
+    struct imp_inbox inbox;
+    struct imp_vm *vm;
+    struct imp_consumer *consumer;
+    struct imp_keyq keyq;
+    struct task *tasks;
+    struct task *runq_head, *runq_tail;
+    int inflight;
+    int stopping;
+    int finished;
+    ev_timer drain_timer;
+    struct chan *chans;
+    size_t nchans;
+    struct imp_svclist *gw_seen; /* gateway list the channels follow */
+    size_t group_rr;
+    atomic_int assigned_once;
+    atomic_int partitions;
+    atomic_int inflight_pub;
+    struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_long;
+};
+
+static void run_ready(struct imp_worker *w);
+static void task_resume(struct task *t, int nargs);
+
+/* ---------- channels ---------- */
+
+static struct imp_grpc_channel *channel_for(struct imp_worker *w, const char *addr)
+{
+    for (size_t i = 0; i < w->nchans; i++)
+        if (strcmp(w->chans[i].addr, addr) == 0) return w->chans[i].ch;
+    w->chans = imp_xrealloc(w->chans, (w->nchans + 1) * sizeof(*w->chans));
+    w->chans[w->nchans].addr = imp_xstrdup(addr);
+    w->chans[w->nchans].ch = imp_grpc_channel_create(addr, w->cfg->max_grpc_message);
+    return w->chans[w->nchans++].ch;
+}
+
+static void channel_drop(struct imp_worker *w, const char *addr)
+{
+    for (size_t i = 0; i < w->nchans; i++) {
+        if (strcmp(w->chans[i].addr, addr) != 0) continue;
+        imp_grpc_channel_destroy(w->chans[i].ch);
+        free(w->chans[i].addr);
+        w->chans[i] = w->chans[--w->nchans];
+        return;
+    }
+}
+
+/* The current gateway list, with channels for gateways that left closed. */
+static struct imp_svclist *gateways(struct imp_worker *w)
+{
+    struct imp_svclist *cur = imp_registry_fetch(w->e->registry, w->cfg->svc_gateway);
+    if (w->gw_seen && w->gw_seen->version != cur->version) {
+        for (size_t i = 0; i < w->gw_seen->n; i++) {
+            int still = 0;
+            for (size_t j = 0; j < cur->n && !still; j++)
+                still = strcmp(w->gw_seen->addrs[i], cur->addrs[j]) == 0;
+            if (!still) channel_drop(w, w->gw_seen->addrs[i]);
+        }
+    }
+    if (w->gw_seen != cur) {
+        imp_svclist_release(w->gw_seen);
+        w->gw_seen = cur;
+        atomic_fetch_add((_Atomic int *)&cur->refs, 1);
+    }
+    return cur; /* the caller owns one reference */
+}
+
+/* ---------- tasks ---------- */
+
+static struct task *current_task(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    struct task *t = lua_touserdata(L, -1);
+    lua_pop(L, 2);
+    return t;
+}
+
+static void task_grpc_md(const struct task *t, struct imp_grpc_md md[4])
+{
+    md[0] = (struct imp_grpc_md){"operationid", t->hdr[H_OPID]};
+    md[1] = (struct imp_grpc_md){"opuserid", t->hdr[H_OPUSER]};
+    md[2] = (struct imp_grpc_md){"platform", t->hdr[H_PLATFORM]};
+    md[3] = (struct imp_grpc_md){"connid", t->hdr[H_CONNID]};
+}
+
+static void task_free(struct task *t)
+{
+    struct imp_worker *w = t->w;
+    if (t->co_ref != LUA_NOREF) {
+        lua_State *L = w->vm->L;
+        lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+        lua_pushnil(L);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+    }
+    if (t->req) openim__push__push_msg_req__free_unpacked(t->req, NULL);
+    if (t->rkm) rd_kafka_message_destroy(t->rkm);
+    for (int i = 0; i < 4; i++) free(t->hdr[i]);
+    imp_buf_dispose(&t->msgdata);
+    imp_strset_dispose(&t->users);
+    free(t->online);
+    imp_svclist_release(t->gws);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        w->tasks = t->next;
+    if (t->next) t->next->prev = t->prev;
+    free(t);
+}
+
+static void maybe_finish(struct imp_worker *w);
+
+/* The message is fully handled: store its offset, release the next
+ * message of its key, resume fetching when below the low-water mark. */
+static void task_done(struct task *t)
+{
+    struct imp_worker *w = t->w;
+    if (w->consumer) imp_consumer_done(w->consumer, t->ref);
+    if (t->started) {
+        struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
+        if (next) {
+            struct task *n = (struct task *)next;
+            n->run_next = NULL;
+            if (w->runq_tail)
+                w->runq_tail->run_next = n;
+            else
+                w->runq_head = n;
+            w->runq_tail = n;
+        }
+    }
+    task_free(t);
+    w->inflight--;
+    atomic_store(&w->inflight_pub, w->inflight);
+    if (w->consumer && imp_consumer_paused(w->consumer) && !w->stopping &&
+        w->inflight <= w->cfg->max_inflight / 2)
+        imp_consumer_resume(w->consumer);
+    maybe_finish(w);
+}
+
+static const char *opid_of(const struct task *t) { return t->hdr[H_OPID] ? t->hdr[H_OPID] : ""; }
+
+/* Pushes the decoded message as a plain table of fields onto L. */
+static void push_fields(lua_State *L, const struct task *t)
+{
+    const Openim__Sdkws__MsgData *m = t->req->msgdata;
+    lua_createtable(L, 0, 28);
+#define S(name, v) (lua_pushstring(L, (v) ? (v) : ""), lua_setfield(L, -2, name))
+#define I(name, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, name))
+    S("sendID", m->sendid);
+    S("recvID", m->recvid);
+    S("groupID", m->groupid);
+    S("clientMsgID", m->clientmsgid);
+    S("serverMsgID", m->servermsgid);
+    I("senderPlatformID", m->senderplatformid);
+    S("senderNickname", m->sendernickname);
+    S("senderFaceURL", m->senderfaceurl);
+    I("sessionType", m->sessiontype);
+    I("msgFrom", m->msgfrom);
+    I("contentType", m->contenttype);
+    lua_pushlstring(L, (const char *)m->content.data, m->content.len);
+    lua_setfield(L, -2, "content");
+    I("seq", m->seq);
+    I("sendTime", m->sendtime);
+    I("createTime", m->createtime);
+    I("status", m->status);
+    lua_pushboolean(L, m->isread);
+    lua_setfield(L, -2, "isRead");
+    lua_createtable(L, 0, (int)m->n_options);
+    for (size_t i = 0; i < m->n_options; i++) {
+        if (!m->options[i]->key) continue;
+        lua_pushboolean(L, m->options[i]->value);
+        lua_setfield(L, -2, m->options[i]->key);
+    }
+    lua_setfield(L, -2, "options");
+    if (m->offlinepushinfo) {
+        const Openim__Sdkws__OfflinePushInfo *o = m->offlinepushinfo;
+        lua_createtable(L, 0, 6);
+        S("title", o->title);
+        S("desc", o->desc);
+        S("ex", o->ex);
+        S("iOSPushSound", o->iospushsound);
+        lua_pushboolean(L, o->iosbadgecount);
+        lua_setfield(L, -2, "iOSBadgeCount");
+        S("signalInfo", o->signalinfo);
+        lua_setfield(L, -2, "offlinePushInfo");
+    }
+    lua_createtable(L, (int)m->n_atuseridlist, 0);
+    for (size_t i = 0; i < m->n_atuseridlist; i++) {
+        lua_pushstring(L, m->atuseridlist[i] ? m->atuseridlist[i] : "");
+        lua_rawseti(L, -2, (int)i + 1);
+    }
+    lua_setfield(L, -2, "atUserIDList");
+    S("attachedInfo", m->attachedinfo);
+    S("ex", m->ex);
+    S("conversationID", t->req->conversationid);
+#undef S
+#undef I
+}
+
+/* Starts a runnable message: coroutine running driver.handle. */
+static void task_start(struct task *t)
+{
+    struct imp_worker *w = t->w;
+    lua_State *L = w->vm->L;
+    Openim__Sdkws__MsgData *m = t->req->msgdata;
+
+    t->started = 1;
+    t->start_ms = imp_now_ms();
+    if (m->status == 1) m->status = 2; /* sending → sent, as OpenIM does */
+    int64_t age = (int64_t)imp_wall_ms() - m->sendtime;
+    if (m->sendtime > 0 && age > w->cfg->long_time_push_ms) imp_metric_add(w->m_long, 1);
+    size_t len = openim__sdkws__msg_data__get_packed_size(m);
+    imp_buf_reserve(&t->msgdata, len);
+    openim__sdkws__msg_data__pack(m, (uint8_t *)t->msgdata.data);
+    t->msgdata.len = len;
+
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->vm->handle_ref);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->vm->policy_ref);
+    push_fields(t->co, t);
+    lua_pushstring(t->co, opid_of(t));
+    task_resume(t, 3);
+}
+
+static void log_failure(struct task *t, const char *what, const char *detail)
+{
+    struct imp_buf b;
+    const Openim__Sdkws__MsgData *m = t->req ? t->req->msgdata : NULL;
+    imp_buf_init(&b);
+    imp_buf_puts(&b, "\"error\":");
+    imp_buf_json_cstr(&b, detail);
+    if (m) {
+        imp_buf_puts(&b, ",\"clientMsgID\":");
+        imp_buf_json_cstr(&b, m->clientmsgid);
+    }
+    imp_buf_printf(&b, ",\"partition\":%d,\"offset\":%lld", (int)t->ref.partition,
+                   t->rkm ? (long long)t->rkm->offset : -1LL);
+    imp_log_fields(IMP_LOG_ERROR, opid_of(t), what, b.data);
+    imp_buf_dispose(&b);
+}
+
+static void task_resume(struct task *t, int nargs)
+{
+    struct imp_worker *w = t->w;
+    char err[4096];
+    t->waiting = 0;
+    int st = lua_resume(t->co, nargs);
+    if (st == LUA_YIELD) {
+        if (t->waiting) return;
+        log_failure(t, "script error", "the policy yielded outside an engine call");
+        imp_metric_add(w->m_script_err, 1);
+    } else if (st == 0) {
+        if (lua_gettop(t->co) >= 2 && lua_isnil(t->co, 1)) {
+            const char *e = lua_tostring(t->co, 2);
+            log_failure(t, "route failed", e ? e : "(no reason)");
+            imp_metric_add(w->m_route_err, 1);
+        } else {
+            imp_metric_add(w->m_ok, 1);
+        }
+    } else {
+        imp_vm_resume_error(w->vm->L, t->co, st, err, sizeof(err));
+        log_failure(t, "script error", err);
+        imp_metric_add(w->m_script_err, 1);
+    }
+    task_done(t);
+}
+
+static void run_ready(struct imp_worker *w)
+{
+    while (w->runq_head) {
+        struct task *t = w->runq_head;
+        w->runq_head = t->run_next;
+        if (!w->runq_head) w->runq_tail = NULL;
+        task_start(t);
+    }
+}
+
+/* ---------- Kafka ---------- */
+
+static char *header_dup(rd_kafka_headers_t *h, const char *name)
+{
+    const void *v;
+    size_t n;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR || !v)
+        return NULL;
+    return imp_xstrndup(v, n);
+}
+
+static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
+{
+    struct imp_worker *w = arg;
+    struct task *t = imp_xcalloc(1, sizeof(*t));
+    rd_kafka_headers_t *hdrs = NULL;
+
+    t->w = w;
+    t->rkm = m;
+    t->ref = ref;
+    t->co_ref = LUA_NOREF;
+    imp_buf_init(&t->msgdata);
+    imp_strset_init(&t->users);
+    t->next = w->tasks;
+    if (w->tasks) w->tasks->prev = t;
+    w->tasks = t;
+    w->inflight++;
+    atomic_store(&w->inflight_pub, w->inflight);
+
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < 4; i++) t->hdr[i] = header_dup(hdrs, header_names[i]);
+
+    t->req = openim__push__push_msg_req__unpack(NULL, m->len, m->payload);
+    if (!t->req || !t->req->msgdata) {
+        char why[128];
+        snprintf(why, sizeof(why), "the record is not a PushMsgReq%s (%zu bytes)",
+                 t->req ? " with msgData" : "", m->len);
+        log_failure(t, "bad record", why);
+        imp_metric_add(w->m_bad, 1);
+        task_done(t);
+        return;
+    }
+    if (imp_keyq_push(&w->keyq, m->key, m->key_len, &t->qnode)) {
+        t->run_next = NULL;
+        if (w->runq_tail)
+            w->runq_tail->run_next = t;
+        else
+            w->runq_head = t;
+        w->runq_tail = t;
+    }
+    if (w->inflight >= w->cfg->max_inflight) imp_consumer_pause(w->consumer);
+    run_ready(w);
+}
+
+static void on_assigned(void *arg, int n)
+{
+    struct imp_worker *w = arg;
+    atomic_store(&w->partitions, n);
+    atomic_store(&w->assigned_once, 1);
+}
+
+/* ---------- Lua: impulse.core ---------- */
+
+static struct imp_worker *self(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
+
+/* log(level, operationID, text) */
+static int l_log(lua_State *L)
+{
+    const char *lv = luaL_checkstring(L, 1);
+    const char *opid = luaL_optstring(L, 2, NULL);
+    const char *text = luaL_checkstring(L, 3);
+    int level = imp_log_level_parse(lv);
+    if (level < 0) return luaL_error(L, "bad log level '%s'", lv);
+    struct imp_buf b;
+    imp_buf_init(&b);
+    imp_buf_printf(&b, "\"worker\":%d,\"source\":\"script\"", self(L)->id);
+    imp_log_fields(level, opid, text, b.data);
+    imp_buf_dispose(&b);
+    return 0;
+}
+
+struct rpc_wait {
+    struct task *t;
+};
+
+static void on_group_members(void *arg, const struct imp_grpc_result *r)
+{
+    struct rpc_wait *rw = arg;
+    struct task *t = rw->t;
+    struct imp_worker *w = t->w;
+    lua_State *co = t->co;
+    char sname[16];
+    free(rw);
+    if (r->status != 0) {
+        lua_pushnil(co);
+        lua_pushfstring(co, "group service: %s: %s",
+                        imp_grpc_status_name(r->status, sname, sizeof(sname)), r->details);
+    } else {
+        Openim__Group__GetGroupMemberUserIDsResp *resp =
+            openim__group__get_group_member_user_ids_resp__unpack(NULL, r->len, r->data);
+        if (!resp) {
+            lua_pushnil(co);
+            lua_pushfstring(co, "group service: unparseable reply (%d bytes)", (int)r->len);
+        } else {
+            lua_createtable(co, (int)resp->n_userids, 0);
+            for (size_t i = 0; i < resp->n_userids; i++) {
+                lua_pushstring(co, resp->userids[i]);
+                lua_rawseti(co, -2, (int)i + 1);
+            }
+            lua_pushnil(co);
+            openim__group__get_group_member_user_ids_resp__free_unpacked(resp, NULL);
+        }
+    }
+    char labels[160];
+    snprintf(labels, sizeof(labels), "path=\"%s\",code=\"%d\"", GROUP_MEMBERS_METHOD, r->status);
+    imp_metrics_inc("impulse_rpc_client_total", labels, 1);
+    task_resume(t, 2); /* t may be freed here */
+    run_ready(w);
+}
+
+/* group_member_ids(groupID) -> true (pending) | false, nil, err */
+static int l_group_member_ids(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    size_t len;
+    const char *gid = luaL_checklstring(L, 1, &len);
+    if (!t) return luaL_error(L, "group_member_ids called outside a message coroutine");
+    struct imp_svclist *l = imp_registry_fetch(w->e->registry, w->cfg->svc_group);
+    if (l->n == 0) {
+        imp_svclist_release(l);
+        lua_pushboolean(L, 0);
+        lua_pushnil(L);
+        lua_pushfstring(L, "no %s service node registered in etcd", w->cfg->svc_group);
+        return 3;
+    }
+    struct imp_grpc_channel *ch = channel_for(w, l->addrs[w->group_rr++ % l->n]);
+    imp_svclist_release(l);
+
+    Openim__Group__GetGroupMemberUserIDsReq req =
+        OPENIM__GROUP__GET_GROUP_MEMBER_USER_IDS_REQ__INIT;
+    req.groupid = (char *)gid;
+    size_t n = openim__group__get_group_member_user_ids_req__get_packed_size(&req);
+    uint8_t *buf = imp_xmalloc(n);
+    openim__group__get_group_member_user_ids_req__pack(&req, buf);
+    struct imp_grpc_md md[4];
+    task_grpc_md(t, md);
+    struct rpc_wait *rw = imp_xmalloc(sizeof(*rw));
+    rw->t = t;
+    int rc = imp_grpc_unary(ch, GROUP_MEMBERS_METHOD, buf, n, w->cfg->rpc_timeout_ms, md, 4,
+                            &w->inbox, on_group_members, rw);
+    free(buf);
+    if (rc != 0) {
+        free(rw);
+        lua_pushboolean(L, 0);
+        lua_pushnil(L);
+        lua_pushstring(L, "group service: cannot start the call");
+        return 3;
+    }
+    t->waiting = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static void json_users(struct imp_buf *b, char *const *users, size_t n, size_t cap)
+{
+    imp_buf_putc(b, '[');
+    for (size_t i = 0; i < n && i < cap; i++) {
+        if (i) imp_buf_putc(b, ',');
+        imp_buf_json_cstr(b, users[i]);
+    }
+    imp_buf_putc(b, ']');
+}
+
+/* One line per message: who it was for, who was online, which gateways
+ * were called and whom they reached. Lists are capped (routeLogUsers). */
+static void log_route(struct task *t, const struct imp_fanout *f)
+{
+    const Openim__Sdkws__MsgData *m = t->req->msgdata;
+    size_t cap = (size_t)t->w->cfg->route_log_users;
+    struct imp_buf b;
+    char **tmp;
+    size_t n;
+
+    imp_buf_init(&b);
+    imp_buf_puts(&b, "\"clientMsgID\":");
+    imp_buf_json_cstr(&b, m->clientmsgid);
+    imp_buf_printf(&b, ",\"sessionType\":%d,\"contentType\":%d,\"sendID\":", m->sessiontype,
+                   m->contenttype);
+    imp_buf_json_cstr(&b, m->sendid);
+    imp_buf_puts(&b, ",\"recvID\":");
+    imp_buf_json_cstr(&b, m->recvid);
+    imp_buf_puts(&b, ",\"groupID\":");
+    imp_buf_json_cstr(&b, m->groupid);
+    imp_buf_printf(&b, ",\"recipients\":%zu,\"online\":", t->users.n);
+    json_users(&b, t->online, t->nonline, cap);
+    tmp = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
+    n = 0;
+    for (size_t i = 0; i < t->users.n; i++)
+        if (!imp_online_get(t->w->e->online, t->users.items[i], strlen(t->users.items[i])))
+            tmp[n++] = t->users.items[i];
+    imp_buf_puts(&b, ",\"offline\":");
+    json_users(&b, tmp, n, cap);
+    n = 0;
+    for (size_t i = 0; i < t->nonline; i++)
+        if (f->reached[i]) tmp[n++] = t->online[i];
+    imp_buf_puts(&b, ",\"reached\":");
+    json_users(&b, tmp, n, cap);
+    free(tmp);
+    imp_buf_puts(&b, ",\"gateways\":[");
+    for (size_t g = 0; g < f->ngw; g++) {
+        if (g) imp_buf_putc(&b, ',');
+        imp_buf_puts(&b, "{\"addr\":");
+        imp_buf_json_cstr(&b, f->gw[g].addr);
+        imp_buf_printf(&b, ",\"calls\":%d,\"reached\":%zu", f->gw[g].calls, f->gw[g].reached);
+        if (f->gw[g].failed) {
+            imp_buf_puts(&b, ",\"error\":");
+            imp_buf_json_cstr(&b, f->gw[g].error);
+        }
+        imp_buf_putc(&b, '}');
+    }
+    imp_buf_printf(&b, "],\"ms\":%llu", (unsigned long long)(imp_now_ms() - t->start_ms));
+    imp_log_fields(IMP_LOG_INFO, opid_of(t), "push", b.data);
+    imp_buf_dispose(&b);
+}
+
+static void on_fanout(struct imp_fanout *f, void *arg)
+{
+    struct task *t = arg;
+    struct imp_worker *w = t->w;
+    lua_State *co = t->co;
+
+    log_route(t, f);
+    imp_metrics_inc("impulse_online_push_users_total", "result=\"reached\"", (int64_t)f->nreached);
+    imp_metrics_inc("impulse_online_push_users_total", "result=\"not_reached\"",
+                    (int64_t)(t->users.n - f->nreached));
+
+    /* result = { recipients = n, reached = {...}, not_reached = {...} } */
+    lua_createtable(co, 0, 3);
+    lua_pushnumber(co, (lua_Number)t->users.n);
+    lua_setfield(co, -2, "recipients");
+    lua_createtable(co, (int)f->nreached, 0);
+    lua_createtable(co, (int)(t->users.n - f->nreached), 0);
+    int nr = 0, nn = 0;
+    size_t oi = 0;
+    for (size_t i = 0; i < t->users.n; i++) {
+        const char *u = t->users.items[i];
+        int reached = 0;
+        /* online[] preserves users' order, so one pass matches them */
+        if (oi < t->nonline && t->online[oi] == u) reached = f->reached[oi++];
+        lua_pushstring(co, u);
+        lua_rawseti(co, reached ? -3 : -2, reached ? ++nr : ++nn);
+    }
+    lua_setfield(co, -3, "not_reached");
+    lua_setfield(co, -2, "reached");
+    imp_fanout_destroy(f);
+    task_resume(t, 1);
+    run_ready(w);
+}
+
+/* push_online(users) -> true (pending): the online push of the current
+ * message to users (a list of strings; duplicates are pushed once). */
+static int l_push_online(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    if (!t) return luaL_error(L, "push_online called outside a message coroutine");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t n = lua_objlen(L, 1);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, (int)i);
+        size_t len;
+        const char *u = lua_tolstring(L, -1, &len);
+        if (u && len) imp_strset_add(&t->users, u, len);
+        lua_pop(L, 1);
+    }
+    t->online = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
+    for (size_t i = 0; i < t->users.n; i++) {
+        const char *u = t->users.items[i];
+        if (imp_online_get(w->e->online, u, strlen(u))) t->online[t->nonline++] = t->users.items[i];
+    }
+    t->gws = gateways(w);
+    struct imp_grpc_channel **chs = imp_xcalloc(t->gws->n ? t->gws->n : 1, sizeof(*chs));
+    for (size_t g = 0; g < t->gws->n; g++) chs[g] = channel_for(w, t->gws->addrs[g]);
+    struct imp_grpc_md md[4];
+    task_grpc_md(t, md);
+    struct imp_fanout_req req = {
+        .msgdata = t->msgdata.data,
+        .msgdata_len = t->msgdata.len,
+        .users = t->online,
+        .nusers = t->nonline,
+        .channels = chs,
+        .addrs = t->gws->addrs,
+        .nchannels = t->gws->n,
+        .timeout_ms = w->cfg->gateway_timeout_ms,
+        .max_request = (size_t)w->cfg->max_grpc_message - 1024,
+        .md = md,
+        .nmd = 4,
+        .inbox = &w->inbox,
+        .done = on_fanout,
+        .arg = t,
+    };
+    struct imp_fanout *f = imp_fanout_start(&req);
+    free(chs);
+    if (!f) return luaL_error(L, "the worker is shutting down");
+    t->waiting = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const luaL_Reg core_funcs[] = {
+    {"log", l_log},
+    {"group_member_ids", l_group_member_ids},
+    {"push_online", l_push_online},
+    {NULL, NULL},
+};
+
+/* ---------- lifecycle ---------- */
+
+static void finish(struct imp_worker *w)
+{
+    if (w->finished) return;
+    w->finished = 1;
+    ev_timer_stop(w->loop, &w->drain_timer);
+    if (w->consumer) {
+        imp_consumer_close(w->consumer);
+        w->consumer = NULL;
+    }
+    imp_info(NULL, "worker %d stopped (%d messages abandoned)", w->id, w->inflight);
+    ev_break(w->loop, EVBREAK_ALL);
+}
+
+static void maybe_finish(struct imp_worker *w)
+{
+    if (w->stopping && w->inflight == 0) finish(w);
+}
+
+static void on_drain_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct imp_worker *w = tm->data;
+    imp_warn(NULL,
+             "worker %d: drain deadline passed with %d messages in flight; they will "
+             "be consumed again after restart",
+             w->id, w->inflight);
+    finish(w);
+}
+
+static void cmd_consume(void *arg)
+{
+    struct imp_worker *w = arg;
+    char err[512];
+    if (w->consumer || w->stopping) return;
+    struct imp_consumer_handler h = {on_message, on_assigned, w};
+    w->consumer = imp_consumer_create(w->loop, w->cfg, w->cfg->topic_push, w->cfg->group_push,
+                                      w->client_id, &h, err, sizeof(err));
+    if (!w->consumer || imp_consumer_start(w->consumer, err, sizeof(err)) != 0) {
+        imp_error(NULL, "worker %d: %s", w->id, err);
+        atomic_store(&w->e->stopping, 2);
+        kill(getpid(), SIGTERM);
+        return;
+    }
+    imp_info(NULL, "worker %d joined group %s on %s", w->id, w->cfg->group_push,
+             w->cfg->topic_push);
+}
+
+static void cmd_stop(void *arg)
+{
+    struct imp_worker *w = arg;
+    if (w->stopping) return;
+    w->stopping = 1;
+    if (w->consumer) imp_consumer_stop_fetching(w->consumer);
+    if (w->inflight == 0) {
+        finish(w);
+        return;
+    }
+    imp_info(NULL, "worker %d draining %d messages", w->id, w->inflight);
+    ev_timer_set(&w->drain_timer, w->cfg->drain_timeout_ms / 1000.0, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+}
+
+static void *worker_main(void *arg)
+{
+    struct imp_worker *w = arg;
+    imp_inbox_start(&w->inbox);
+    ev_run(w->loop, 0);
+    return NULL;
+}
+
+struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, size_t errlen)
+{
+    struct imp_worker *w = imp_xcalloc(1, sizeof(*w));
+    char host[64] = "impulse";
+    w->e = e;
+    w->cfg = e->cfg;
+    w->id = id;
+    gethostname(host, sizeof(host) - 1);
+    snprintf(w->client_id, sizeof(w->client_id), "impulse-%s-w%d", host, id);
+    w->loop = ev_loop_new(EVFLAG_AUTO);
+    imp_inbox_init(&w->inbox, w->loop);
+    imp_keyq_init(&w->keyq);
+    ev_timer_init(&w->drain_timer, on_drain_timeout, 0., 0.);
+    w->drain_timer.data = w;
+    w->m_ok = imp_metrics_counter("impulse_messages_total", "topic=\"toPush\",result=\"ok\"",
+                                  "Messages handled, by outcome");
+    w->m_bad = imp_metrics_counter("impulse_messages_total",
+                                   "topic=\"toPush\",result=\"bad_record\"", NULL);
+    w->m_route_err = imp_metrics_counter("impulse_messages_total",
+                                         "topic=\"toPush\",result=\"route_failed\"", NULL);
+    w->m_script_err = imp_metrics_counter("impulse_messages_total",
+                                          "topic=\"toPush\",result=\"script_error\"", NULL);
+    w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
+                                    "Messages older than longTimePushMs when consumed");
+    w->vm = imp_vm_create(e->cfg, core_funcs, w, err, errlen);
+    if (!w->vm) {
+        imp_worker_destroy(w);
+        return NULL;
+    }
+    lua_newtable(w->vm->L);
+    lua_setfield(w->vm->L, LUA_REGISTRYINDEX, TASKS_KEY);
+    return w;
+}
+
+int imp_worker_start(struct imp_worker *w)
+{
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) return IMP_EIO;
+    w->thread_started = 1;
+    return 0;
+}
+
+void imp_worker_consume(struct imp_worker *w) { imp_inbox_post(&w->inbox, cmd_consume, w); }
+void imp_worker_stop(struct imp_worker *w) { imp_inbox_post(&w->inbox, cmd_stop, w); }
+
+void imp_worker_join(struct imp_worker *w)
+{
+    if (w->thread_started) pthread_join(w->thread, NULL);
+    w->thread_started = 0;
+}
+
+void imp_worker_destroy(struct imp_worker *w)
+{
+    if (!w) return;
+    while (w->tasks) task_free(w->tasks);
+    for (size_t i = 0; i < w->nchans; i++) {
+        imp_grpc_channel_destroy(w->chans[i].ch);
+        free(w->chans[i].addr);
+    }
+    free(w->chans);
+    imp_svclist_release(w->gw_seen);
+    imp_vm_destroy(w->vm);
+    imp_keyq_dispose(&w->keyq);
+    imp_inbox_dispose(&w->inbox);
+    ev_loop_destroy(w->loop);
+    free(w);
+}
+
+int imp_worker_assigned(const struct imp_worker *w)
+{
+    return atomic_load(&((struct imp_worker *)w)->assigned_once);
+}
+int imp_worker_partitions(const struct imp_worker *w)
+{
+    return atomic_load(&((struct imp_worker *)w)->partitions);
+}
+int imp_worker_inflight(const struct imp_worker *w)
+{
+    return atomic_load(&((struct imp_worker *)w)->inflight_pub);
+}

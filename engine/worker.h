@@ -1,0 +1,39 @@
+/*
+ * A worker thread: a libev loop, a LuaJIT VM holding the policy, a Kafka
+ * consumer of toPush in group `push`, and its own gRPC channels.
+ *
+ * Per message: decode PushMsgReq, queue it behind earlier messages of its
+ * Kafka key, run the policy's route() in a coroutine, look recipients up in
+ * the online table, fan out to every gateway, log the route, then mark the
+ * message done so its offset can be stored. A bad record, a failing script
+ * or a failing peer costs that message only.
+ */
+#ifndef IMP_WORKER_H
+#define IMP_WORKER_H
+
+#include <stddef.h>
+
+struct imp_engine;
+struct imp_worker;
+
+/* Builds the worker and its VM (scripts are loaded here, so a broken script
+ * stops the start). Returns NULL with the reason in err. */
+struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, size_t errlen);
+/* Starts the thread. */
+int imp_worker_start(struct imp_worker *w);
+/* Asks the worker to create its consumer and join the group. Thread-safe. */
+void imp_worker_consume(struct imp_worker *w);
+/* Asks the worker to stop fetching, drain in-flight messages (bounded by
+ * drainTimeoutMs), commit and exit its thread. Thread-safe. */
+void imp_worker_stop(struct imp_worker *w);
+void imp_worker_join(struct imp_worker *w);
+/* Frees the worker; its thread must be joined and gRPC stopped. */
+void imp_worker_destroy(struct imp_worker *w);
+
+/* Readiness: the consumer has had its first assignment. Thread-safe. */
+int imp_worker_assigned(const struct imp_worker *w);
+/* Partitions held now, messages in flight. Thread-safe (approximate). */
+int imp_worker_partitions(const struct imp_worker *w);
+int imp_worker_inflight(const struct imp_worker *w);
+
+#endif

@@ -1,0 +1,97 @@
+-- impulse.driver: how the engine runs one message through the policy.
+-- Engine-internal (not for scripts). The worker calls driver.handle in a
+-- fresh coroutine per message: it builds the read-only message view and the
+-- context, asks the policy for recipients, then hands them to the engine's
+-- online push, which yields until every gateway has answered.
+local core = require "impulse.core"
+
+local error = error
+local type = type
+local tostring = tostring
+local setmetatable = setmetatable
+local select = select
+local string_format = string.format
+local yield = coroutine.yield
+
+local _M = {}
+
+local function readonly_error(_, k)
+  error("the message is read-only (attempt to set '" .. tostring(k) .. "')", 2)
+end
+
+-- Options default to true when the map or the key is missing (OpenIM).
+local function options_view(raw)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = raw[k]
+      if v == nil then return true end
+      return v
+    end,
+    __newindex = readonly_error,
+    __metatable = false,
+  })
+end
+_M.options_view = options_view
+
+-- A read-only view over the decoded fields (a fresh table per message).
+local function message_view(fields)
+  fields.options = options_view(fields.options or {})
+  return setmetatable({}, {
+    __index = fields,
+    __newindex = readonly_error,
+    __metatable = false,
+  })
+end
+_M.message_view = message_view
+
+local function logger(opid)
+  local function at(level)
+    return function(fmt, ...)
+      local text = select("#", ...) > 0 and string_format(fmt, ...) or tostring(fmt)
+      core.log(level, opid, text)
+    end
+  end
+  return { debug = at("debug"), info = at("info"), warn = at("warn"), error = at("error") }
+end
+
+local function new_ctx(opid)
+  return { operationID = opid, log = logger(opid) }
+end
+_M.new_ctx = new_ctx
+
+-- Checks what route() returned: a list of non-empty strings.
+local function check_users(users)
+  if type(users) ~= "table" then
+    return nil, "route() returned a " .. type(users) .. ", expected a list of user IDs"
+  end
+  for i = 1, #users do
+    local u = users[i]
+    if type(u) ~= "string" or u == "" then
+      return nil, string_format("route() returned a bad user ID at [%d] (%s)", i, type(u))
+    end
+  end
+  return users
+end
+
+-- handle(policy, fields, opid) -> result | nil, err
+-- Errors raised by the policy propagate (the worker logs the traceback);
+-- a route() that returns nil, err is reported as err.
+function _M.handle(policy, fields, opid)
+  local msg = message_view(fields)
+  local ctx = new_ctx(opid)
+  local users, err = policy.route(msg, ctx)
+  if users == nil then
+    return nil, "route() failed: " .. tostring(err)
+  end
+  users, err = check_users(users)
+  if not users then
+    return nil, err
+  end
+  local pending, res = core.push_online(users)
+  if pending then
+    res = yield()
+  end
+  return res
+end
+
+return _M

@@ -1,0 +1,24 @@
+-- impulse.group: OpenIM's group service, as straight-line calls that yield
+-- the message's coroutine while the RPC is in flight.
+local core = require "impulse.core"
+
+local type = type
+local yield = coroutine.yield
+
+local _M = {}
+
+-- member_ids(groupID) -> { userID, ... } | nil, err
+-- Calls /openim.group.group/getGroupMemberUserIDs with the message's
+-- operationID. An unknown group is an error (OpenIM returns 1004).
+function _M.member_ids(group_id)
+  if type(group_id) ~= "string" or group_id == "" then
+    error("bad argument #1 to 'member_ids' (non-empty string expected, got " .. type(group_id) .. ")", 2)
+  end
+  local pending, ids, err = core.group_member_ids(group_id)
+  if pending then
+    return yield()
+  end
+  return ids, err
+end
+
+return _M

@@ -1,0 +1,58 @@
+-- lua/impulse/driver.lua: the message view, the context and the checks on
+-- what route() returns, with the engine core stubbed.
+local testing = require "impulse.testing"
+
+describe("impulse.driver", function()
+  local driver
+
+  before_each(function()
+    testing.setup {}
+    driver = require "impulse.driver"
+  end)
+
+  it("gives a read-only view whose options default to true", function()
+    local msg = driver.message_view { recvID = "a", options = { senderSync = false } }
+    assert.equal("a", msg.recvID)
+    assert.is_false(msg.options.senderSync)
+    assert.is_true(msg.options.offlinePush)
+    assert.has_error(function() msg.recvID = "b" end, "the message is read-only (attempt to set 'recvID')")
+    assert.has_error(function() rawset(msg, "x", 1); msg.y = 2 end)
+  end)
+
+  it("passes route()'s users to the online push", function()
+    local policy = { route = function() return { "u1", "u2" } end }
+    local res = driver.handle(policy, { recvID = "u1" }, "op1")
+    assert.equal(2, res.recipients)
+    assert.same({ "push_online", { "u1", "u2" } }, testing.calls[1])
+  end)
+
+  it("reports a route() that returns nil, err", function()
+    local policy = { route = function() return nil, "no members" end }
+    local res, err = driver.handle(policy, {}, "op1")
+    assert.is_nil(res)
+    assert.equal("route() failed: no members", err)
+    assert.same({}, testing.calls)
+  end)
+
+  it("refuses a route() that returns something other than a list of IDs", function()
+    local _, err = driver.handle({ route = function() return "alice" end }, {}, "op1")
+    assert.equal("route() returned a string, expected a list of user IDs", err)
+    _, err = driver.handle({ route = function() return { "a", 42 } end }, {}, "op1")
+    assert.equal("route() returned a bad user ID at [2] (number)", err)
+    _, err = driver.handle({ route = function() return { "" } end }, {}, "op1")
+    assert.matches("bad user ID at %[1%]", err)
+  end)
+
+  it("lets errors raised by route() propagate to the engine", function()
+    local policy = { route = function() error("boom") end }
+    assert.has_error(function() driver.handle(policy, {}, "op1") end)
+  end)
+
+  it("gives hooks a logger tagged with the operationID", function()
+    local ctx = driver.new_ctx("op-7")
+    ctx.log.info("hello %s", "world")
+    ctx.log.error("plain")
+    assert.same({ level = "info", operationID = "op-7", text = "hello world" }, testing.logs[1])
+    assert.same({ level = "error", operationID = "op-7", text = "plain" }, testing.logs[2])
+  end)
+end)

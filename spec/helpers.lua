@@ -1,0 +1,514 @@
+-- spec.helpers: starts and stops the real servers spec/03-engine and the
+-- demo run against, on free loopback ports, and waits for each by polling
+-- (never by fixed sleeps):
+--
+--   redis-server, etcd, impulse-kafka-mock (librdkafka's mock cluster),
+--   the OpenIM stand-in (examples/openim-standin: msggateway nodes and the
+--   user/group/conversation/msg services, on Node's grpc-js), and impulse.
+--
+-- Every process started here is remembered and stopped by stop_all().
+-- Paths: IMPULSE_BIN and IMPULSE_KAFKA_MOCK (set by ctest) or build/.
+local ffi = require "ffi"
+local cjson = require "cjson.safe"
+local kafka = require "spec.helpers.kafka"
+local pb = require "spec.helpers.pb"
+
+local C = ffi.C
+local format = string.format
+local concat = table.concat
+local insert = table.insert
+local tostring = tostring
+local error = error
+local pairs, ipairs = pairs, ipairs
+local io_open, io_popen = io.open, io.popen
+local os_getenv, os_remove, os_execute = os.getenv, os.remove, os.execute
+
+local _M = {}
+
+local function cdef(decl)
+  pcall(ffi.cdef, decl)
+end
+cdef [[
+  typedef unsigned int socklen_t;
+  typedef unsigned short sa_family_t;
+  struct imp_sockaddr_in { sa_family_t sin_family; uint16_t sin_port; uint32_t sin_addr; char pad[8]; };
+  int socket(int domain, int type, int protocol);
+  int bind(int fd, const void *addr, socklen_t len);
+  int getsockname(int fd, void *addr, socklen_t *len);
+  int close(int fd);
+  int kill(int pid, int sig);
+  int poll(void *fds, unsigned long nfds, int timeout);
+  int getpid(void);
+]]
+
+_M.SIGKILL, _M.SIGTERM, _M.SIGSTOP, _M.SIGCONT = 9, 15, 19, 18
+
+_M.root = os_getenv("IMPULSE_ROOT") or "."
+_M.bin = os_getenv("IMPULSE_BIN") or (_M.root .. "/build/impulse")
+_M.kafka_mock_bin = os_getenv("IMPULSE_KAFKA_MOCK") or (_M.root .. "/build/impulse-kafka-mock")
+_M.standin_dir = _M.root .. "/examples/openim-standin"
+_M.pb = pb
+_M.kafka = kafka
+_M.now_ms = kafka.now_ms
+
+-- Sleeps ms milliseconds (used only inside polling loops).
+local function sleep_ms(ms)
+  C.poll(nil, 0, ms)
+end
+_M.sleep_ms = sleep_ms
+
+-- Polls fn() every 20-100 ms until it returns a truthy value (returned), or
+-- raises "timed out waiting for <what>" after timeout_ms.
+function _M.wait_until(fn, timeout_ms, what)
+  local deadline = kafka.now_ms() + (timeout_ms or 10000)
+  local pause = 20
+  while true do
+    local v = fn()
+    if v then return v end
+    if kafka.now_ms() > deadline then
+      error("timed out after " .. (timeout_ms or 10000) .. " ms waiting for " .. (what or "a condition"), 2)
+    end
+    sleep_ms(pause)
+    if pause < 100 then pause = pause + 20 end
+  end
+end
+
+-- A free TCP port on 127.0.0.1 (bind to port 0, read it back, close).
+function _M.free_port()
+  local fd = C.socket(2, 1, 0)
+  assert(fd >= 0, "socket() failed")
+  local sa = ffi.new("struct imp_sockaddr_in")
+  sa.sin_family = 2
+  sa.sin_addr = 0x0100007f -- 127.0.0.1 in network order on little endian
+  assert(C.bind(fd, sa, ffi.sizeof(sa)) == 0, "bind() failed")
+  local len = ffi.new("socklen_t[1]", ffi.sizeof(sa))
+  C.getsockname(fd, sa, len)
+  C.close(fd)
+  local p = sa.sin_port
+  return math.floor(p / 256) + (p % 256) * 256
+end
+
+local function read_file(path)
+  local f = io_open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+_M.read_file = read_file
+
+local function write_file(path, data)
+  local f = assert(io_open(path, "wb"))
+  f:write(data)
+  f:close()
+end
+_M.write_file = write_file
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+_M.shell_quote = shell_quote
+
+-- Runs a shell command, returns its stdout (and the exit status: true/false).
+local function run(cmd)
+  local p = io_popen(cmd, "r")
+  local out = p:read("*a")
+  local ok = p:close()
+  return out, ok
+end
+_M.run = run
+
+-- A fresh temporary folder for this test run.
+local tmp_root
+function _M.tmpdir()
+  if not tmp_root then
+    tmp_root = run("mktemp -d /tmp/impulse-spec-XXXXXX"):gsub("%s+$", "")
+  end
+  return tmp_root
+end
+
+local procs = {}
+_M.procs = procs
+
+-- Starts cmd in the background with stdout and stderr in logfile; returns
+-- a process record {name, pid, log}.
+function _M.spawn(name, cmd, logfile)
+  logfile = logfile or (_M.tmpdir() .. "/" .. name .. ".log")
+  local out = run(format("exec 3>&-; %s >>%s 2>&1 </dev/null & echo $!", cmd, shell_quote(logfile)))
+  local pid = tonumber(out:match("(%d+)"))
+  assert(pid, "could not start " .. name)
+  local p = { name = name, pid = pid, log = logfile, cmd = cmd }
+  procs[#procs + 1] = p
+  return p
+end
+
+function _M.alive(p)
+  -- kill(pid, 0) succeeds for a zombie too: ask ps for the state
+  if C.kill(p.pid, 0) ~= 0 then return false end
+  local st = run("ps -o stat= -p " .. p.pid):gsub("%s+", "")
+  return st ~= "" and not st:match("^Z")
+end
+
+function _M.signal(p, sig)
+  return C.kill(p.pid, sig) == 0
+end
+
+-- Stops p: SIGTERM, then SIGKILL if it is still alive after timeout_ms.
+function _M.stop(p, timeout_ms)
+  if not p or p.stopped then return end
+  C.kill(p.pid, _M.SIGCONT)
+  C.kill(p.pid, _M.SIGTERM)
+  local ok = pcall(_M.wait_until, function() return not _M.alive(p) end, timeout_ms or 10000)
+  if not ok then C.kill(p.pid, _M.SIGKILL) end
+  p.stopped = true
+end
+
+function _M.stop_all()
+  for i = #procs, 1, -1 do
+    _M.stop(procs[i], 5000)
+    procs[i] = nil
+  end
+end
+
+-- Waits for a process's exit and returns its status through `wait` in a
+-- shell is impossible for a grandchild: instead we poll until it is gone.
+function _M.wait_exit(p, timeout_ms)
+  _M.wait_until(function() return not _M.alive(p) end, timeout_ms or 35000, p.name .. " to exit")
+  p.stopped = true
+end
+
+-- HTTP through curl: returns status (number) and body.
+function _M.http(method, url, body)
+  local cmd = format("curl -s -m 5 -o - -w '\\n%%{http_code}' -X %s", method)
+  if body then
+    local f = _M.tmpdir() .. "/http-body-" .. C.getpid() .. ".json"
+    write_file(f, type(body) == "table" and cjson.encode(body) or body)
+    cmd = cmd .. " -H 'Content-Type: application/json' --data-binary @" .. shell_quote(f)
+  end
+  local out = run(cmd .. " " .. shell_quote(url))
+  local text, code = out:match("^(.*)\n(%d+)$")
+  return tonumber(code) or 0, text or out
+end
+
+function _M.http_json(method, url, body)
+  local status, text = _M.http(method, url, body)
+  if status < 200 or status > 299 then
+    error(format("%s %s: HTTP %d %s", method, url, status, text), 2)
+  end
+  return cjson.decode(text)
+end
+
+-- ---------------------------------------------------------------- servers
+
+function _M.start_redis()
+  local port = _M.free_port()
+  local dir = _M.tmpdir()
+  local p = _M.spawn("redis-" .. port, format(
+    "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s",
+    port, shell_quote(dir)))
+  p.port = port
+  p.addr = "127.0.0.1:" .. port
+  _M.wait_until(function()
+    return run(format("redis-cli -p %d ping 2>/dev/null", port)):match("PONG")
+  end, 10000, "redis on port " .. port)
+  return p
+end
+
+function _M.redis_cli(redis, ...)
+  local args = {}
+  for i, a in ipairs({ ... }) do args[i] = shell_quote(a) end
+  return run(format("redis-cli -p %d %s", redis.port, concat(args, " ")))
+end
+
+function _M.publish(redis, channel, payload)
+  return tonumber(_M.redis_cli(redis, "PUBLISH", channel, payload):match("(%d+)"))
+end
+
+function _M.start_etcd()
+  local port, peer = _M.free_port(), _M.free_port()
+  local dir = run("mktemp -d " .. _M.tmpdir() .. "/etcd-XXXXXX"):gsub("%s+$", "")
+  local url = "http://127.0.0.1:" .. port
+  local p = _M.spawn("etcd-" .. port, format(
+    "etcd --name e%d --data-dir %s --listen-client-urls %s --advertise-client-urls %s "
+      .. "--listen-peer-urls http://127.0.0.1:%d --initial-advertise-peer-urls http://127.0.0.1:%d "
+      .. "--initial-cluster e%d=http://127.0.0.1:%d --log-level error",
+    port, dir, url, url, peer, peer, port, peer))
+  p.port, p.url, p.addr = port, url, "127.0.0.1:" .. port
+  _M.wait_until(function()
+    local st, body = _M.http("GET", url .. "/health")
+    return st == 200 and body:match('"health":"true"')
+  end, 15000, "etcd on port " .. port)
+  return p
+end
+
+-- Keys under prefix in etcd: { [key] = value }.
+function _M.etcd_keys(etcd, prefix)
+  local out = run(format("ETCDCTL_API=3 etcdctl --endpoints=%s get --prefix %s", etcd.url, shell_quote(prefix)))
+  local keys, key = {}, nil
+  for line in out:gmatch("[^\n]+") do
+    if key then keys[key] = line; key = nil else key = line end
+  end
+  return keys
+end
+
+function _M.start_kafka(opts)
+  opts = opts or {}
+  local info = _M.tmpdir() .. "/kafka-" .. _M.free_port() .. ".json"
+  local p = _M.spawn("kafka-mock", format("%s --partitions %d --info %s",
+    shell_quote(_M.kafka_mock_bin), opts.partitions or 8, shell_quote(info)))
+  local data = _M.wait_until(function()
+    local s = read_file(info)
+    return s and cjson.decode(s)
+  end, 10000, "the Kafka mock cluster")
+  p.bootstrap = data.bootstrap
+  return p
+end
+
+-- Installs the stand-in's node modules once per run (npm ci).
+local npm_done = false
+local function ensure_npm()
+  if npm_done then return end
+  local dir = shell_quote(_M.standin_dir)
+  local ok = os_execute(format("test -d %s/node_modules/@grpc/grpc-js || "
+    .. "(cd %s && npm ci --no-audit --no-fund --loglevel=error >/dev/null)", dir, dir))
+  assert(ok == 0 or ok == true, "npm ci in examples/openim-standin failed")
+  npm_done = true
+end
+
+local function start_standin(kind, etcd, extra)
+  ensure_npm()
+  local info = format("%s/%s-%d.json", _M.tmpdir(), kind, _M.free_port())
+  local p = _M.spawn(kind, format("node %s/standin.js %s --etcd %s --root openim --info %s %s",
+    shell_quote(_M.standin_dir), kind, etcd.url, shell_quote(info), extra or ""))
+  local data = _M.wait_until(function()
+    local s = read_file(info)
+    return s and cjson.decode(s)
+  end, 20000, "the OpenIM stand-in (" .. kind .. ")")
+  p.grpc, p.control = data.grpc, "http://" .. data.control
+  p.key = data.key
+  return p
+end
+
+-- A msggateway node registered in etcd as OpenIM v3.8.3 does.
+function _M.start_gateway(etcd, extra)
+  return start_standin("gateway", etcd, extra)
+end
+
+-- The user, group, conversation and msg services.
+function _M.start_services(etcd, extra)
+  return start_standin("services", etcd, extra)
+end
+
+-- Writes an impulse config for these servers; overrides go into impulse:.
+function _M.impulse_config(env, opts)
+  opts = opts or {}
+  local admin = opts.admin_port or _M.free_port()
+  local lines = {
+    "kafka:",
+    "  address: [" .. env.kafka.bootstrap .. "]",
+    "redis:",
+    "  address: [" .. env.redis.addr .. "]",
+    "  password: ''",
+    "discovery:",
+    "  enable: etcd",
+    "  etcd:",
+    "    rootDirectory: openim",
+    "    address: [" .. env.etcd.addr .. "]",
+    "openim-push:",
+    "  fullUserCache: true",
+    "impulse:",
+    "  workers: " .. (opts.workers or 2),
+    "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
+    "  admin: 127.0.0.1:" .. admin,
+    "  autoOffsetReset: earliest",
+    "  sessionTimeoutMs: 6000",
+    "  heartbeatIntervalMs: 1000",
+    "  commitIntervalMs: 200",
+    "  gatewayTimeoutMs: " .. (opts.gateway_timeout_ms or 2000),
+    "  rpcTimeoutMs: " .. (opts.rpc_timeout_ms or 2000),
+    "  drainTimeoutMs: " .. (opts.drain_timeout_ms or 10000),
+    "  routeLogUsers: " .. (opts.route_log_users or 100),
+    "  logLevel: " .. (opts.log_level or "info"),
+  }
+  for k, v in pairs(opts.impulse or {}) do
+    lines[#lines + 1] = "  " .. k .. ": " .. tostring(v)
+  end
+  local path = format("%s/impulse-%d.yml", _M.tmpdir(), admin)
+  write_file(path, concat(lines, "\n") .. "\n")
+  return path, admin
+end
+
+-- Starts impulse and, unless opts.no_wait, waits for /readyz.
+function _M.start_impulse(env, opts)
+  opts = opts or {}
+  local cfg, admin = _M.impulse_config(env, opts)
+  local p = _M.spawn("impulse", shell_quote(_M.bin) .. " run -c " .. shell_quote(cfg), opts.log)
+  p.admin = "http://127.0.0.1:" .. admin
+  p.config = cfg
+  if not opts.no_wait then _M.wait_ready(p, opts.ready_timeout_ms) end
+  return p
+end
+
+function _M.wait_ready(imp, timeout_ms)
+  _M.wait_until(function()
+    if not _M.alive(imp) then
+      error("impulse exited during start-up; log:\n" .. (read_file(imp.log) or ""), 0)
+    end
+    return _M.http("GET", imp.admin .. "/readyz") == 200
+  end, timeout_ms or 30000, "impulse /readyz")
+end
+
+-- Log lines of impulse as decoded JSON objects (optionally only msg == m).
+function _M.log_lines(p, msg)
+  local out = {}
+  for line in (read_file(p.log) or ""):gmatch("[^\n]+") do
+    local j = cjson.decode(line)
+    if j and (not msg or j.msg == msg) then out[#out + 1] = j end
+  end
+  return out
+end
+
+-- A metric's value from /metrics (labels as written, e.g. 'result="ok"').
+function _M.metric(imp, name, labels)
+  local _, body = _M.http("GET", imp.admin .. "/metrics")
+  local pat = labels and (name .. "{" .. labels .. "} ") or (name .. " ")
+  for line in body:gmatch("[^\n]+") do
+    if line:sub(1, #pat) == pat then return tonumber(line:sub(#pat + 1)) end
+  end
+  return 0
+end
+
+-- Starts the whole OpenIM side: redis, etcd, kafka and the stand-ins.
+function _M.start_env(opts)
+  opts = opts or {}
+  local env = {}
+  env.redis = _M.start_redis()
+  env.etcd = _M.start_etcd()
+  env.kafka = _M.start_kafka()
+  env.services = _M.start_services(env.etcd, opts.services_args)
+  env.gateways = {}
+  for i = 1, opts.gateways or 2 do
+    env.gateways[i] = _M.start_gateway(env.etcd)
+  end
+  env.producer = kafka.producer { bootstrap = env.kafka.bootstrap }
+  return env
+end
+
+function _M.stop_env(env)
+  if env and env.producer then pcall(env.producer.close, env.producer) end
+  _M.stop_all()
+end
+
+-- ------------------------------------------------------------ OpenIM data
+
+-- Marks users online: in the user service (for the initial load), on the
+-- gateways that hold them, and, if redis is given, through online_change.
+-- users = { u1 = {1, 5}, ... }; gateway = the stand-in that holds them.
+function _M.set_online(env, users, gateway, publish)
+  _M.http_json("POST", env.services.control .. "/online", users)
+  if gateway then _M.http_json("POST", gateway.control .. "/conns", users) end
+  if publish then
+    for uid, platforms in pairs(users) do
+      local parts = {}
+      for i, p in ipairs(platforms) do parts[i] = tostring(p) end
+      parts[#parts + 1] = uid
+      _M.publish(env.redis, "online_change", concat(parts, ":"))
+    end
+  end
+end
+
+function _M.set_group(env, group_id, members)
+  _M.http_json("POST", env.services.control .. "/groups", { [group_id] = members })
+end
+
+function _M.pushes(gateway)
+  return _M.http_json("GET", gateway.control .. "/pushes")
+end
+
+function _M.reset_pushes(gateway)
+  _M.http_json("POST", gateway.control .. "/reset", {})
+end
+
+local msg_counter = 0
+
+-- Builds a PushMsgReq as msgtransfer writes it. fields override MsgData.
+function _M.push_msg(fields)
+  msg_counter = msg_counter + 1
+  local m = {
+    sendID = "sender",
+    recvID = "receiver",
+    clientMsgID = format("cmsg-%d-%d", C.getpid(), msg_counter),
+    serverMsgID = format("smsg-%d-%d", C.getpid(), msg_counter),
+    senderPlatformID = 1,
+    sessionType = 1,
+    msgFrom = 100,
+    contentType = 101,
+    content = '{"content":"hello"}',
+    seq = msg_counter,
+    sendTime = math.floor(os.time() * 1000),
+    createTime = math.floor(os.time() * 1000),
+    status = 1,
+  }
+  for k, v in pairs(fields or {}) do m[k] = v end
+  return m
+end
+
+-- The Kafka key OpenIM uses: the groupID for groups, else sorted IDs.
+function _M.key_of(m)
+  if m.sessionType == 3 and m.groupID and m.groupID ~= "" then return m.groupID end
+  local a, b = m.sendID or "", m.recvID or ""
+  if a > b then a, b = b, a end
+  return a .. "_" .. b
+end
+
+-- Produces msg (a MsgData table) to toPush with OpenIM's four headers.
+-- Returns the operationID used.
+function _M.produce(env, msg, opts)
+  opts = opts or {}
+  local opid = opts.operationID or ("op-" .. msg.clientMsgID)
+  local value = opts.raw or pb.encode("openim.push.PushMsgReq", { msgData = msg })
+  env.producer:produce(opts.topic or "toPush", opts.key or _M.key_of(msg), value, {
+    { "operationID", opid }, { "opUserID", msg.sendID or "" }, { "platform", "iOS" }, { "connID", "c1" },
+  })
+  if not opts.no_flush then env.producer:flush(10000) end
+  return opid
+end
+
+-- push log lines of impulse indexed by clientMsgID.
+function _M.routes(imp)
+  local by = {}
+  for _, l in ipairs(_M.log_lines(imp, "push")) do
+    by[l.clientMsgID] = l
+  end
+  return by
+end
+
+-- For each gateway, the set of users it was asked to push clientMsgID to.
+function _M.delivered(env, client_msg_id)
+  local out = {}
+  for i, g in ipairs(env.gateways) do
+    local set = {}
+    local ok, pushes = pcall(_M.pushes, g)
+    if ok then
+      for _, p in ipairs(pushes) do
+        if p.msgData and p.msgData.clientMsgID == client_msg_id then
+          for _, u in ipairs(p.pushToUserIDs) do set[u] = true end
+        end
+      end
+    end
+    out[i] = set
+  end
+  return out
+end
+
+function _M.sorted_keys(t)
+  local out = {}
+  for k in pairs(t) do out[#out + 1] = k end
+  table.sort(out)
+  return out
+end
+
+_M.insert = insert
+_M.remove_file = os_remove
+
+return _M
