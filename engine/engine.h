@@ -5,6 +5,7 @@
 #ifndef IMP_ENGINE_H
 #define IMP_ENGINE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "buf.h"
@@ -25,6 +26,11 @@ struct imp_engine {
     atomic_int online_loaded; /* the first full online load finished */
     atomic_int consuming;     /* workers were told to join the groups */
     atomic_int stopping;
+    /* Workers leave their consumer groups only once every worker has
+     * drained: a worker leaving early would trigger a rebalance that
+     * revokes partitions from a worker still finishing messages, whose
+     * offsets could then no longer be stored (they would replay). */
+    pthread_barrier_t drain_barrier;
 };
 
 /* Called on the watcher thread when the online table is loaded: the first

@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +130,7 @@ static int cmd_run(const char *path)
     e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
+    pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
     for (int i = 0; i < e.nworkers; i++) {
         e.workers[i] = imp_worker_create(&e, i, err, sizeof(err));
         if (!e.workers[i]) {
@@ -186,6 +188,7 @@ out:
     if (e.watcher) imp_watcher_destroy(e.watcher);
     for (int i = 0; i < e.nworkers; i++) imp_worker_destroy(e.workers[i]);
     free(e.workers);
+    pthread_barrier_destroy(&e.drain_barrier);
     imp_registry_destroy(e.registry);
     imp_online_destroy(e.online);
     curl_global_cleanup();

@@ -692,6 +692,8 @@ static void finish(struct imp_worker *w)
     if (w->finished) return;
     w->finished = 1;
     ev_timer_stop(w->loop, &w->drain_timer);
+    /* Every worker is drained (or past the deadline) before any leaves. */
+    pthread_barrier_wait(&w->e->drain_barrier);
     if (w->consumer) {
         imp_consumer_close(w->consumer);
         w->consumer = NULL;

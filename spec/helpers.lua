@@ -200,8 +200,8 @@ end
 
 -- ---------------------------------------------------------------- servers
 
-function _M.start_redis()
-  local port = _M.free_port()
+function _M.start_redis(port)
+  port = port or _M.free_port()
   local dir = _M.tmpdir()
   local p = _M.spawn("redis-" .. port, format(
     "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s",
@@ -358,12 +358,15 @@ function _M.wait_ready(imp, timeout_ms)
   end, timeout_ms or 30000, "impulse /readyz")
 end
 
--- Log lines of impulse as decoded JSON objects (optionally only msg == m).
+-- Log lines of impulse as decoded JSON objects (optionally only those whose
+-- msg starts with the given text).
 function _M.log_lines(p, msg)
   local out = {}
   for line in (read_file(p.log) or ""):gmatch("[^\n]+") do
     local j = cjson.decode(line)
-    if j and (not msg or j.msg == msg) then out[#out + 1] = j end
+    if j and (not msg or (type(j.msg) == "string" and j.msg:sub(1, #msg) == msg)) then
+      out[#out + 1] = j
+    end
   end
   return out
 end
