@@ -122,6 +122,11 @@ describe("bad config and scripts #engine", function()
     return path
   end
 
+  it("accepts the sample config examples/impulse.yml", function()
+    local rc, out = run_impulse("check -c examples/impulse.yml")
+    assert.equal(0, rc, out)
+  end)
+
   it("accepts a good config with impulse check", function()
     local rc, out = run_impulse("check -c " .. config("impulse:\n  scripts: scripts\n"))
     assert.equal(0, rc, out)
