@@ -129,11 +129,13 @@ end
 
 local procs = {}
 _M.procs = procs
+local spawned = 0
 
 -- Starts cmd in the background with stdout and stderr in logfile; returns
 -- a process record {name, pid, log}.
 function _M.spawn(name, cmd, logfile)
-  logfile = logfile or (_M.tmpdir() .. "/" .. name .. ".log")
+  spawned = spawned + 1
+  logfile = logfile or format("%s/%s-%d.log", _M.tmpdir(), name, spawned)
   local out = run(format("exec 3>&-; %s >>%s 2>&1 </dev/null & echo $!", cmd, shell_quote(logfile)))
   local pid = tonumber(out:match("(%d+)"))
   assert(pid, "could not start " .. name)
