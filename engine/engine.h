@@ -27,9 +27,10 @@ struct imp_engine {
     atomic_int consuming;     /* workers were told to join the groups */
     atomic_int stopping;
     /* Workers leave their consumer groups only once every worker has
-     * drained: a worker leaving early would trigger a rebalance that
-     * revokes partitions from a worker still finishing messages, whose
-     * offsets could then no longer be stored (they would replay). */
+     * drained and committed: a worker leaving early would start a rebalance
+     * that revokes partitions from a worker still finishing messages (their
+     * offsets could no longer be stored) and makes the group refuse the
+     * other workers' final commits. Used twice: drained, then committed. */
     pthread_barrier_t drain_barrier;
 };
 

@@ -350,15 +350,22 @@ void imp_consumer_stop_fetching(struct imp_consumer *c)
     }
 }
 
+int imp_consumer_commit(struct imp_consumer *c)
+{
+    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        imp_warn(NULL, "kafka: commit of %s failed: %s", c->topic, rd_kafka_err2str(e));
+        return IMP_EIO;
+    }
+    return 0;
+}
+
 void imp_consumer_close(struct imp_consumer *c)
 {
     if (!c) return;
     ev_io_stop(c->loop, &c->io);
     ev_timer_stop(c->loop, &c->tick);
     c->stopping = 1;
-    rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, NULL, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        imp_warn(NULL, "kafka: final commit of %s failed: %s", c->topic, rd_kafka_err2str(e));
     rd_kafka_consumer_close(c->rk);
     rd_kafka_queue_destroy(c->q);
     rd_kafka_destroy(c->rk);

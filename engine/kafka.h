@@ -59,7 +59,10 @@ int imp_consumer_assigned(const struct imp_consumer *c); /* partitions now */
 /* Stops delivering: messages fetched from now on are dropped unhandled
  * (they replay after restart) and every partition is paused. */
 void imp_consumer_stop_fetching(struct imp_consumer *c);
-/* Commits stored offsets synchronously, leaves the group, destroys. */
+/* Commits the stored offsets synchronously. Returns 0 or IMP_EIO (logged). */
+int imp_consumer_commit(struct imp_consumer *c);
+/* Leaves the group and destroys the consumer. Commit first: leaving starts
+ * a rebalance, during which the group refuses commits. */
 void imp_consumer_close(struct imp_consumer *c);
 
 #endif

@@ -692,7 +692,11 @@ static void finish(struct imp_worker *w)
     if (w->finished) return;
     w->finished = 1;
     ev_timer_stop(w->loop, &w->drain_timer);
-    /* Every worker is drained (or past the deadline) before any leaves. */
+    /* Every worker is drained (or past the deadline) and has committed
+     * before any leaves the group: a leave starts a rebalance, and the group
+     * refuses commits while one is in progress. */
+    pthread_barrier_wait(&w->e->drain_barrier);
+    if (w->consumer) imp_consumer_commit(w->consumer);
     pthread_barrier_wait(&w->e->drain_barrier);
     if (w->consumer) {
         imp_consumer_close(w->consumer);

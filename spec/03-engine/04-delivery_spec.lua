@@ -102,6 +102,20 @@ describe("delivery #engine", function()
     assert.is_true(max_conc > 1, "pushes never overlapped")
   end)
 
+  it("pauses its partitions when full and resumes, losing nothing", function()
+    h.http_json("POST", env.gateways[1].control .. "/mode", { mode = "slow", delayMs = 20 })
+    finally(function() h.http_json("POST", env.gateways[1].control .. "/mode", { mode = "ok" }) end)
+    local imp = h.start_impulse(env, { workers = 1, impulse = { maxInflight = 4 } })
+    finally(function() h.stop(imp) end)
+    local ids = produce_stream(200, "pause")
+    wait_all(env.gateways[1], { ids }, 60000, "all 200 messages")
+    assert.is_true(h.metric(imp, "impulse_consumer_pauses_total") > 0, "the consumer never paused")
+    -- the gateway records a push when the call arrives: wait for the replies
+    h.wait_until(function()
+      return h.http_json("GET", imp.admin .. "/healthz").workers[1].inflight == 0
+    end, 10000, "the worker to finish every message")
+  end)
+
   it("loses nothing when killed with SIGKILL in the middle of 10,000 messages", function()
     h.http_json("POST", env.gateways[1].control .. "/mode", { mode = "slow", delayMs = 3 })
     finally(function() h.http_json("POST", env.gateways[1].control .. "/mode", { mode = "ok" }) end)
