@@ -313,6 +313,7 @@ static int watch_line(struct imp_etcd *e, const char *s, size_t len)
         cJSON_Delete(j);
         return -1;
     }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"))) e->backoff_ms = 200;
     if (json_int(res, "compact_revision") > 0) {
         imp_warn(NULL, "etcd: watch revision %lld was compacted; listing again", e->revision + 1);
         rc = 1;
