@@ -70,12 +70,19 @@ static void schedule_retry(struct imp_etcd *e, const char *why)
     e->backoff_ms = e->backoff_ms * 2 > 5000 ? 5000 : e->backoff_ms * 2;
 }
 
-/* Range end for a prefix: the prefix with its last byte incremented. */
-static void prefix_end(const char *p, struct imp_buf *out)
+/* Appends `"key":"<b64 prefix>","range_end":"<b64 prefix end>"`: every key
+ * under the prefix (the range end is the prefix with its last byte + 1). */
+static void range_json(const struct imp_etcd *e, struct imp_buf *b)
 {
-    size_t n = strlen(p);
-    imp_buf_append(out, p, n);
-    out->data[n - 1]++;
+    size_t n = strlen(e->prefix);
+    char *end = imp_xstrndup(e->prefix, n);
+    end[n - 1]++;
+    imp_buf_puts(b, "\"key\":\"");
+    imp_buf_base64(b, e->prefix, n);
+    imp_buf_puts(b, "\",\"range_end\":\"");
+    imp_buf_base64(b, end, n);
+    imp_buf_putc(b, '"');
+    free(end);
 }
 
 static void post(struct imp_etcd *e, const char *path, const char *body, imp_http_done_cb done,
@@ -276,19 +283,14 @@ static void do_list(struct imp_etcd *e)
         do_auth(e);
         return;
     }
-    struct imp_buf b, end;
+    struct imp_buf b;
     imp_buf_init(&b);
-    imp_buf_init(&end);
-    prefix_end(e->prefix, &end);
-    imp_buf_puts(&b, "{\"key\":\"");
-    imp_buf_base64(&b, e->prefix, strlen(e->prefix));
-    imp_buf_puts(&b, "\",\"range_end\":\"");
-    imp_buf_base64(&b, end.data, end.len);
-    imp_buf_puts(&b, "\"}");
+    imp_buf_putc(&b, '{');
+    range_json(e, &b);
+    imp_buf_putc(&b, '}');
     e->state = ST_LIST;
     post(e, "/v3/kv/range", b.data, on_list, NULL, 5000);
     imp_buf_dispose(&b);
-    imp_buf_dispose(&end);
 }
 
 /* ---- watch ---- */
@@ -399,22 +401,16 @@ static void do_watch(struct imp_etcd *e)
         do_auth(e);
         return;
     }
-    struct imp_buf b, end;
+    struct imp_buf b;
     imp_buf_init(&b);
-    imp_buf_init(&end);
-    prefix_end(e->prefix, &end);
-    imp_buf_puts(&b, "{\"create_request\":{\"key\":\"");
-    imp_buf_base64(&b, e->prefix, strlen(e->prefix));
-    imp_buf_puts(&b, "\",\"range_end\":\"");
-    imp_buf_base64(&b, end.data, end.len);
-    imp_buf_printf(&b, "\",\"start_revision\":\"%lld\",\"progress_notify\":true}}",
-                   e->revision + 1);
+    imp_buf_puts(&b, "{\"create_request\":{");
+    range_json(e, &b);
+    imp_buf_printf(&b, ",\"start_revision\":\"%lld\",\"progress_notify\":true}}", e->revision + 1);
     e->state = ST_WATCH;
     e->watch_events = 0;
     imp_buf_reset(&e->line);
     post(e, "/v3/watch", b.data, on_watch_done, on_watch_chunk, 0);
     imp_buf_dispose(&b);
-    imp_buf_dispose(&end);
 }
 
 static void on_retry(struct ev_loop *loop, ev_timer *w, int revents)

@@ -196,6 +196,17 @@ static void task_free(struct task *t)
 
 static void maybe_finish(struct imp_worker *w);
 
+/* Queues a message that may start now (the head of its key). */
+static void runq_push(struct imp_worker *w, struct task *t)
+{
+    t->run_next = NULL;
+    if (w->runq_tail)
+        w->runq_tail->run_next = t;
+    else
+        w->runq_head = t;
+    w->runq_tail = t;
+}
+
 /* The message is fully handled: store its offset, release the next
  * message of its key, resume fetching when below the low-water mark. */
 static void task_done(struct task *t)
@@ -204,15 +215,7 @@ static void task_done(struct task *t)
     if (w->consumer) imp_consumer_done(w->consumer, t->ref);
     if (t->started) {
         struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
-        if (next) {
-            struct task *n = (struct task *)next;
-            n->run_next = NULL;
-            if (w->runq_tail)
-                w->runq_tail->run_next = n;
-            else
-                w->runq_head = n;
-            w->runq_tail = n;
-        }
+        if (next) runq_push(w, (struct task *)next);
     }
     task_free(t);
     w->inflight--;
@@ -410,14 +413,7 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
         task_done(t);
         return;
     }
-    if (imp_keyq_push(&w->keyq, m->key, m->key_len, &t->qnode)) {
-        t->run_next = NULL;
-        if (w->runq_tail)
-            w->runq_tail->run_next = t;
-        else
-            w->runq_head = t;
-        w->runq_tail = t;
-    }
+    if (imp_keyq_push(&w->keyq, m->key, m->key_len, &t->qnode)) runq_push(w, t);
     if (w->inflight >= w->cfg->max_inflight) imp_consumer_pause(w->consumer);
     run_ready(w);
 }
