@@ -73,6 +73,16 @@ struct chan {
     struct imp_grpc_channel *ch;
 };
 
+/* A message coroutine blocked in core.wait(event) until core.signal(event)
+ * or its timeout. */
+struct evwait {
+    ev_timer timer; /* first: the timer callback finds the struct */
+    struct evwait *next, *prev;
+    struct imp_worker *w;
+    struct task *t;
+    double event;
+};
+
 struct imp_worker {
     struct imp_engine *e;
     const struct imp_config *cfg;
@@ -95,6 +105,8 @@ struct imp_worker {
     size_t nchans;
     struct imp_svclist *gw_seen; /* gateway list the channels follow */
     size_t group_rr;
+    struct evwait *evwaits; /* coroutines blocked in core.wait */
+    double next_event;      /* ids handed out by core.event */
     atomic_int assigned_once;
     atomic_int partitions;
     atomic_int inflight_pub;
@@ -674,8 +686,109 @@ static int l_push_online(lua_State *L)
     return 1;
 }
 
+/* now_ms() -> milliseconds on the monotonic clock */
+static int l_now_ms(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)imp_now_ms());
+    return 1;
+}
+
+/* event() -> a new event id, for wait/signal between this VM's coroutines */
+static int l_event(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    lua_pushnumber(L, ++w->next_event);
+    return 1;
+}
+
+static void evwait_unlink(struct evwait *ew)
+{
+    struct imp_worker *w = ew->w;
+    if (ew->prev)
+        ew->prev->next = ew->next;
+    else
+        w->evwaits = ew->next;
+    if (ew->next) ew->next->prev = ew->prev;
+    ev_timer_stop(w->loop, &ew->timer);
+}
+
+/* Resumes a woken waiter from the inbox (never from inside signal). */
+static void evwait_wake(void *arg)
+{
+    struct evwait *ew = arg;
+    struct imp_worker *w = ew->w;
+    struct task *t = ew->t;
+    free(ew);
+    lua_pushboolean(t->co, 1);
+    task_resume(t, 1);
+    run_ready(w);
+}
+
+static void evwait_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct evwait *ew = (struct evwait *)tm;
+    struct imp_worker *w = ew->w;
+    struct task *t = ew->t;
+    evwait_unlink(ew);
+    free(ew);
+    lua_pushnil(t->co);
+    lua_pushliteral(t->co, "timeout");
+    task_resume(t, 2);
+    run_ready(w);
+}
+
+/* wait(event, timeout_ms) -> true (pending): the coroutine yields until
+ * signal(event) (resumed with true) or the timeout (nil, "timeout"). */
+static int l_wait(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    double event = luaL_checknumber(L, 1);
+    double timeout = luaL_optnumber(L, 2, w->cfg->rpc_timeout_ms);
+    if (!t) return luaL_error(L, "wait called outside a message coroutine");
+    struct evwait *ew = imp_xcalloc(1, sizeof(*ew));
+    ew->w = w;
+    ew->t = t;
+    ew->event = event;
+    ew->next = w->evwaits;
+    if (w->evwaits) w->evwaits->prev = ew;
+    w->evwaits = ew;
+    ev_timer_init(&ew->timer, evwait_timeout, timeout > 0 ? timeout / 1000.0 : 0.001, 0.);
+    ev_timer_start(w->loop, &ew->timer);
+    t->waiting = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* signal(event) -> number of coroutines woken (they resume later, on this
+ * worker's loop, after the signalling coroutine yields or returns). */
+static int l_signal(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    double event = luaL_checknumber(L, 1);
+    int n = 0;
+    struct evwait *ew = w->evwaits;
+    while (ew) {
+        struct evwait *next = ew->next;
+        if (ew->event == event) {
+            evwait_unlink(ew);
+            imp_inbox_post(&w->inbox, evwait_wake, ew);
+            n++;
+        }
+        ew = next;
+    }
+    lua_pushinteger(L, n);
+    return 1;
+}
+
 static const luaL_Reg core_funcs[] = {
     {"log", l_log},
+    {"now_ms", l_now_ms},
+    {"event", l_event},
+    {"wait", l_wait},
+    {"signal", l_signal},
     {"group_member_ids", l_group_member_ids},
     {"push_online", l_push_online},
     {NULL, NULL},
@@ -813,6 +926,11 @@ void imp_worker_join(struct imp_worker *w)
 void imp_worker_destroy(struct imp_worker *w)
 {
     if (!w) return;
+    while (w->evwaits) {
+        struct evwait *ew = w->evwaits;
+        evwait_unlink(ew);
+        free(ew);
+    }
     while (w->tasks) task_free(w->tasks);
     for (size_t i = 0; i < w->nchans; i++) {
         imp_grpc_channel_destroy(w->chans[i].ch);

@@ -18,6 +18,12 @@ local pairs, ipairs, type, error, setmetatable, loadfile, setfenv, pcall =
 
 _M.calls = {}
 _M.logs = {}
+_M.clock_ms = 1000000
+
+-- Moves the stubs' clock forward.
+function _M.advance(ms)
+  _M.clock_ms = _M.clock_ms + ms
+end
 
 local function copy(t)
   local out = {}
@@ -43,6 +49,22 @@ local function make_core(opts)
       return false, nil, "group service: 1004: record not found"
     end
     return false, copy(members)
+  end
+  -- time stands still unless a spec moves it with testing.advance(ms)
+  function core.now_ms()
+    return _M.clock_ms
+  end
+  local events = 0
+  function core.event()
+    events = events + 1
+    return events
+  end
+  function core.wait()
+    -- one message at a time here: nothing can be in flight to wait for
+    return nil, "no other message runs under the stubs"
+  end
+  function core.signal()
+    return 0
   end
   function core.push_online(users)
     _M.calls[#_M.calls + 1] = { "push_online", copy(users) }
