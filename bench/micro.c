@@ -1,15 +1,16 @@
 /*
  * bench_micro: hot-path micro-benchmarks of the walking skeleton.
  *
- *   online:  set and get of 1,000,000 users in the online table, and the
- *            resident memory the table costs (baseline for issue 3's
- *            compact table);
+ *   online:  set and get of 1,000,000 users (u10000000.., platforms
+ *            {1,2}) in the online table, lookups in insertion and in random
+ *            order, and the resident memory the table costs;
  *   decode:  PushMsgReq unpack + MsgData repack (what each message costs
  *            before the policy runs);
  *   encode:  the gateway request for a 100,000-member group.
  *
  * Prints one line per figure. Not a test: nothing is asserted.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,32 +40,91 @@ static long rss_kib(void)
     return kib;
 }
 
+/* Lookups of n pre-built 9-byte IDs, read in sequence (as a caller holds
+ * the ID it asks about in cache); ns per lookup. */
+static double online_gets(struct imp_online *t, const char (*ids)[10], int n, uint64_t *hits)
+{
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) *hits += imp_online_get(t, ids[i], 9) != 0;
+    return (now_s() - t0) / n * 1e9;
+}
+
+struct online_reader {
+    struct imp_online *t;
+    const char (*ids)[10];
+    int n;
+    uint64_t hits;
+    double ns;
+};
+
+static void *online_reader(void *arg)
+{
+    struct online_reader *r = arg;
+    r->ns = online_gets(r->t, r->ids, r->n, &r->hits);
+    return NULL;
+}
+
 static void bench_online(void)
 {
     enum { N = 1000000 };
-    char id[32];
+    /* OpenIM-shaped IDs u10000000.. (9 bytes), built before the clock and
+     * the memory baseline; ids[N..2N) are never online */
+    char(*ids)[10] = malloc(2 * (size_t)N * sizeof(*ids));
+    for (int i = 0; i < 2 * N; i++) snprintf(ids[i], sizeof(ids[i]), "u%d", 10000000 + i);
+    /* the same, each half shuffled: random hits, then random misses */
+    char(*shuf)[10] = malloc(2 * (size_t)N * sizeof(*shuf));
+    memcpy(shuf, ids, 2 * (size_t)N * sizeof(*shuf));
+    uint64_t x = 88172645463325252ULL;
+    for (int h = 0; h < 2; h++)
+        for (int i = N - 1; i > 0; i--) {
+            char tmp[10];
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint32_t j = (uint32_t)(x % (uint64_t)(i + 1));
+            memcpy(tmp, shuf[h * N + i], 10);
+            memcpy(shuf[h * N + i], shuf[h * N + j], 10);
+            memcpy(shuf[h * N + j], tmp, 10);
+        }
+    const uint64_t phone_pc = (1ULL << 1) | (1ULL << 2); /* iOS and Android */
     long before = rss_kib();
     struct imp_online *t = imp_online_create(256);
     double t0 = now_s();
-    for (int i = 0; i < N; i++) {
-        int n = snprintf(id, sizeof(id), "%010lld", (long long)i * 7919);
-        imp_online_set(t, id, (size_t)n, 1ULL << (i % 3 + 1), 1);
-    }
+    for (int i = 0; i < N; i++) imp_online_set(t, ids[i], 9, phone_pc, 1);
     double t1 = now_s();
-    uint64_t hits = 0;
-    for (int r = 0; r < 2; r++)
-        for (int i = 0; i < N; i++) {
-            int n = snprintf(id, sizeof(id), "%010lld", (long long)i * 7919 + (r ? 1 : 0));
-            hits += imp_online_get(t, id, (size_t)n) != 0;
-        }
-    double t2 = now_s();
     long after = rss_kib();
-    printf("online.set      %8.0f ns/op  (%d users)\n", (t1 - t0) / N * 1e9, N);
-    printf("online.get      %8.0f ns/op  (half hits, half misses; hits %llu)\n",
-           (t2 - t1) / (2.0 * N) * 1e9, (unsigned long long)hits);
-    printf("online.memory   %8.1f bytes/user  (RSS +%ld KiB)\n", (after - before) * 1024.0 / N,
-           after - before);
+    uint64_t hits = 0, rhits = 0, mhits = 0;
+    double seq = online_gets(t, ids, N, &hits);
+    double rnd = online_gets(t, shuf, N, &rhits);
+    double miss = online_gets(t, shuf + N, N, &mhits);
+    struct online_reader rd[2] = {{t, shuf, N, 0, 0}, {t, shuf, N, 0, 0}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, online_reader, &rd[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    /* a full reload that finds everyone (sweep keeps all), then half logging out */
+    double t2 = now_s();
+    for (int i = 0; i < N; i++) imp_online_set(t, ids[i], 9, phone_pc, 2);
+    size_t swept = imp_online_sweep(t, 2);
+    double t3 = now_s();
+    for (int i = 0; i < N; i += 2) imp_online_set(t, ids[i], 9, 0, 2);
+    double t4 = now_s();
+    printf("online.set      %8.0f ns/op  (%d users, 9-byte IDs, platforms {1,2})\n",
+           (t1 - t0) / N * 1e9, N);
+    printf("online.get      %8.0f ns/op  (hits in insertion order: %llu found)\n", seq,
+           (unsigned long long)hits);
+    printf("online.get.rand %8.0f ns/op  (hits in random order: %llu found)\n", rnd,
+           (unsigned long long)rhits);
+    printf("online.get.miss %8.0f ns/op  (misses in random order: %llu found)\n", miss,
+           (unsigned long long)mhits);
+    printf("online.get.2thr %8.0f ns/op  (hits in random order, 2 threads at once, per thread)\n",
+           (rd[0].ns + rd[1].ns) / 2);
+    printf("online.reload   %8.0f ns/user (set at a new generation + sweep, %zu swept)\n",
+           (t3 - t2) / N * 1e9, swept);
+    printf("online.delete   %8.0f ns/op  (half the users go offline, compactions included)\n",
+           (t4 - t3) / (N / 2) * 1e9);
+    printf("online.memory   %8.1f bytes/user  (RSS +%ld KiB, IDs included)\n",
+           (after - before) * 1024.0 / N, after - before);
     imp_online_destroy(t);
+    free(shuf);
+    free(ids);
 }
 
 static void bench_decode(void)
