@@ -218,23 +218,16 @@ static void read_lru(struct reader *r, const struct imp_yaml *sec, const char *w
 }
 
 static const char *impulse_keys[] = {
-    "workers",
-    "scripts",
-    "luaPath",
-    "admin",
-    "maxInflight",
-    "gatewayTimeoutMs",
-    "rpcTimeoutMs",
-    "drainTimeoutMs",
-    "longTimePushMs",
-    "maxGrpcMessageBytes",
-    "routeLogUsers",
-    "autoOffsetReset",
-    "sessionTimeoutMs",
-    "heartbeatIntervalMs",
-    "commitIntervalMs",
-    "logLevel",
-    NULL,
+    "workers",          "scripts",
+    "luaPath",          "admin",
+    "maxInflight",      "gatewayTimeoutMs",
+    "rpcTimeoutMs",     "drainTimeoutMs",
+    "longTimePushMs",   "maxGrpcMessageBytes",
+    "routeLogUsers",    "autoOffsetReset",
+    "sessionTimeoutMs", "heartbeatIntervalMs",
+    "commitIntervalMs", "logLevel",
+    "scriptBudgetMs",   "scriptMemoryMB",
+    "scriptJit",        NULL,
 };
 
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
@@ -340,9 +333,6 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->prometheus_enable && c->prometheus_port == 0)
         fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
              "prometheus is enabled but no port is given");
-    if (!c->full_user_cache)
-        fail(r, "openim-push", "fullUserCache", lookup(s, "fullUserCache"),
-             "false (the online LRU mode) is not supported yet; set it to true");
 
     /* local-cache */
     s = imp_yaml_get(root, "local-cache");
@@ -387,6 +377,9 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->heartbeat_interval_ms >= c->session_timeout_ms)
         fail(r, "impulse", "heartbeatIntervalMs", lookup(s, "heartbeatIntervalMs"),
              "must be lower than sessionTimeoutMs (%d)", c->session_timeout_ms);
+    c->script_budget_ms = (int)get_int(r, s, "impulse", "scriptBudgetMs", 50, 0, 60000);
+    c->script_memory_mb = (int)get_int(r, s, "impulse", "scriptMemoryMB", 256, 16, 65536);
+    c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
     if (c->log_level && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
         strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))

@@ -94,6 +94,9 @@ struct imp_config {
     int heartbeat_interval_ms;
     int commit_interval_ms;
     char *log_level;
+    int script_budget_ms; /* Lua time per message; 0 = unlimited */
+    int script_memory_mb; /* per worker VM */
+    bool script_jit;      /* JIT on: faster, but the budget cannot stop a compiled loop */
 };
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */

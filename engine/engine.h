@@ -15,11 +15,15 @@
 
 struct imp_worker;
 struct imp_watcher;
+struct imp_localcache;
+struct imp_slot;
 
 struct imp_engine {
     struct imp_config *cfg;
     struct imp_online *online;
     struct imp_registry *registry;
+    struct imp_localcache *group_cache; /* GROUP_MEMBER_IDS:<groupID> */
+    struct imp_slot *online_lru;        /* fullUserCache: false only */
     struct imp_watcher *watcher;
     struct imp_worker **workers;
     int nworkers;

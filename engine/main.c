@@ -15,13 +15,17 @@
 #include <unistd.h>
 
 #include "admin.h"
+#include "cache/localcache.h"
+#include "cache/slot.h"
 #include "common.h"
 #include "config.h"
 #include "engine.h"
+#include "group.h"
 #include "grpc.h"
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
+#include "presence.h"
 #include "registry.h"
 #include "vm.h"
 #include "watcher.h"
@@ -84,7 +88,7 @@ static int cmd_check(const char *path)
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    static const luaL_Reg none[] = {{NULL, NULL}};
+    static const luaL_Reg none[] = {{NULL, NULL}}; /* no engine calls at load */
     struct imp_vm *vm = imp_vm_create(cfg, none, NULL, err, sizeof(err));
     if (!vm) {
         fprintf(stderr, "script: %s\n", err);
@@ -128,6 +132,8 @@ static int cmd_run(const char *path)
     const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
                           cfg->svc_msg};
     e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
+    e.group_cache = imp_group_cache_create(cfg);
+    e.online_lru = imp_presence_lru_create(cfg);
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
     pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
@@ -190,6 +196,8 @@ out:
     free(e.workers);
     pthread_barrier_destroy(&e.drain_barrier);
     imp_registry_destroy(e.registry);
+    imp_localcache_destroy(e.group_cache);
+    imp_slot_destroy(e.online_lru);
     imp_online_destroy(e.online);
     curl_global_cleanup();
     imp_info(NULL, "impulse stopped (exit %d)", rc);

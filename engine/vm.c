@@ -1,22 +1,87 @@
 /*
- * VM construction. Scripts are loaded with loadfile and an environment of
- * their own whose reads fall through to the globals, so a script's
- * accidental globals stay in its own table (issue 4 turns this into the
- * allow-listed sandbox). The engine library is found through package.path
- * (luaPath, then the scripts folder).
+ * VM construction and the protected ways into it. Scripts are loaded by
+ * impulse.sandbox (Lua); this file owns what only C can do: the capping
+ * allocator, the budget hook, the JIT switch, and classifying errors (a
+ * script error, out of memory, or the budget's STOP object).
  */
 #include "vm.h"
 
+#include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "log.h"
 
+#define STOP_KEY   "impulse.STOP"
+#define HOOK_COUNT 1000
+
+uint64_t imp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct imp_vm *vm = ud;
+    if (nsize == 0) {
+        free(ptr);
+        vm->mem_used -= osize;
+        return NULL;
+    }
+    if (vm->mem_limited && nsize > osize && vm->mem_used + (nsize - osize) > vm->mem_cap)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (!p) return NULL;
+    vm->mem_used += nsize;
+    vm->mem_used -= ptr ? osize : 0;
+    return p;
+}
+
+/* The instruction-count hook: stops the running message once its Lua time
+ * passes the budget, by raising the STOP object (sandboxed pcall re-raises
+ * it, so a script cannot catch it). */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct imp_vm *vm;
+    lua_getallocf(L, (void **)&vm);
+    if (!vm->running || !vm->budget_ns) return;
+    if (vm->charged_ns + (imp_now_ns() - vm->run_start_ns) <= vm->budget_ns) return;
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    lua_error(L);
+}
+
+/* Describes the error object on top of L (a string, STOP, or anything
+ * with __tostring); pops nothing. */
+static const char *error_text(lua_State *L, int idx)
+{
+    const char *msg = lua_tostring(L, idx);
+    if (msg) return msg;
+    if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1)) {
+        msg = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the string stays alive: it is interned and anchored below */
+        return msg;
+    }
+    return "(error object is not a string)";
+}
+
+static int is_stop(lua_State *L, int idx)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    int r = lua_rawequal(L, idx < 0 ? idx - 1 : idx, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
 static int traceback(lua_State *L)
 {
+    if (is_stop(L, 1)) return 1; /* keep STOP itself: callers classify it */
     const char *msg = lua_tostring(L, 1);
     if (!msg) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -26,29 +91,79 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-int imp_vm_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen)
+static void charge_begin(struct imp_vm *vm, uint64_t charged)
+{
+    vm->charged_ns = charged;
+    vm->run_start_ns = imp_now_ns();
+    vm->running = 1;
+    vm->mem_limited = 1;
+}
+
+static uint64_t charge_end(struct imp_vm *vm)
+{
+    vm->running = 0;
+    vm->mem_limited = 0;
+    return vm->charged_ns + (imp_now_ns() - vm->run_start_ns);
+}
+
+static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, char *err,
+                    size_t errlen)
+{
+    if (status == LUA_ERRMEM) {
+        snprintf(err, errlen, "not enough memory (script memory cap %zu MB)", vm->mem_cap >> 20);
+        return IMP_ENOMEM;
+    }
+    if (is_stop(L, -1) || (vm->budget_ns && used > vm->budget_ns)) {
+        snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
+                 used / 1e6, vm->budget_ns / 1e6);
+        return IMP_ETIMEDOUT;
+    }
+    return IMP_ESCRIPT;
+}
+
+int imp_vm_pcall(struct imp_vm *vm, lua_State *L, int nargs, int nresults, char *err, size_t errlen)
 {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
     lua_insert(L, base);
+    charge_begin(vm, 0);
     int rc = lua_pcall(L, nargs, nresults, base);
+    uint64_t used = charge_end(vm);
     lua_remove(L, base);
     if (rc == 0) return 0;
-    snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    int kind = classify(vm, L, rc, used, err, errlen);
+    if (kind == IMP_ESCRIPT) snprintf(err, errlen, "%s", error_text(L, -1));
     lua_pop(L, 1);
-    return rc == LUA_ERRMEM ? IMP_ENOMEM : IMP_ESCRIPT;
+    return kind;
 }
 
-void imp_vm_resume_error(lua_State *L, lua_State *co, int status, char *err, size_t errlen)
+int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged_ns, char *err,
+                  size_t errlen)
 {
-    const char *msg = lua_tostring(co, -1);
-    if (status == LUA_ERRMEM) msg = "not enough memory";
-    luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
-    lua_pop(L, 1);
+    charge_begin(vm, *charged_ns);
+    int st = lua_resume(co, nargs);
+    *charged_ns = charge_end(vm);
+    if (st == LUA_YIELD) {
+        lua_settop(co, 0); /* the yielded marker; answers are pushed later */
+        /* the wall-clock check at every yield */
+        if (vm->budget_ns && *charged_ns > vm->budget_ns) {
+            snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
+                     *charged_ns / 1e6, vm->budget_ns / 1e6);
+            return IMP_ETIMEDOUT;
+        }
+        return 1;
+    }
+    if (st == 0) return 0;
+    int kind = classify(vm, co, st, *charged_ns, err, errlen);
+    if (kind == IMP_ESCRIPT) {
+        luaL_traceback(vm->L, co, error_text(co, -1), 0);
+        snprintf(err, errlen, "%s", lua_tostring(vm->L, -1));
+        lua_pop(vm->L, 1);
+    }
+    return kind;
 }
 
-/* Module loader for "impulse.core": a table of the engine's C functions. */
+/* Module loader for "impulse.core": the engine's C functions, and STOP. */
 static int open_core(lua_State *L)
 {
     const luaL_Reg *funcs = lua_touserdata(L, lua_upvalueindex(1));
@@ -59,53 +174,23 @@ static int open_core(lua_State *L)
         lua_pushcclosure(L, funcs->func, 1);
         lua_setfield(L, -2, funcs->name);
     }
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    lua_setfield(L, -2, "STOP");
+    return 1;
+}
+
+static int stop_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "script budget exceeded");
     return 1;
 }
 
 static void set_paths(lua_State *L, const struct imp_config *cfg)
 {
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%s/?.lua", cfg->lua_dir, cfg->lua_dir,
-                    cfg->scripts_dir);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", cfg->lua_dir, cfg->lua_dir);
     lua_setfield(L, -2, "path");
     lua_pop(L, 1);
-}
-
-/* Loads scripts/push.lua into its own environment and returns its table.
- * Stack: +1 (the policy table) on success. */
-static int load_policy(lua_State *L, const struct imp_config *cfg, char *err, size_t errlen)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/push.lua", cfg->scripts_dir);
-    if (luaL_loadfile(L, path) != 0) {
-        snprintf(err, errlen, "%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return IMP_ESCRIPT;
-    }
-    /* env = setmetatable({}, {__index = _G}) */
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushvalue(L, LUA_GLOBALSINDEX);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, -2);
-    lua_setfenv(L, -2);
-    int rc = imp_vm_pcall(L, 0, 1, err, errlen);
-    if (rc) return rc;
-    if (!lua_istable(L, -1)) {
-        snprintf(err, errlen, "%s: must return a table of hooks, returned a %s", path,
-                 luaL_typename(L, -1));
-        lua_pop(L, 1);
-        return IMP_ESCRIPT;
-    }
-    lua_getfield(L, -1, "route");
-    int ok = lua_isfunction(L, -1);
-    lua_pop(L, 1);
-    if (!ok) {
-        snprintf(err, errlen, "%s: the returned table has no route function", path);
-        lua_pop(L, 1);
-        return IMP_ESCRIPT;
-    }
-    return 0;
 }
 
 struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
@@ -113,7 +198,9 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
 {
     struct imp_vm *vm = imp_xcalloc(1, sizeof(*vm));
     vm->policy_ref = vm->handle_ref = LUA_NOREF;
-    vm->L = luaL_newstate();
+    vm->mem_cap = (size_t)cfg->script_memory_mb << 20;
+    vm->budget_ns = (uint64_t)cfg->script_budget_ms * 1000000u;
+    vm->L = lua_newstate(vm_alloc, vm);
     if (!vm->L) {
         snprintf(err, errlen, "cannot create a Lua state");
         free(vm);
@@ -121,7 +208,16 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     }
     lua_State *L = vm->L;
     luaL_openlibs(L);
+    if (!cfg->script_jit) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
     set_paths(L, cfg);
+
+    /* STOP: a unique object the budget hook raises */
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, stop_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, STOP_KEY);
 
     /* package.preload["impulse.core"] = open_core (upvalues: funcs, owner) */
     lua_getglobal(L, "package");
@@ -131,11 +227,12 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     lua_pushcclosure(L, open_core, 2);
     lua_setfield(L, -2, "impulse.core");
     lua_pop(L, 2);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
 
     /* handle = require("impulse.driver").handle */
     lua_getglobal(L, "require");
     lua_pushliteral(L, "impulse.driver");
-    if (imp_vm_pcall(L, 1, 1, err, errlen)) goto fail;
+    if (imp_vm_pcall(vm, L, 1, 1, err, errlen)) goto fail;
     lua_getfield(L, -1, "handle");
     if (!lua_isfunction(L, -1)) {
         snprintf(err, errlen, "impulse.driver has no handle function");
@@ -145,8 +242,22 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
 
-    if (load_policy(L, cfg, err, errlen)) goto fail;
+    /* policy = require("impulse.sandbox").load_policy(scripts) */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "impulse.sandbox");
+    if (imp_vm_pcall(vm, L, 1, 1, err, errlen)) goto fail;
+    lua_getfield(L, -1, "load_policy");
+    lua_remove(L, -2);
+    lua_pushstring(L, cfg->scripts_dir);
+    int rc = imp_vm_pcall(vm, L, 1, 1, err, errlen);
+    if (rc) {
+        if (rc == IMP_ETIMEDOUT)
+            snprintf(err + strlen(err), errlen - strlen(err), " while loading %s/push.lua",
+                     cfg->scripts_dir);
+        goto fail;
+    }
     vm->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_gc(L, LUA_GCCOLLECT, 0);
     return vm;
 fail:
     imp_vm_destroy(vm);

@@ -1,12 +1,20 @@
 /*
  * A worker's LuaJIT VM: the engine library (lua/impulse), the policy
- * (scripts/push.lua) and the C functions scripts reach through
- * `require "impulse.core"`.
+ * loaded into the sandbox (impulse.sandbox), the C functions scripts reach
+ * through `require "impulse.core"`, and the limits that keep a script
+ * from taking the worker down:
  *
- * Every call from C into Lua goes through imp_vm_pcall, which returns an
- * IMP_* code and leaves the stack balanced. A message runs in its own
- * coroutine (imp_vm_thread_new); engine calls that wait on the network
- * yield it, and the worker resumes it with the answer.
+ *  - memory: a capping allocator; past the cap an allocation made while a
+ *    script runs fails and the script gets "not enough memory" (the cap is
+ *    enforced only inside protected calls, since a failed allocation in a
+ *    lua_push* outside one would abort the process);
+ *  - time: a budget of Lua time per message, summed over its resumes,
+ *    checked by an instruction-count hook and at every yield and return.
+ *    Debian's LuaJIT never runs hooks inside compiled code, so scripts run
+ *    with the JIT off unless impulse.scriptJit says otherwise.
+ *
+ * Every call from C into Lua goes through imp_vm_pcall or imp_vm_resume,
+ * which return an IMP_* code and leave the stack balanced.
  */
 #ifndef IMP_VM_H
 #define IMP_VM_H
@@ -14,6 +22,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config.h"
 
@@ -21,6 +30,14 @@ struct imp_vm {
     lua_State *L;
     int policy_ref; /* the table scripts/push.lua returned */
     int handle_ref; /* impulse.driver.handle */
+    /* limits */
+    size_t mem_used;
+    size_t mem_cap;
+    int mem_limited;       /* the cap applies (inside protected calls) */
+    uint64_t budget_ns;    /* per message; 0 = none */
+    uint64_t run_start_ns; /* the running coroutine's resume */
+    uint64_t charged_ns;   /* what it had used before this resume */
+    int running;
 };
 
 /* Builds a VM, registers funcs as module "impulse.core" (each gets owner as
@@ -30,13 +47,22 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
                              char *err, size_t errlen);
 void imp_vm_destroy(struct imp_vm *vm);
 
-/* lua_pcall with a traceback handler. Stack: function and nargs arguments
+/* lua_pcall with a traceback handler, under the memory cap and the budget
+ * (charged as a fresh message). Stack: function and nargs arguments
  * before; nresults results after on success, nothing on failure (the
- * message and traceback go to err). Returns 0, IMP_ESCRIPT or IMP_ENOMEM. */
-int imp_vm_pcall(lua_State *L, int nargs, int nresults, char *err, size_t errlen);
+ * message and traceback go to err). Returns 0, IMP_ESCRIPT, IMP_ENOMEM or
+ * IMP_ETIMEDOUT (budget). */
+int imp_vm_pcall(struct imp_vm *vm, lua_State *L, int nargs, int nresults, char *err,
+                 size_t errlen);
 
-/* After lua_resume on co failed: writes the error and co's traceback to
- * err. Does not touch co's stack beyond reading it. */
-void imp_vm_resume_error(lua_State *L, lua_State *co, int status, char *err, size_t errlen);
+/* lua_resume(co, nargs) under the memory cap and the budget, charging the
+ * time to *charged_ns (the message's Lua time so far, updated). Returns
+ * 0 (finished: results on co), 1 (yielded: the yielded values were
+ * removed), or IMP_ESCRIPT / IMP_ENOMEM / IMP_ETIMEDOUT with the error and
+ * co's traceback in err. */
+int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged_ns, char *err,
+                  size_t errlen);
+
+uint64_t imp_now_ns(void);
 
 #endif

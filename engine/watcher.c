@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include "buf.h"
+#include "cache/localcache.h"
+#include "cache/slot.h"
 #include "common.h"
 #include "engine.h"
 #include "etcd.h"
@@ -27,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
+#include "presence.h"
 #include "redis.h"
 #include "user.pb-c.h"
 
@@ -56,6 +59,9 @@ struct imp_watcher {
     int loading;
     uint32_t gen;      /* generation of the live table */
     uint32_t load_gen; /* generation being loaded */
+    uint32_t gens;     /* generations handed out: a restarted load never
+                          reuses the number of an abandoned one, whose
+                          stale entries must not survive the sweep */
     uint64_t cursor;
     uint64_t load_seq; /* tags page requests so a stale reply is ignored */
     size_t loaded_users;
@@ -69,7 +75,7 @@ struct imp_watcher {
     atomic_int pub_synced;
     atomic_long pub_loads;
 
-    struct imp_metric *m_change, *m_change_bad, *m_online;
+    struct imp_metric *m_change, *m_change_bad, *m_online, *m_inval, *m_inval_bad;
 };
 
 static void try_load(struct imp_watcher *w);
@@ -92,7 +98,10 @@ static void apply_change(struct imp_watcher *w, const char *payload, size_t len,
         imp_metric_add(w->m_change_bad, 1);
         return;
     }
-    imp_online_set(w->e->online, uid, uidlen, platforms, gen);
+    if (w->e->online_lru) /* LRU mode: only users already cached */
+        imp_presence_lru_update(w->e->online_lru, uid, uidlen, platforms, imp_now_ms());
+    else
+        imp_online_set(w->e->online, uid, uidlen, platforms, gen);
     imp_metric_add(w->m_change, 1);
 }
 
@@ -107,9 +116,35 @@ static void buffer_clear(struct imp_watcher *w)
     w->buffered = 0;
 }
 
+/* DELETE_CACHE_GROUP: a JSON array of cache keys another instance (or
+ * OpenIM) changed; deleted here, never fetched again until asked for. */
+static void invalidate(struct imp_watcher *w, const char *channel, const char *payload, size_t len)
+{
+    char err[200];
+    if (imp_localcache_invalidate_json(w->e->group_cache, payload, len, err, sizeof(err)) != 0) {
+        struct imp_buf b;
+        imp_buf_init(&b);
+        imp_buf_puts(&b, "\"channel\":");
+        imp_buf_json_cstr(&b, channel);
+        imp_buf_puts(&b, ",\"payload\":");
+        imp_buf_json_str(&b, payload, IMP_MIN(len, 200));
+        imp_buf_puts(&b, ",\"error\":");
+        imp_buf_json_cstr(&b, err);
+        imp_log_fields(IMP_LOG_WARN, NULL, "bad cache invalidation dropped", b.data);
+        imp_buf_dispose(&b);
+        imp_metric_add(w->m_inval_bad, 1);
+        return;
+    }
+    imp_metric_add(w->m_inval, 1);
+}
+
 static void on_redis_message(void *arg, const char *channel, const char *payload, size_t len)
 {
     struct imp_watcher *w = arg;
+    if (strcmp(channel, w->e->cfg->cache_group.topic) == 0) {
+        invalidate(w, channel, payload, len);
+        return;
+    }
     if (strcmp(channel, ONLINE_CHANNEL) != 0) return;
     if (w->loading || w->need_load) {
         struct pending_change *p = imp_xmalloc(sizeof(*p) + len);
@@ -277,10 +312,20 @@ static void request_page(struct imp_watcher *w)
 
 static void try_load(struct imp_watcher *w)
 {
+    if (w->e->online_lru && w->subscribed && w->need_load) {
+        /* LRU mode: nothing to load; statuses are fetched on demand, and
+         * the ones cached before a gap may be stale */
+        w->need_load = 0;
+        imp_slot_purge(w->e->online_lru);
+        atomic_fetch_add(&w->pub_loads, 1);
+        imp_info(NULL, "online LRU mode: subscribed, statuses fetched on demand");
+        imp_engine_online_loaded(w->e);
+        return;
+    }
     if (!w->need_load || w->loading || !w->subscribed || !imp_etcd_synced(w->etcd)) return;
     if (ev_is_active(&w->load_retry)) return; /* a retry is scheduled */
     if (w->cursor == 0) {
-        w->load_gen = w->gen + 1;
+        w->load_gen = ++w->gens;
         w->loaded_users = 0;
     }
     w->loading = 1;
@@ -314,9 +359,9 @@ struct imp_watcher *imp_watcher_create(struct imp_engine *e)
     imp_inbox_init(&w->inbox, w->loop);
     w->http = imp_http_create(w->loop);
     w->etcd = imp_etcd_create(w->loop, w->http, e->cfg, e->registry, on_etcd_synced, w);
-    static const char *channels[] = {ONLINE_CHANNEL};
+    const char *channels[] = {ONLINE_CHANNEL, e->cfg->cache_group.topic};
     struct imp_redis_sub_handler h = {on_subscribed, on_lost, on_redis_message, w};
-    w->sub = imp_redis_sub_create(w->loop, e->cfg, channels, 1, &h);
+    w->sub = imp_redis_sub_create(w->loop, e->cfg, channels, 2, &h);
     w->buf_tail = &w->buf_head;
     w->retry_ms = 200;
     ev_timer_init(&w->load_retry, on_load_retry, 0., 0.);
@@ -326,6 +371,10 @@ struct imp_watcher *imp_watcher_create(struct imp_engine *e)
     w->m_change_bad = imp_metrics_counter("impulse_online_changes_bad_total", NULL,
                                           "online_change messages dropped as malformed");
     w->m_online = imp_metrics_gauge("impulse_online_users", NULL, "Users in the online table");
+    w->m_inval = imp_metrics_counter("impulse_cache_invalidations_total", "cache=\"group\"",
+                                     "DELETE_CACHE_* messages applied");
+    w->m_inval_bad = imp_metrics_counter("impulse_cache_invalidations_bad_total", "cache=\"group\"",
+                                         "DELETE_CACHE_* messages dropped as malformed");
     return w;
 }
 

@@ -27,7 +27,7 @@
 #include "common.h"
 #include "engine.h"
 #include "gateway.h"
-#include "group.pb-c.h"
+#include "group.h"
 #include "grpc.h"
 #include "inbox.h"
 #include "kafka.h"
@@ -35,13 +35,15 @@
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
+#include "presence.h"
 #include "push.pb-c.h"
 #include "registry.h"
 #include "strset.h"
+#include "task.h"
 #include "vm.h"
 
-#define GROUP_MEMBERS_METHOD "/openim.group.group/getGroupMemberUserIDs"
-#define TASKS_KEY            "impulse.tasks"
+#define TASKS_KEY   "impulse.tasks"
+#define ADOPTED_KEY "impulse.adopted"
 
 struct task {
     struct imp_keyq_node qnode; /* first: container of the node */
@@ -54,7 +56,9 @@ struct task {
     char *hdr[4]; /* operationID, opUserID, platform, connID */
     lua_State *co;
     int co_ref;
-    int waiting; /* yielded inside an engine call */
+    int waiting;     /* yielded inside an engine call */
+    int stopped;     /* over budget while waiting: finish when the call answers */
+    uint64_t lua_ns; /* Lua time used so far (the budget) */
     int started;
     uint64_t start_ms;
     struct imp_buf msgdata; /* MsgData re-encoded with status 2 */
@@ -62,6 +66,7 @@ struct task {
     struct imp_strset users;
     char **online;
     size_t nonline;
+    unsigned char *online_flags; /* per user in users: online */
     struct imp_svclist *gws;
 };
 
@@ -104,13 +109,13 @@ struct imp_worker {
     struct chan *chans;
     size_t nchans;
     struct imp_svclist *gw_seen; /* gateway list the channels follow */
-    size_t group_rr;
+    size_t service_rr;
     struct evwait *evwaits; /* coroutines blocked in core.wait */
     double next_event;      /* ids handed out by core.event */
     atomic_int assigned_once;
     atomic_int partitions;
     atomic_int inflight_pub;
-    struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_long;
+    struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_budget, *m_memory, *m_long;
 };
 
 static void run_ready(struct imp_worker *w);
@@ -161,14 +166,51 @@ static struct imp_svclist *gateways(struct imp_worker *w)
 
 /* ---------- tasks ---------- */
 
+/* The task of coroutine L: L is a message's own coroutine (TASKS maps it
+ * to its task) or one a script created while handling it (ADOPTED maps it,
+ * weakly, to the message's coroutine). A coroutine kept past its message
+ * finds no task: its engine calls fail instead of touching a freed one. */
 static struct task *current_task(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
     lua_pushthread(L);
     lua_rawget(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, LUA_REGISTRYINDEX, ADOPTED_KEY);
+        lua_pushthread(L);
+        lua_rawget(L, -2);
+        lua_remove(L, -2);
+        lua_rawget(L, -2);
+    }
     struct task *t = lua_touserdata(L, -1);
     lua_pop(L, 2);
     return t;
+}
+
+/* adopt(co): engine calls made inside co (a coroutine the script created)
+ * belong to the current message. */
+static int l_adopt(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    if (!current_task(L)) return 0;
+    /* the message's own coroutine: this one, or the one this was adopted by */
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_pushthread(L);
+    lua_rawget(L, -2);
+    int own = !lua_isnil(L, -1);
+    lua_pop(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, ADOPTED_KEY);
+    lua_pushvalue(L, 1);
+    if (own) {
+        lua_pushthread(L);
+    } else {
+        lua_pushthread(L);
+        lua_rawget(L, -3);
+    }
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    return 0;
 }
 
 static void task_grpc_md(const struct task *t, struct imp_grpc_md md[4])
@@ -197,6 +239,7 @@ static void task_free(struct task *t)
     imp_buf_dispose(&t->msgdata);
     imp_strset_dispose(&t->users);
     free(t->online);
+    free(t->online_flags);
     imp_svclist_release(t->gws);
     if (t->prev)
         t->prev->next = t->next;
@@ -351,9 +394,16 @@ static void task_resume(struct task *t, int nargs)
 {
     struct imp_worker *w = t->w;
     char err[4096];
+    if (t->stopped) {
+        /* stopped while an engine call was in flight: that call's answer
+         * has come back; nothing is resumed */
+        lua_settop(t->co, 0);
+        task_done(t);
+        return;
+    }
     t->waiting = 0;
-    int st = lua_resume(t->co, nargs);
-    if (st == LUA_YIELD) {
+    int st = imp_vm_resume(w->vm, t->co, nargs, &t->lua_ns, err, sizeof(err));
+    if (st == 1) {
         if (t->waiting) return;
         log_failure(t, "script error", "the policy yielded outside an engine call");
         imp_metric_add(w->m_script_err, 1);
@@ -365,8 +415,18 @@ static void task_resume(struct task *t, int nargs)
         } else {
             imp_metric_add(w->m_ok, 1);
         }
+    } else if (st == IMP_ETIMEDOUT) {
+        log_failure(t, "script stopped", err);
+        imp_metric_add(w->m_budget, 1);
+        if (t->waiting) { /* the engine call in flight still has to answer */
+            t->stopped = 1;
+            return;
+        }
+    } else if (st == IMP_ENOMEM) {
+        log_failure(t, "script stopped", err);
+        imp_metric_add(w->m_memory, 1);
+        lua_gc(w->vm->L, LUA_GCCOLLECT, 0);
     } else {
-        imp_vm_resume_error(w->vm->L, t->co, st, err, sizeof(err));
         log_failure(t, "script error", err);
         imp_metric_add(w->m_script_err, 1);
     }
@@ -437,6 +497,40 @@ static void on_assigned(void *arg, int n)
     atomic_store(&w->assigned_once, 1);
 }
 
+/* ---------- task.h: what engine calls need ---------- */
+
+struct task *imp_task_current(lua_State *L) { return current_task(L); }
+struct imp_worker *imp_task_worker(struct task *t) { return t->w; }
+lua_State *imp_task_co(struct task *t) { return t->co; }
+const char *imp_task_opid(struct task *t) { return opid_of(t); }
+void imp_task_grpc_md(struct task *t, struct imp_grpc_md md[4]) { task_grpc_md(t, md); }
+void imp_task_wait(struct task *t) { t->waiting = 1; }
+
+void imp_task_resume(struct task *t, int nargs)
+{
+    struct imp_worker *w = t->w;
+    task_resume(t, nargs);
+    run_ready(w);
+}
+
+struct imp_engine *imp_worker_engine(struct imp_worker *w) { return w->e; }
+const struct imp_config *imp_worker_config(struct imp_worker *w) { return w->cfg; }
+struct imp_inbox *imp_worker_inbox(struct imp_worker *w) { return &w->inbox; }
+struct ev_loop *imp_worker_loop(struct imp_worker *w) { return w->loop; }
+struct imp_grpc_channel *imp_worker_channel(struct imp_worker *w, const char *addr)
+{
+    return channel_for(w, addr);
+}
+
+struct imp_grpc_channel *imp_worker_service(struct imp_worker *w, const char *name)
+{
+    struct imp_svclist *l = imp_registry_fetch(w->e->registry, name);
+    struct imp_grpc_channel *ch = NULL;
+    if (l->n) ch = channel_for(w, l->addrs[w->service_rr++ % l->n]);
+    imp_svclist_release(l);
+    return ch;
+}
+
 /* ---------- Lua: impulse.core ---------- */
 
 static struct imp_worker *self(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -455,89 +549,6 @@ static int l_log(lua_State *L)
     imp_log_fields(level, opid, text, b.data);
     imp_buf_dispose(&b);
     return 0;
-}
-
-struct rpc_wait {
-    struct task *t;
-};
-
-static void on_group_members(void *arg, const struct imp_grpc_result *r)
-{
-    struct rpc_wait *rw = arg;
-    struct task *t = rw->t;
-    struct imp_worker *w = t->w;
-    lua_State *co = t->co;
-    char sname[16];
-    free(rw);
-    if (r->status != 0) {
-        lua_pushnil(co);
-        lua_pushfstring(co, "group service: %s: %s",
-                        imp_grpc_status_name(r->status, sname, sizeof(sname)), r->details);
-    } else {
-        Openim__Group__GetGroupMemberUserIDsResp *resp =
-            openim__group__get_group_member_user_ids_resp__unpack(NULL, r->len, r->data);
-        if (!resp) {
-            lua_pushnil(co);
-            lua_pushfstring(co, "group service: unparseable reply (%d bytes)", (int)r->len);
-        } else {
-            lua_createtable(co, (int)resp->n_userids, 0);
-            for (size_t i = 0; i < resp->n_userids; i++) {
-                lua_pushstring(co, resp->userids[i]);
-                lua_rawseti(co, -2, (int)i + 1);
-            }
-            lua_pushnil(co);
-            openim__group__get_group_member_user_ids_resp__free_unpacked(resp, NULL);
-        }
-    }
-    char labels[160];
-    snprintf(labels, sizeof(labels), "path=\"%s\",code=\"%d\"", GROUP_MEMBERS_METHOD, r->status);
-    imp_metrics_inc("impulse_rpc_client_total", labels, 1);
-    task_resume(t, 2); /* t may be freed here */
-    run_ready(w);
-}
-
-/* group_member_ids(groupID) -> true (pending) | false, nil, err */
-static int l_group_member_ids(lua_State *L)
-{
-    struct imp_worker *w = self(L);
-    struct task *t = current_task(L);
-    size_t len;
-    const char *gid = luaL_checklstring(L, 1, &len);
-    if (!t) return luaL_error(L, "group_member_ids called outside a message coroutine");
-    struct imp_svclist *l = imp_registry_fetch(w->e->registry, w->cfg->svc_group);
-    if (l->n == 0) {
-        imp_svclist_release(l);
-        lua_pushboolean(L, 0);
-        lua_pushnil(L);
-        lua_pushfstring(L, "no %s service node registered in etcd", w->cfg->svc_group);
-        return 3;
-    }
-    struct imp_grpc_channel *ch = channel_for(w, l->addrs[w->group_rr++ % l->n]);
-    imp_svclist_release(l);
-
-    Openim__Group__GetGroupMemberUserIDsReq req =
-        OPENIM__GROUP__GET_GROUP_MEMBER_USER_IDS_REQ__INIT;
-    req.groupid = (char *)gid;
-    size_t n = openim__group__get_group_member_user_ids_req__get_packed_size(&req);
-    uint8_t *buf = imp_xmalloc(n);
-    openim__group__get_group_member_user_ids_req__pack(&req, buf);
-    struct imp_grpc_md md[4];
-    task_grpc_md(t, md);
-    struct rpc_wait *rw = imp_xmalloc(sizeof(*rw));
-    rw->t = t;
-    int rc = imp_grpc_unary(ch, GROUP_MEMBERS_METHOD, buf, n, w->cfg->rpc_timeout_ms, md, 4,
-                            &w->inbox, on_group_members, rw);
-    free(buf);
-    if (rc != 0) {
-        free(rw);
-        lua_pushboolean(L, 0);
-        lua_pushnil(L);
-        lua_pushstring(L, "group service: cannot start the call");
-        return 3;
-    }
-    t->waiting = 1;
-    lua_pushboolean(L, 1);
-    return 1;
 }
 
 static void json_users(struct imp_buf *b, char *const *users, size_t n, size_t cap)
@@ -575,8 +586,7 @@ static void log_route(struct task *t, const struct imp_fanout *f)
     tmp = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
     n = 0;
     for (size_t i = 0; i < t->users.n; i++)
-        if (!imp_online_get(t->w->e->online, t->users.items[i], strlen(t->users.items[i])))
-            tmp[n++] = t->users.items[i];
+        if (!t->online_flags[i]) tmp[n++] = t->users.items[i];
     imp_buf_puts(&b, ",\"offline\":");
     json_users(&b, tmp, n, cap);
     n = 0;
@@ -638,25 +648,12 @@ static void on_fanout(struct imp_fanout *f, void *arg)
 
 /* push_online(users) -> true (pending): the online push of the current
  * message to users (a list of strings; duplicates are pushed once). */
-static int l_push_online(lua_State *L)
+static void start_fanout(struct task *t)
 {
-    struct imp_worker *w = self(L);
-    struct task *t = current_task(L);
-    if (!t) return luaL_error(L, "push_online called outside a message coroutine");
-    luaL_checktype(L, 1, LUA_TTABLE);
-    size_t n = lua_objlen(L, 1);
-    for (size_t i = 1; i <= n; i++) {
-        lua_rawgeti(L, 1, (int)i);
-        size_t len;
-        const char *u = lua_tolstring(L, -1, &len);
-        if (u && len) imp_strset_add(&t->users, u, len);
-        lua_pop(L, 1);
-    }
-    t->online = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
-    for (size_t i = 0; i < t->users.n; i++) {
-        const char *u = t->users.items[i];
-        if (imp_online_get(w->e->online, u, strlen(u))) t->online[t->nonline++] = t->users.items[i];
-    }
+    struct imp_worker *w = t->w;
+    t->nonline = 0;
+    for (size_t i = 0; i < t->users.n; i++)
+        if (t->online_flags[i]) t->online[t->nonline++] = t->users.items[i];
     t->gws = gateways(w);
     struct imp_grpc_channel **chs = imp_xcalloc(t->gws->n ? t->gws->n : 1, sizeof(*chs));
     for (size_t g = 0; g < t->gws->n; g++) chs[g] = channel_for(w, t->gws->addrs[g]);
@@ -678,10 +675,36 @@ static int l_push_online(lua_State *L)
         .done = on_fanout,
         .arg = t,
     };
-    struct imp_fanout *f = imp_fanout_start(&req);
+    if (!imp_fanout_start(&req)) {
+        /* the inbox is closed: the worker is past its drain deadline */
+        imp_warn(opid_of(t), "online push abandoned: the worker is stopping");
+    }
     free(chs);
-    if (!f) return luaL_error(L, "the worker is shutting down");
+}
+
+/* push_online(users) -> true (pending): the online push of the current
+ * message to users (a list of strings; duplicates are pushed once). The
+ * coroutine resumes with { recipients, reached, not_reached }. */
+static int l_push_online(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    if (!t) return luaL_error(L, "push_online called outside a message coroutine");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t n = lua_objlen(L, 1);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, (int)i);
+        size_t len;
+        const char *u = lua_tolstring(L, -1, &len);
+        if (u && len) imp_strset_add(&t->users, u, len);
+        lua_pop(L, 1);
+    }
+    t->online = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
+    t->online_flags = imp_xcalloc(t->users.n ? t->users.n : 1, 1);
     t->waiting = 1;
+    if (imp_presence_lookup(t, t->users.items, t->users.n, t->online_flags, start_fanout) == 0)
+        start_fanout(t);
+    (void)w;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -786,10 +809,11 @@ static int l_signal(lua_State *L)
 static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"now_ms", l_now_ms},
+    {"adopt", l_adopt},
     {"event", l_event},
     {"wait", l_wait},
     {"signal", l_signal},
-    {"group_member_ids", l_group_member_ids},
+    {"group_member_ids", imp_lua_group_member_ids},
     {"push_online", l_push_online},
     {NULL, NULL},
 };
@@ -895,6 +919,10 @@ struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, si
                                          "topic=\"toPush\",result=\"route_failed\"", NULL);
     w->m_script_err = imp_metrics_counter("impulse_messages_total",
                                           "topic=\"toPush\",result=\"script_error\"", NULL);
+    w->m_budget = imp_metrics_counter("impulse_messages_total",
+                                      "topic=\"toPush\",result=\"script_budget\"", NULL);
+    w->m_memory = imp_metrics_counter("impulse_messages_total",
+                                      "topic=\"toPush\",result=\"script_memory\"", NULL);
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
                                     "Messages older than longTimePushMs when consumed");
     w->vm = imp_vm_create(e->cfg, core_funcs, w, err, errlen);
@@ -902,8 +930,15 @@ struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, si
         imp_worker_destroy(w);
         return NULL;
     }
-    lua_newtable(w->vm->L);
-    lua_setfield(w->vm->L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_State *L = w->vm->L;
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_newtable(L); /* ADOPTED: weak keys, so dead coroutines go */
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, ADOPTED_KEY);
     return w;
 }
 

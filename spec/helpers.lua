@@ -317,7 +317,7 @@ function _M.impulse_config(env, opts)
     "    rootDirectory: openim",
     "    address: [" .. env.etcd.addr .. "]",
     "openim-push:",
-    "  fullUserCache: true",
+    "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
     "impulse:",
     "  workers: " .. (opts.workers or 2),
     "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
@@ -335,6 +335,7 @@ function _M.impulse_config(env, opts)
   for k, v in pairs(opts.impulse or {}) do
     lines[#lines + 1] = "  " .. k .. ": " .. tostring(v)
   end
+  if opts.yaml then lines[#lines + 1] = opts.yaml end -- more top-level sections
   local path = format("%s/impulse-%d.yml", _M.tmpdir(), admin)
   write_file(path, concat(lines, "\n") .. "\n")
   return path, admin

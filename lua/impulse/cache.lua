@@ -22,10 +22,10 @@
 -- messages meanwhile). A fetch that raises or returns nil, err is a failure
 -- for every waiter, cached for failed_ttl.
 local core = require "impulse.core"
+local engine_yield = require("impulse.coroutine").engine_yield
 
 local type, error, pcall, tostring, pairs, setmetatable =
   type, error, pcall, tostring, pairs, setmetatable
-local yield = coroutine.yield
 local now_ms = core.now_ms
 
 local _M = {}
@@ -100,7 +100,7 @@ function mt:get(key, ctx)
   if flight then
     -- another message is fetching this key: wait for it
     local ok, werr = core.wait(flight.event, self.wait_timeout_ms)
-    if ok then ok, werr = yield() end
+    if ok then ok, werr = engine_yield() end
     if not ok then
       return nil, "waiting for the fetch of '" .. tostring(key) .. "': " .. tostring(werr)
     end

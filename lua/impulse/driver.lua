@@ -4,6 +4,7 @@
 -- context, asks the policy for recipients, then hands them to the engine's
 -- online push, which yields until every gateway has answered.
 local core = require "impulse.core"
+local engine_yield = require("impulse.coroutine").engine_yield
 
 local error = error
 local type = type
@@ -11,7 +12,6 @@ local tostring = tostring
 local setmetatable = setmetatable
 local select = select
 local string_format = string.format
-local yield = coroutine.yield
 
 local _M = {}
 
@@ -89,7 +89,7 @@ function _M.handle(policy, fields, opid)
   end
   local pending, res = core.push_online(users)
   if pending then
-    res = yield()
+    res = engine_yield()
   end
   return res
 end

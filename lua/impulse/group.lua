@@ -1,9 +1,9 @@
 -- impulse.group: OpenIM's group service, as straight-line calls that yield
 -- the message's coroutine while the RPC is in flight.
 local core = require "impulse.core"
+local engine_yield = require("impulse.coroutine").engine_yield
 
 local type = type
-local yield = coroutine.yield
 
 local _M = {}
 
@@ -16,7 +16,7 @@ function _M.member_ids(group_id)
   end
   local pending, ids, err = core.group_member_ids(group_id)
   if pending then
-    return yield()
+    return engine_yield()
   end
   return ids, err
 end

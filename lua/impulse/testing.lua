@@ -12,8 +12,7 @@
 -- every log line ({ level, operationID, text }).
 local _M = {}
 
-local pairs, ipairs, type, error, setmetatable, loadfile, setfenv, pcall =
-  pairs, ipairs, type, error, setmetatable, loadfile, setfenv, pcall
+local pairs, ipairs, type, error, setmetatable = pairs, ipairs, type, error, setmetatable
 
 
 _M.calls = {}
@@ -36,6 +35,8 @@ end
 local function make_core(opts)
   local groups = opts.groups or {}
   local core = {}
+  core.STOP = setmetatable({}, { __tostring = function() return "script budget exceeded" end })
+  function core.adopt() end
   function core.log(level, opid, text)
     _M.logs[#_M.logs + 1] = { level = level, operationID = opid, text = text }
   end
@@ -87,14 +88,14 @@ function _M.setup(opts)
   package.loaded["impulse.core"] = make_core(opts)
 end
 
--- Loads a policy file as the engine does: in an environment of its own
--- whose reads fall through to the globals. Returns its table of hooks.
+-- Loads a policy as the engine does: scripts/push.lua (or the push.lua of
+-- the folder given, or a file path) in the sandbox. Returns its hooks.
 function _M.load_policy(path)
-  local chunk, err = loadfile(path)
-  if not chunk then error(err, 2) end
-  setfenv(chunk, setmetatable({}, { __index = _G }))
-  local ok, policy = pcall(chunk)
-  if not ok then error(policy, 2) end
+  local sandbox = require "impulse.sandbox"
+  local dir, file = path:match("^(.*)/([^/]+)%.lua$")
+  if not dir then dir, file = path, "push" end
+  if file == "push" then return sandbox.load_policy(dir) end
+  local policy = sandbox.load_file(path, dir, {})
   if type(policy) ~= "table" or type(policy.route) ~= "function" then
     error(path .. ": must return a table with a route function", 2)
   end

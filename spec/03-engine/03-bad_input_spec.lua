@@ -95,11 +95,13 @@ describe("bad input #engine", function()
     delivered(after)
   end)
 
-  it("keeps a policy's globals out of the engine's", function()
+  it("refuses a policy's write to a global, costing that message only", function()
     local g = h.push_msg { sendID = "x", recvID = "global" }
     h.produce(env, g)
-    delivered(g)
-    assert.is_true(h.alive(imp))
+    assert.matches("assignment to global 'leaked'", failure("script error", g).error)
+    local after = h.push_msg { sendID = "x", recvID = "alice" }
+    h.produce(env, after)
+    delivered(after)
   end)
 end)
 
@@ -137,7 +139,8 @@ describe("bad config and scripts #engine", function()
     { "impulse:\n  maxInflight: many\n", "config: impulse.maxInflight: expected an integer" },
     { "impulse:\n  wokers: 2\n", "config: impulse.wokers: unknown key" },
     { "discovery:\n  enable: k8s\n", "duplicate key 'discovery'" },
-    { "openim-push:\n  fullUserCache: false\n", "config: openim-push.fullUserCache" },
+    { "openim-push:\n  fullUserCache: sometimes\n", "config: openim-push.fullUserCache" },
+    { "impulse:\n  scriptBudgetMs: -5\n", "config: impulse.scriptBudgetMs" },
   } do
     it("refuses " .. case[2] .. " in one line, for check and for run", function()
       local path = config(case[1])

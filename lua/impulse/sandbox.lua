@@ -1,0 +1,135 @@
+-- impulse.sandbox: the environment operator scripts run in, and their
+-- loader. Built from an allow-list: no io, no os.execute, no debug, no
+-- load/loadstring/dofile, no package.loadlib, no ffi. Writing a global
+-- raises. `require` gives the engine's modules (impulse.*, cjson) and
+-- other scripts from the scripts folder, loaded into the sandbox too.
+--
+-- pcall and xpcall are wrapped so a script cannot catch the engine's stop
+-- (budget exceeded): the stop is raised again past every script pcall.
+local core = require "impulse.core"
+local co = require "impulse.coroutine"
+
+local pairs, type, error, tostring, setmetatable, rawget =
+  pairs, type, error, tostring, setmetatable, rawget
+local raw_pcall, raw_xpcall, select = pcall, xpcall, select
+local loadfile, setfenv, require = loadfile, setfenv, require
+local unpack = unpack
+
+local _M = {}
+
+local STOP = core.STOP -- the error object the budget hook raises
+
+local function copy(t, keys)
+  local out = {}
+  if keys then
+    for _, k in pairs(keys) do out[k] = t[k] end
+  else
+    for k, v in pairs(t) do out[k] = v end
+  end
+  return out
+end
+
+local function rethrow_stop(ok, ...)
+  if not ok and (...) == STOP then error(STOP, 0) end
+  return ok, ...
+end
+
+local function safe_pcall(f, ...)
+  return rethrow_stop(raw_pcall(f, ...))
+end
+
+local function safe_xpcall(f, handler, ...)
+  local args, n = { ... }, select("#", ...)
+  return rethrow_stop(raw_xpcall(function() return f(unpack(args, 1, n)) end, function(e)
+    if e == STOP then return STOP end
+    return handler(e)
+  end))
+end
+
+-- The allowed modules engine code provides to scripts by name.
+local ENGINE_MODULES = {
+  ["cjson"] = true, ["cjson.safe"] = true,
+}
+
+local function base_env(scripts_dir, loaded)
+  local env = {
+    assert = assert, error = error, ipairs = ipairs, next = next, pairs = pairs,
+    pcall = safe_pcall, xpcall = safe_xpcall, select = select, tonumber = tonumber,
+    tostring = tostring, type = type, unpack = unpack, rawequal = rawequal, rawget = rawget,
+    rawset = rawset, setmetatable = setmetatable, getmetatable = getmetatable,
+    string = copy(string), table = copy(table), math = copy(math), bit = copy(bit),
+    os = copy(os, { "time", "date", "clock", "difftime" }),
+    coroutine = copy(co.lib),
+    print = function(...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      core.log("info", nil, table.concat(parts, "\t"))
+    end,
+  }
+  env.string.dump = nil
+  env._VERSION = _VERSION
+
+  -- require: engine modules, or a script of the scripts folder
+  env.require = function(name)
+    if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
+    if name:sub(1, 8) == "impulse." or ENGINE_MODULES[name] then
+      if name == "impulse.core" or name == "impulse.sandbox" or name == "impulse.driver" then
+        error("module '" .. name .. "' is internal to the engine", 2)
+      end
+      return require(name)
+    end
+    local m = loaded[name]
+    if m ~= nil then return m end
+    local path = scripts_dir .. "/" .. name:gsub("%.", "/") .. ".lua"
+    m = _M.load_file(path, scripts_dir, loaded, 2)
+    loaded[name] = m == nil and true or m
+    return loaded[name]
+  end
+  return env
+end
+
+-- A fresh global table for one script file: reads fall through to the
+-- allowed globals, writes raise.
+local function script_env(base, path)
+  return setmetatable({}, {
+    __index = base,
+    __newindex = function(_, k)
+      error("assignment to global '" .. tostring(k) .. "' in " .. path
+        .. " (declare it local)", 2)
+    end,
+    __metatable = false,
+  })
+end
+
+-- Loads a script file into the sandbox and runs it; returns its result.
+function _M.load_file(path, scripts_dir, loaded, level)
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, (level or 1) + 1) end
+  local base = rawget(loaded, "\0base")
+  if not base then
+    base = base_env(scripts_dir, loaded)
+    loaded["\0base"] = base
+  end
+  setfenv(chunk, script_env(base, path))
+  return chunk()
+end
+
+-- Loads the policy (scripts_dir/push.lua); returns its table of hooks.
+function _M.load_policy(scripts_dir)
+  local loaded = {}
+  local policy = _M.load_file(scripts_dir .. "/push.lua", scripts_dir, loaded)
+  if type(policy) ~= "table" then
+    error(scripts_dir .. "/push.lua: must return a table of hooks, returned a " .. type(policy), 0)
+  end
+  if type(policy.route) ~= "function" then
+    error(scripts_dir .. "/push.lua: the returned table has no route function", 0)
+  end
+  for _, hook in pairs { "offline", "check" } do
+    if policy[hook] ~= nil and type(policy[hook]) ~= "function" then
+      error(scripts_dir .. "/push.lua: hook '" .. hook .. "' must be a function", 0)
+    end
+  end
+  return policy
+end
+
+return _M
