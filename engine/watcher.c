@@ -52,9 +52,11 @@ struct imp_watcher {
     struct imp_etcd *etcd;
     struct imp_redis_sub *sub;
     ev_timer load_retry;
+    ev_timer sweep; /* expired cache entries, once a second */
 
     /* online loader */
     int subscribed;
+    int was_subscribed; /* subscribed at least once before */
     int need_load;
     int loading;
     uint32_t gen;      /* generation of the live table */
@@ -163,6 +165,12 @@ static void on_redis_message(void *arg, const char *channel, const char *payload
 static void on_subscribed(void *arg)
 {
     struct imp_watcher *w = arg;
+    if (w->was_subscribed) {
+        /* DELETE_CACHE_* published while we were away were missed */
+        size_t n = imp_localcache_purge(w->e->group_cache);
+        imp_info(NULL, "group cache flushed after the Redis gap (%zu entries)", n);
+    }
+    w->was_subscribed = 1;
     w->subscribed = 1;
     w->need_load = 1;
     w->cursor = 0;
@@ -341,10 +349,21 @@ static void on_load_retry(struct ev_loop *loop, ev_timer *t, int revents)
     try_load(w);
 }
 
+static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct imp_watcher *w = t->data;
+    uint64_t now = imp_now_ms();
+    imp_localcache_sweep(w->e->group_cache, now);
+    if (w->e->online_lru) imp_slot_sweep(w->e->online_lru, now);
+}
+
 static void *watcher_main(void *arg)
 {
     struct imp_watcher *w = arg;
     imp_inbox_start(&w->inbox);
+    ev_timer_start(w->loop, &w->sweep);
     imp_etcd_start(w->etcd);
     imp_redis_sub_start(w->sub);
     ev_run(w->loop, 0);
@@ -366,6 +385,8 @@ struct imp_watcher *imp_watcher_create(struct imp_engine *e)
     w->retry_ms = 200;
     ev_timer_init(&w->load_retry, on_load_retry, 0., 0.);
     w->load_retry.data = w;
+    ev_timer_init(&w->sweep, on_sweep, 1., 1.);
+    w->sweep.data = w;
     w->m_change =
         imp_metrics_counter("impulse_online_changes_total", NULL, "online_change messages applied");
     w->m_change_bad = imp_metrics_counter("impulse_online_changes_bad_total", NULL,
@@ -403,6 +424,7 @@ void imp_watcher_destroy(struct imp_watcher *w)
 {
     if (!w) return;
     ev_timer_stop(w->loop, &w->load_retry);
+    ev_timer_stop(w->loop, &w->sweep);
     imp_redis_sub_destroy(w->sub);
     imp_etcd_destroy(w->etcd);
     imp_http_destroy(w->http);

@@ -201,3 +201,8 @@ void imp_localcache_check(struct imp_localcache *c)
     if (c->slot) imp_slot_check(c->slot);
     if (c->link) imp_link_check(c->link);
 }
+
+size_t imp_localcache_purge(struct imp_localcache *c)
+{
+    return c->slot ? imp_slot_purge(c->slot) : 0;
+}

@@ -93,6 +93,11 @@ void imp_localcache_del_local(struct imp_localcache *c, const char *const *keys,
 int imp_localcache_invalidate_json(struct imp_localcache *c, const char *payload, size_t len,
                                    char *err, size_t errlen);
 
+/* Drops every entry (after a gap in the invalidation channel, nothing
+ * cached can be trusted); fetches in flight will not be cached. Links are
+ * kept: they only ever widen a delete. Returns how many entries went. */
+size_t imp_localcache_purge(struct imp_localcache *c);
+
 /* Expirable kind: removes expired entries (with their linked keys);
  * returns how many. Lazy kind: 0. Call periodically (watcher's loop). */
 size_t imp_localcache_sweep(struct imp_localcache *c, uint64_t now_ms);

@@ -3,7 +3,8 @@
 --
 --   local cache = require "impulse.cache"
 --   local vip = cache.new("vip", {
---     size = 10000,         -- entries (LRU beyond that)
+--     size = 10000,         -- entries (LRU beyond that); with slots, per slot
+--     slots = 1,            -- as OpenIM's slotNum: capacity is size × slots
 --     ttl = 300,            -- seconds a fetched value is kept
 --     failed_ttl = 5,       -- seconds a fetch failure is kept (0: not cached)
 --     wait_timeout = 5,     -- seconds a getter waits for another's fetch
@@ -175,7 +176,7 @@ function _M.new(name, opts)
   if type(opts) ~= "table" or type(opts.fetch) ~= "function" then
     error("bad argument #2 to 'new' (options with a fetch function expected)", 2)
   end
-  local size = number_opt(opts, "size", 1000, 1)
+  local size = number_opt(opts, "size", 1000, 1) * number_opt(opts, "slots", 1, 1)
   local ttl = number_opt(opts, "ttl", 60, 0)
   local failed_ttl = number_opt(opts, "failed_ttl", 5, 0)
   local wait_timeout = number_opt(opts, "wait_timeout", 5, 0)

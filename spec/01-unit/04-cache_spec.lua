@@ -84,6 +84,13 @@ describe("impulse.cache", function()
     assert.equal(0, c:stats().count)
   end)
 
+  it("sizes a cache as size × slots, as OpenIM's slot LRUs", function()
+    local c = new("s", { size = 2, slots = 2 })
+    for _, k in ipairs { "a", "b", "c", "d", "e" } do c:get(k) end
+    assert.equal(4, c:stats().count)
+    assert.is_nil(c:peek("a"))
+  end)
+
   it("returns the cache of a name, and refuses other options for it", function()
     local c = new("f", { size = 5 })
     assert.equal(c, new("f", { size = 5 }))

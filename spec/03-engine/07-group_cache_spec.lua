@@ -108,4 +108,17 @@ describe("group cache #engine", function()
     end, 15000, "the failure to expire")
     assert.equal(1, r.recipients)
   end)
+
+  it("flushes the cache after a gap in DELETE_CACHE_GROUP (Redis restart)", function()
+    assert.equal(3, route_of(group_msg("g1")).recipients) -- cached
+    local port = env.redis.port
+    h.stop(env.redis)
+    h.set_group(env, "g1", { "alice" }) -- changed while nobody could tell us
+    env.redis = h.start_redis(port)
+    h.wait_until(function() return #h.log_lines(imp, "group cache flushed") > 0 end, 20000,
+      "the flush after resubscribing")
+    h.http_json("POST", env.services.control .. "/reset", {})
+    assert.equal(1, route_of(group_msg("g1")).recipients)
+    assert.equal(1, member_calls())
+  end)
 end)
