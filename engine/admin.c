@@ -20,6 +20,7 @@
 #include "config.h"
 #include "engine.h"
 #include "metrics.h"
+#include "watcher.h"
 
 #define MAX_REQ 8192
 
@@ -90,6 +91,15 @@ static void route(struct conn *c)
             imp_buf_printf(&body, "not ready: %s\n", why.data);
         imp_buf_dispose(&why);
         respond(c, ready ? 200 : 503, "text/plain", body.data, body.len);
+    } else if (strcmp(path, "/admin/reload") == 0) {
+        if (strcmp(method, "POST") != 0) {
+            respond(c, 405, "text/plain", "use POST\n", 9);
+        } else {
+            imp_watcher_reload(c->a->e->watcher, "POST /admin/reload");
+            static const char msg[] =
+                "{\"status\":\"reload requested\",\"result\":\"see /healthz\"}\n";
+            respond(c, 202, "application/json", msg, sizeof(msg) - 1);
+        }
     } else if (strcmp(path, "/metrics") == 0) {
         imp_metrics_render(&body);
         respond(c, 200, "text/plain; version=0.0.4", body.data ? body.data : "", body.len);

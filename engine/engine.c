@@ -58,6 +58,8 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
     for (int i = 0; i < e->nworkers; i++)
         imp_buf_printf(out, "%s{\"id\":%d,\"partitions\":%d,\"inflight\":%d}", i ? "," : "", i,
                        imp_worker_partitions(e->workers[i]), imp_worker_inflight(e->workers[i]));
-    imp_buf_puts(out, "]}");
+    imp_buf_puts(out, "],");
+    imp_watcher_scripts_json(e->watcher, out);
+    imp_buf_putc(out, '}');
     imp_buf_dispose(&why);
 }

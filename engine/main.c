@@ -75,7 +75,8 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
             begin_shutdown(m, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
         } else if (si.ssi_signo == SIGHUP) {
-            imp_warn(NULL, "SIGHUP: script reload is not implemented yet; restart to reload");
+            imp_info(NULL, "SIGHUP: reloading the scripts");
+            imp_watcher_reload(m->e->watcher, "SIGHUP");
         }
     }
 }
@@ -134,6 +135,8 @@ static int cmd_run(const char *path)
     e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
     e.group_cache = imp_group_cache_create(cfg);
     e.online_lru = imp_presence_lru_create(cfg);
+    char scripts_hash[17];
+    imp_vm_scripts_hash(cfg->scripts_dir, scripts_hash);
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
     pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
@@ -175,6 +178,7 @@ static int cmd_run(const char *path)
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
     e.watcher = imp_watcher_create(&e);
+    imp_watcher_set_active_scripts(e.watcher, scripts_hash);
     imp_watcher_start(e.watcher);
     for (int i = 0; i < e.nworkers; i++) imp_worker_start(e.workers[i]);
 

@@ -6,11 +6,13 @@
  */
 #include "vm.h"
 
+#include <dirent.h>
 #include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common.h"
@@ -257,11 +259,98 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
         goto fail;
     }
     vm->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* the policy's own check, under the budget */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->policy_ref);
+    lua_getfield(L, -1, "check");
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1)) {
+        char inner[2048];
+        rc = imp_vm_pcall(vm, L, 0, 2, inner, sizeof(inner));
+        if (rc) {
+            snprintf(err, errlen, "%s/push.lua: check() failed: %s", cfg->scripts_dir, inner);
+            goto fail;
+        }
+        /* check() may also answer nil, err */
+        if (lua_isnil(L, -2) && !lua_isnil(L, -1)) {
+            snprintf(err, errlen, "%s/push.lua: check() failed: %s", cfg->scripts_dir,
+                     lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no reason)");
+            lua_pop(L, 2);
+            goto fail;
+        }
+        lua_pop(L, 2);
+    } else {
+        lua_pop(L, 1);
+    }
+
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_TASKS_KEY);
+    lua_newtable(L); /* weak keys: coroutines a script drops are collected */
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_ADOPTED_KEY);
+    imp_vm_scripts_hash(cfg->scripts_dir, vm->hash);
     lua_gc(L, LUA_GCCOLLECT, 0);
     return vm;
 fail:
     imp_vm_destroy(vm);
     return NULL;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Collects the .lua files under dir (one level of subfolders: providers/). */
+static void list_scripts(const char *dir, const char *prefix, char ***names, size_t *n, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char path[1024], rel[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        snprintf(rel, sizeof(rel), "%s%s", prefix, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode) && depth > 0) {
+            char sub[600];
+            snprintf(sub, sizeof(sub), "%s/", rel);
+            list_scripts(path, sub, names, n, depth - 1);
+        } else if (S_ISREG(st.st_mode) && strlen(de->d_name) > 4 &&
+                   strcmp(de->d_name + strlen(de->d_name) - 4, ".lua") == 0) {
+            *names = imp_xrealloc(*names, (*n + 1) * sizeof(char *));
+            (*names)[(*n)++] = imp_xstrdup(rel);
+        }
+    }
+    closedir(d);
+}
+
+void imp_vm_scripts_hash(const char *dir, char out[17])
+{
+    char **names = NULL;
+    size_t n = 0;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    list_scripts(dir, "", &names, &n, 1);
+    qsort(names, n, sizeof(char *), cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        char path[2048];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        h = (h ^ imp_fnv1a64(names[i], strlen(names[i]) + 1)) * 0x100000001b3ULL;
+        FILE *f = fopen(path, "rb");
+        char buf[4096];
+        size_t got;
+        while (f && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+            h = (h ^ imp_fnv1a64(buf, got)) * 0x100000001b3ULL;
+        if (f) fclose(f);
+        free(names[i]);
+    }
+    free(names);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 void imp_vm_destroy(struct imp_vm *vm)

@@ -28,8 +28,12 @@
 
 struct imp_vm {
     lua_State *L;
-    int policy_ref; /* the table scripts/push.lua returned */
-    int handle_ref; /* impulse.driver.handle */
+    int tasks;           /* messages running on this VM (owner thread only) */
+    struct imp_vm *next; /* the owner's list of retired VMs */
+    void *next_owner;    /* the worker a freshly built VM is handed to */
+    char hash[17];       /* of the scripts it loaded (hex FNV-1a 64) */
+    int policy_ref;      /* the table scripts/push.lua returned */
+    int handle_ref;      /* impulse.driver.handle */
     /* limits */
     size_t mem_used;
     size_t mem_cap;
@@ -41,8 +45,10 @@ struct imp_vm {
 };
 
 /* Builds a VM, registers funcs as module "impulse.core" (each gets owner as
- * lightuserdata upvalue 1), loads the driver and the policy, and checks the
- * policy's shape. Returns NULL with "file:line: message" in err. */
+ * lightuserdata upvalue 1), loads the driver and the policy into the
+ * sandbox, checks the policy's shape and runs its check() hook, all under
+ * the budget. Returns NULL with "file:line: message" in err. Callable from
+ * any thread; the VM is then used by one thread at a time. */
 struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
                              char *err, size_t errlen);
 void imp_vm_destroy(struct imp_vm *vm);
@@ -64,5 +70,14 @@ int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged
                   size_t errlen);
 
 uint64_t imp_now_ns(void);
+
+/* A hash of every .lua file under dir (names and contents), as 16 hex
+ * digits in out: what /healthz reports as the active scripts. */
+void imp_vm_scripts_hash(const char *dir, char out[17]);
+
+/* Registry tables every VM has: message coroutine → task, and coroutines
+ * scripts created → their message's coroutine (weak). */
+#define IMP_VM_TASKS_KEY   "impulse.tasks"
+#define IMP_VM_ADOPTED_KEY "impulse.adopted"
 
 #endif

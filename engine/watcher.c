@@ -11,11 +11,14 @@
  */
 #include "watcher.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cache/localcache.h"
@@ -32,6 +35,8 @@
 #include "presence.h"
 #include "redis.h"
 #include "user.pb-c.h"
+#include "vm.h"
+#include "worker.h"
 
 #define ALL_ONLINE_METHOD "/openim.user.user/getAllOnlineUsers"
 #define ONLINE_CHANNEL    "online_change"
@@ -72,6 +77,18 @@ struct imp_watcher {
     struct pending_change *buf_head, **buf_tail;
     size_t buffered;
     struct imp_grpc_channel *user_ch;
+
+    /* hot reload */
+    int inotify_fd;
+    ev_io inotify_io;
+    ev_timer debounce;
+    pthread_mutex_t scripts_lock; /* guards the fields below */
+    char active_hash[17];
+    long reloads_ok, reloads_failed;
+    char *last_error;
+    uint64_t last_error_at;
+    char *last_why;
+    struct imp_metric *m_reload_ok, *m_reload_err;
 
     atomic_int pub_subscribed;
     atomic_int pub_synced;
@@ -359,11 +376,163 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
     if (w->e->online_lru) imp_slot_sweep(w->e->online_lru, now);
 }
 
+/* ---------- hot reload ---------- */
+
+static void do_reload(struct imp_watcher *w, const char *why, int only_if_changed)
+{
+    struct imp_engine *e = w->e;
+    char hash[17], err[4096];
+    imp_vm_scripts_hash(e->cfg->scripts_dir, hash);
+    pthread_mutex_lock(&w->scripts_lock);
+    int same = strcmp(hash, w->active_hash) == 0;
+    pthread_mutex_unlock(&w->scripts_lock);
+    if (same && only_if_changed) return;
+
+    uint64_t t0 = imp_now_ms();
+    struct imp_vm **vms = imp_xcalloc((size_t)e->nworkers, sizeof(*vms));
+    int ok = 1;
+    for (int i = 0; i < e->nworkers && ok; i++) {
+        vms[i] = imp_worker_build_vm(e->workers[i], err, sizeof(err));
+        ok = vms[i] != NULL;
+    }
+    struct imp_buf b;
+    imp_buf_init(&b);
+    imp_buf_puts(&b, "\"trigger\":");
+    imp_buf_json_cstr(&b, why);
+    if (!ok) {
+        for (int i = 0; i < e->nworkers; i++) imp_vm_destroy(vms[i]);
+        imp_buf_puts(&b, ",\"error\":");
+        imp_buf_json_cstr(&b, err);
+        imp_buf_puts(&b, ",\"kept\":");
+        pthread_mutex_lock(&w->scripts_lock);
+        imp_buf_json_cstr(&b, w->active_hash);
+        w->reloads_failed++;
+        free(w->last_error);
+        w->last_error = imp_xstrdup(err);
+        w->last_error_at = imp_wall_ms();
+        pthread_mutex_unlock(&w->scripts_lock);
+        imp_log_fields(IMP_LOG_ERROR, NULL, "script reload failed; the old scripts stay", b.data);
+        imp_metric_add(w->m_reload_err, 1);
+    } else {
+        for (int i = 0; i < e->nworkers; i++) imp_worker_install_vm(e->workers[i], vms[i]);
+        pthread_mutex_lock(&w->scripts_lock);
+        memcpy(w->active_hash, hash, sizeof(hash));
+        w->reloads_ok++;
+        free(w->last_why);
+        w->last_why = imp_xstrdup(why);
+        pthread_mutex_unlock(&w->scripts_lock);
+        imp_buf_printf(&b, ",\"scripts\":\"%s\",\"ms\":%llu", hash,
+                       (unsigned long long)(imp_now_ms() - t0));
+        imp_log_fields(IMP_LOG_INFO, NULL, "scripts reloaded", b.data);
+        imp_metric_add(w->m_reload_ok, 1);
+    }
+    imp_buf_dispose(&b);
+    free(vms);
+}
+
+struct reload_req {
+    struct imp_watcher *w;
+    char why[64];
+};
+
+static void cmd_reload(void *arg)
+{
+    struct reload_req *r = arg;
+    do_reload(r->w, r->why, 0);
+    free(r);
+}
+
+void imp_watcher_reload(struct imp_watcher *w, const char *why)
+{
+    struct reload_req *r = imp_xmalloc(sizeof(*r));
+    r->w = w;
+    snprintf(r->why, sizeof(r->why), "%s", why);
+    if (imp_inbox_post(&w->inbox, cmd_reload, r) != 0) free(r);
+}
+
+void imp_watcher_set_active_scripts(struct imp_watcher *w, const char *hash)
+{
+    pthread_mutex_lock(&w->scripts_lock);
+    snprintf(w->active_hash, sizeof(w->active_hash), "%s", hash);
+    pthread_mutex_unlock(&w->scripts_lock);
+}
+
+void imp_watcher_scripts_json(struct imp_watcher *w, struct imp_buf *out)
+{
+    pthread_mutex_lock(&w->scripts_lock);
+    imp_buf_printf(out, "\"scripts\":{\"active\":\"%s\",\"reloads\":%ld,\"reloadFailures\":%ld",
+                   w->active_hash, w->reloads_ok, w->reloads_failed);
+    if (w->last_why) {
+        imp_buf_puts(out, ",\"lastReloadTrigger\":");
+        imp_buf_json_cstr(out, w->last_why);
+    }
+    if (w->last_error) {
+        imp_buf_puts(out, ",\"lastError\":");
+        imp_buf_json_cstr(out, w->last_error);
+        imp_buf_printf(out, ",\"lastErrorAt\":%llu", (unsigned long long)w->last_error_at);
+    }
+    imp_buf_putc(out, '}');
+    pthread_mutex_unlock(&w->scripts_lock);
+}
+
+/* A change under the scripts folder: wait for the editor to finish
+ * (debounce), then reload if the scripts differ from the active ones. */
+static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)revents;
+    struct imp_watcher *w = io->data;
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    int lua = 0;
+    ssize_t n;
+    while ((n = read(w->inotify_fd, buf, sizeof(buf))) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            size_t nl = ev->len ? strlen(ev->name) : 0;
+            if (nl > 4 && strcmp(ev->name + nl - 4, ".lua") == 0) lua = 1;
+            if (ev->mask & IN_ISDIR) lua = 1;
+            p += sizeof(*ev) + ev->len;
+        }
+    }
+    if (!lua) return;
+    ev_timer_stop(loop, &w->debounce);
+    ev_timer_set(&w->debounce, 0.2, 0.);
+    ev_timer_start(loop, &w->debounce);
+}
+
+static void on_debounce(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    do_reload(t->data, "scripts changed", 1);
+}
+
+static void watch_scripts(struct imp_watcher *w)
+{
+    const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE;
+    char sub[1024];
+    w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w->inotify_fd < 0) {
+        imp_warn(NULL,
+                 "inotify unavailable (%s): scripts reload on SIGHUP or POST /admin/reload "
+                 "only",
+                 strerror(errno));
+        return;
+    }
+    if (inotify_add_watch(w->inotify_fd, w->e->cfg->scripts_dir, mask) < 0)
+        imp_warn(NULL, "cannot watch %s: %s", w->e->cfg->scripts_dir, strerror(errno));
+    snprintf(sub, sizeof(sub), "%s/providers", w->e->cfg->scripts_dir);
+    inotify_add_watch(w->inotify_fd, sub, mask); /* may not exist: fine */
+    ev_io_init(&w->inotify_io, on_inotify, w->inotify_fd, EV_READ);
+    w->inotify_io.data = w;
+    ev_io_start(w->loop, &w->inotify_io);
+}
+
 static void *watcher_main(void *arg)
 {
     struct imp_watcher *w = arg;
     imp_inbox_start(&w->inbox);
     ev_timer_start(w->loop, &w->sweep);
+    watch_scripts(w);
     imp_etcd_start(w->etcd);
     imp_redis_sub_start(w->sub);
     ev_run(w->loop, 0);
@@ -387,6 +556,13 @@ struct imp_watcher *imp_watcher_create(struct imp_engine *e)
     w->load_retry.data = w;
     ev_timer_init(&w->sweep, on_sweep, 1., 1.);
     w->sweep.data = w;
+    ev_timer_init(&w->debounce, on_debounce, 0.2, 0.);
+    w->debounce.data = w;
+    w->inotify_fd = -1;
+    pthread_mutex_init(&w->scripts_lock, NULL);
+    w->m_reload_ok = imp_metrics_counter("impulse_script_reload_total", "result=\"ok\"",
+                                         "Script reloads, by result");
+    w->m_reload_err = imp_metrics_counter("impulse_script_reload_total", "result=\"error\"", NULL);
     w->m_change =
         imp_metrics_counter("impulse_online_changes_total", NULL, "online_change messages applied");
     w->m_change_bad = imp_metrics_counter("impulse_online_changes_bad_total", NULL,
@@ -425,6 +601,14 @@ void imp_watcher_destroy(struct imp_watcher *w)
     if (!w) return;
     ev_timer_stop(w->loop, &w->load_retry);
     ev_timer_stop(w->loop, &w->sweep);
+    ev_timer_stop(w->loop, &w->debounce);
+    if (w->inotify_fd >= 0) {
+        ev_io_stop(w->loop, &w->inotify_io);
+        close(w->inotify_fd);
+    }
+    free(w->last_error);
+    free(w->last_why);
+    pthread_mutex_destroy(&w->scripts_lock);
     imp_redis_sub_destroy(w->sub);
     imp_etcd_destroy(w->etcd);
     imp_http_destroy(w->http);

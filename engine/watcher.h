@@ -13,6 +13,8 @@
 #ifndef IMP_WATCHER_H
 #define IMP_WATCHER_H
 
+#include "buf.h"
+
 struct imp_engine;
 struct imp_watcher;
 
@@ -21,6 +23,17 @@ int imp_watcher_start(struct imp_watcher *w);
 /* Stops the loop and joins the thread. */
 void imp_watcher_stop(struct imp_watcher *w);
 void imp_watcher_destroy(struct imp_watcher *w);
+
+/* Hot reload: rebuilds every worker's VM from the scripts on disk, checks
+ * them, and installs them only if all succeed; otherwise the old scripts
+ * stay and the failure is reported (log, impulse_script_reload_total,
+ * /healthz). Triggered by a change under the scripts folder (inotify,
+ * debounced), SIGHUP and POST /admin/reload. Thread-safe. */
+void imp_watcher_reload(struct imp_watcher *w, const char *why);
+/* The scripts the workers were started with. Call before starting. */
+void imp_watcher_set_active_scripts(struct imp_watcher *w, const char *hash);
+/* Appends `"scripts":{...}` (active hash, reload counts, last error). */
+void imp_watcher_scripts_json(struct imp_watcher *w, struct imp_buf *out);
 
 /* Thread-safe snapshots for /healthz. */
 int imp_watcher_redis_subscribed(struct imp_watcher *w);

@@ -42,8 +42,8 @@
 #include "task.h"
 #include "vm.h"
 
-#define TASKS_KEY   "impulse.tasks"
-#define ADOPTED_KEY "impulse.adopted"
+#define TASKS_KEY   IMP_VM_TASKS_KEY
+#define ADOPTED_KEY IMP_VM_ADOPTED_KEY
 
 struct task {
     struct imp_keyq_node qnode; /* first: container of the node */
@@ -53,7 +53,8 @@ struct task {
     rd_kafka_message_t *rkm;
     struct imp_msgref ref;
     Openim__Push__PushMsgReq *req;
-    char *hdr[4]; /* operationID, opUserID, platform, connID */
+    char *hdr[4];      /* operationID, opUserID, platform, connID */
+    struct imp_vm *vm; /* the VM the message runs on, to its end */
     lua_State *co;
     int co_ref;
     int waiting;     /* yielded inside an engine call */
@@ -97,7 +98,8 @@ struct imp_worker {
     int thread_started;
     struct ev_loop *loop;
     struct imp_inbox inbox;
-    struct imp_vm *vm;
+    struct imp_vm *vm;      /* new messages start here */
+    struct imp_vm *retired; /* replaced VMs still running messages */
     struct imp_consumer *consumer;
     struct imp_keyq keyq;
     struct task *tasks;
@@ -221,11 +223,21 @@ static void task_grpc_md(const struct task *t, struct imp_grpc_md md[4])
     md[3] = (struct imp_grpc_md){"connid", t->hdr[H_CONNID]};
 }
 
+/* A retired VM (replaced by a reload) whose last message finished. */
+static void retire_done(struct imp_worker *w, struct imp_vm *vm)
+{
+    struct imp_vm **pp = &w->retired;
+    while (*pp && *pp != vm) pp = &(*pp)->next;
+    if (*pp) *pp = vm->next;
+    imp_info(NULL, "worker %d: scripts %s closed (their last message is done)", w->id, vm->hash);
+    imp_vm_destroy(vm);
+}
+
 static void task_free(struct task *t)
 {
     struct imp_worker *w = t->w;
     if (t->co_ref != LUA_NOREF) {
-        lua_State *L = w->vm->L;
+        lua_State *L = t->vm->L;
         lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
         lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
         lua_pushnil(L);
@@ -246,6 +258,7 @@ static void task_free(struct task *t)
     else
         w->tasks = t->next;
     if (t->next) t->next->prev = t->prev;
+    if (t->vm && --t->vm->tasks == 0 && t->vm != w->vm) retire_done(w, t->vm);
     free(t);
 }
 
@@ -345,7 +358,9 @@ static void push_fields(lua_State *L, const struct task *t)
 static void task_start(struct task *t)
 {
     struct imp_worker *w = t->w;
-    lua_State *L = w->vm->L;
+    t->vm = w->vm; /* a reload from now on does not move this message */
+    t->vm->tasks++;
+    lua_State *L = t->vm->L;
     Openim__Sdkws__MsgData *m = t->req->msgdata;
 
     t->started = 1;
@@ -366,8 +381,8 @@ static void task_start(struct task *t)
     lua_rawset(L, -3);
     lua_pop(L, 1);
 
-    lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->vm->handle_ref);
-    lua_rawgeti(t->co, LUA_REGISTRYINDEX, w->vm->policy_ref);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->handle_ref);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->policy_ref);
     push_fields(t->co, t);
     lua_pushstring(t->co, opid_of(t));
     task_resume(t, 3);
@@ -402,7 +417,7 @@ static void task_resume(struct task *t, int nargs)
         return;
     }
     t->waiting = 0;
-    int st = imp_vm_resume(w->vm, t->co, nargs, &t->lua_ns, err, sizeof(err));
+    int st = imp_vm_resume(t->vm, t->co, nargs, &t->lua_ns, err, sizeof(err));
     if (st == 1) {
         if (t->waiting) return;
         log_failure(t, "script error", "the policy yielded outside an engine call");
@@ -425,7 +440,7 @@ static void task_resume(struct task *t, int nargs)
     } else if (st == IMP_ENOMEM) {
         log_failure(t, "script stopped", err);
         imp_metric_add(w->m_memory, 1);
-        lua_gc(w->vm->L, LUA_GCCOLLECT, 0);
+        lua_gc(t->vm->L, LUA_GCCOLLECT, 0);
     } else {
         log_failure(t, "script error", err);
         imp_metric_add(w->m_script_err, 1);
@@ -930,15 +945,6 @@ struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, si
         imp_worker_destroy(w);
         return NULL;
     }
-    lua_State *L = w->vm->L;
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
-    lua_newtable(L); /* ADOPTED: weak keys, so dead coroutines go */
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, ADOPTED_KEY);
     return w;
 }
 
@@ -974,6 +980,11 @@ void imp_worker_destroy(struct imp_worker *w)
     free(w->chans);
     imp_svclist_release(w->gw_seen);
     imp_vm_destroy(w->vm);
+    while (w->retired) {
+        struct imp_vm *vm = w->retired;
+        w->retired = vm->next;
+        imp_vm_destroy(vm);
+    }
     imp_keyq_dispose(&w->keyq);
     imp_inbox_dispose(&w->inbox);
     ev_loop_destroy(w->loop);
@@ -991,4 +1002,31 @@ int imp_worker_partitions(const struct imp_worker *w)
 int imp_worker_inflight(const struct imp_worker *w)
 {
     return atomic_load(&((struct imp_worker *)w)->inflight_pub);
+}
+
+struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen)
+{
+    return imp_vm_create(w->cfg, core_funcs, w, err, errlen);
+}
+
+static void cmd_install(void *arg)
+{
+    struct imp_vm *vm = arg;
+    struct imp_worker *w = vm->next_owner;
+    struct imp_vm *old = w->vm;
+    vm->next_owner = NULL;
+    w->vm = vm;
+    if (old->tasks == 0) {
+        imp_vm_destroy(old);
+    } else {
+        old->next = w->retired;
+        w->retired = old;
+    }
+    imp_info(NULL, "worker %d: scripts %s active", w->id, vm->hash);
+}
+
+void imp_worker_install_vm(struct imp_worker *w, struct imp_vm *vm)
+{
+    vm->next_owner = w;
+    if (imp_inbox_post(&w->inbox, cmd_install, vm) != 0) imp_vm_destroy(vm);
 }

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+struct imp_vm;
+
 struct imp_engine;
 struct imp_worker;
 
@@ -35,5 +37,13 @@ int imp_worker_assigned(const struct imp_worker *w);
 /* Partitions held now, messages in flight. Thread-safe (approximate). */
 int imp_worker_partitions(const struct imp_worker *w);
 int imp_worker_inflight(const struct imp_worker *w);
+
+/* Hot reload. build_vm makes a VM with this worker's engine calls, the
+ * scripts as they are on disk now, and their check() run (any thread; NULL
+ * with "file:line: message" in err). install_vm hands it over: the worker
+ * starts new messages on it; messages in flight finish on the old VM,
+ * which is closed when the last of them is done. Thread-safe. */
+struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen);
+void imp_worker_install_vm(struct imp_worker *w, struct imp_vm *vm);
 
 #endif
