@@ -218,16 +218,28 @@ static void read_lru(struct reader *r, const struct imp_yaml *sec, const char *w
 }
 
 static const char *impulse_keys[] = {
-    "workers",          "scripts",
-    "luaPath",          "admin",
-    "maxInflight",      "gatewayTimeoutMs",
-    "rpcTimeoutMs",     "drainTimeoutMs",
-    "longTimePushMs",   "maxGrpcMessageBytes",
-    "routeLogUsers",    "autoOffsetReset",
-    "sessionTimeoutMs", "heartbeatIntervalMs",
-    "commitIntervalMs", "logLevel",
-    "scriptBudgetMs",   "scriptMemoryMB",
-    "scriptJit",        NULL,
+    "workers",
+    "scripts",
+    "luaPath",
+    "admin",
+    "maxInflight",
+    "gatewayTimeoutMs",
+    "rpcTimeoutMs",
+    "drainTimeoutMs",
+    "longTimePushMs",
+    "maxGrpcMessageBytes",
+    "routeLogUsers",
+    "autoOffsetReset",
+    "sessionTimeoutMs",
+    "heartbeatIntervalMs",
+    "commitIntervalMs",
+    "logLevel",
+    "scriptBudgetMs",
+    "scriptMemoryMB",
+    "scriptJit",
+    "deadLetterTopic",
+    "offlineDeadLetterTopic",
+    NULL,
 };
 
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
@@ -381,6 +393,15 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->script_memory_mb = (int)get_int(r, s, "impulse", "scriptMemoryMB", 256, 16, 65536);
     c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
+    char dlq[512];
+    snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
+    c->dlq_push = get_str(r, s, "impulse", "deadLetterTopic", dlq);
+    snprintf(dlq, sizeof(dlq), "%s.dlq",
+             c->topic_offline_push ? c->topic_offline_push : "toOfflinePush");
+    c->dlq_offline_push = get_str(r, s, "impulse", "offlineDeadLetterTopic", dlq);
+    if (c->dlq_push && c->topic_push && strcmp(c->dlq_push, c->topic_push) == 0)
+        fail(r, "impulse", "deadLetterTopic", lookup(s, "deadLetterTopic"),
+             "must differ from kafka.toPushTopic");
     if (c->log_level && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
         strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
         fail(r, "impulse", "logLevel", lookup(s, "logLevel"),
@@ -464,6 +485,8 @@ void imp_config_destroy(struct imp_config *c)
         &c->topic_offline_push,
         &c->group_push,
         &c->group_offline_push,
+        &c->dlq_push,
+        &c->dlq_offline_push,
         &c->redis_addr,
         &c->redis_username,
         &c->redis_password,

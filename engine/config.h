@@ -46,6 +46,8 @@ struct imp_config {
     char *topic_offline_push;
     char *group_push;
     char *group_offline_push;
+    char *dlq_push;         /* impulse.deadLetterTopic, default "<toPushTopic>.dlq" */
+    char *dlq_offline_push; /* impulse.offlineDeadLetterTopic */
 
     /* redis */
     char *redis_addr; /* host:port (first of redis.address) */

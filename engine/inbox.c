@@ -31,7 +31,13 @@ void imp_inbox_init(struct imp_inbox *ib, struct ev_loop *loop)
     ib->async.data = ib;
 }
 
-void imp_inbox_start(struct imp_inbox *ib) { ev_async_start(ib->loop, &ib->async); }
+void imp_inbox_start(struct imp_inbox *ib)
+{
+    ev_async_start(ib->loop, &ib->async);
+    /* posts made before the start signalled a watcher that was not running:
+     * wake once so they run on the first loop iteration */
+    ev_async_send(ib->loop, &ib->async);
+}
 
 int imp_inbox_post(struct imp_inbox *ib, imp_inbox_fn fn, void *arg)
 {

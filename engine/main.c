@@ -26,7 +26,9 @@
 #include "metrics.h"
 #include "online.h"
 #include "presence.h"
+#include "producer.h"
 #include "registry.h"
+#include "replay.h"
 #include "vm.h"
 #include "watcher.h"
 #include "worker.h"
@@ -37,9 +39,70 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: impulse run -c <config.yml|config-dir>    run the push engine\n"
-               "       impulse check -c <config.yml|config-dir>  validate config and scripts\n"
-               "       impulse version\n");
+    fprintf(f, "usage: impulse run -c <config>       run the push engine\n"
+               "       impulse check -c <config> [--skip-kafka]\n"
+               "                                     validate config, scripts and Kafka topics\n"
+               "       impulse replay -c <config> [--from <dlq topic>] [--to <topic>] [--max N]\n"
+               "                                     move dead letters back to their topic\n"
+               "       impulse version\n"
+               "<config> is one YAML file or OpenIM's config folder.\n");
+}
+
+static const char *opt_arg(int argc, char **argv, const char *name)
+{
+    for (int i = 2; i < argc - 1; i++)
+        if (strcmp(argv[i], name) == 0) return argv[i + 1];
+    return NULL;
+}
+
+static int has_flag(int argc, char **argv, const char *name)
+{
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], name) == 0) return 1;
+    return 0;
+}
+
+struct topic_check {
+    const char *want[4];
+    const char *keys[4];
+    int found[4];
+};
+
+static void saw_topic(void *ud, const char *topic)
+{
+    struct topic_check *tc = ud;
+    for (int i = 0; i < 4; i++)
+        if (tc->want[i] && strcmp(tc->want[i], topic) == 0) tc->found[i] = 1;
+}
+
+/* The topics impulse reads and writes must exist: real clusters often
+ * disable auto-create, and a missing dead-letter topic would hold a
+ * partition's offsets back forever. */
+static int check_topics(const struct imp_config *cfg)
+{
+    char err[512];
+    struct topic_check tc = {
+        .want = {cfg->topic_push, cfg->dlq_push, cfg->topic_offline_push, cfg->dlq_offline_push},
+        .keys = {"kafka.toPushTopic", "impulse.deadLetterTopic", "kafka.toOfflinePushTopic",
+                 "impulse.offlineDeadLetterTopic"},
+    };
+    if (imp_kafka_list_topics(cfg, 10000, saw_topic, &tc, err, sizeof(err)) != 0) {
+        fprintf(stderr,
+                "config: kafka.address: cannot list the cluster's topics: %s "
+                "(impulse check --skip-kafka validates without Kafka)\n",
+                err);
+        return 2;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!tc.found[i]) {
+            fprintf(stderr,
+                    "config: %s: topic '%s' does not exist on the Kafka cluster "
+                    "(create it: auto-create is often disabled)\n",
+                    tc.keys[i], tc.want[i]);
+            return 2;
+        }
+    }
+    return 0;
 }
 
 static const char *config_arg(int argc, char **argv)
@@ -81,7 +144,7 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int cmd_check(const char *path)
+static int cmd_check(const char *path, int skip_kafka)
 {
     char err[1024];
     struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
@@ -97,7 +160,15 @@ static int cmd_check(const char *path)
         return 2;
     }
     imp_vm_destroy(vm);
-    printf("ok: %s (workers %d, scripts %s)\n", path, cfg->workers, cfg->scripts_dir);
+    if (!skip_kafka) {
+        int rc = check_topics(cfg);
+        if (rc) {
+            imp_config_destroy(cfg);
+            return rc;
+        }
+    }
+    printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
+           skip_kafka ? ", Kafka not checked" : ", topics present");
     imp_config_destroy(cfg);
     return 0;
 }
@@ -224,13 +295,27 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "check") == 0) {
+    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "check") == 0 ||
+        strcmp(argv[1], "replay") == 0) {
         const char *path = config_arg(argc, argv);
         if (!path) {
             fprintf(stderr, "impulse %s: -c <config> is required\n", argv[1]);
             return 2;
         }
-        return strcmp(argv[1], "run") == 0 ? cmd_run(path) : cmd_check(path);
+        if (strcmp(argv[1], "run") == 0) return cmd_run(path);
+        if (strcmp(argv[1], "check") == 0)
+            return cmd_check(path, has_flag(argc, argv, "--skip-kafka"));
+        char err[1024];
+        struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+        if (!cfg) {
+            fprintf(stderr, "%s\n", err);
+            return 2;
+        }
+        const char *max = opt_arg(argc, argv, "--max");
+        int rc = imp_replay_run(cfg, opt_arg(argc, argv, "--from"), opt_arg(argc, argv, "--to"),
+                                max ? atol(max) : -1);
+        imp_config_destroy(cfg);
+        return rc;
     }
     fprintf(stderr, "impulse: unknown command '%s'\n", argv[1]);
     usage(stderr);

@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "online.h"
 #include "presence.h"
+#include "producer.h"
 #include "push.pb-c.h"
 #include "registry.h"
 #include "strset.h"
@@ -57,9 +58,12 @@ struct task {
     struct imp_vm *vm; /* the VM the message runs on, to its end */
     lua_State *co;
     int co_ref;
-    int waiting;     /* yielded inside an engine call */
-    int stopped;     /* over budget while waiting: finish when the call answers */
-    uint64_t lua_ns; /* Lua time used so far (the budget) */
+    int waiting;             /* yielded inside an engine call */
+    int stopped;             /* over budget while waiting: finish when the call answers */
+    const char *fail_reason; /* set when the message failed (dead-letter reason) */
+    char *fail_error;
+    int dead_lettered; /* its offset is stored when the dead letter is acked */
+    uint64_t lua_ns;   /* Lua time used so far (the budget) */
     int started;
     uint64_t start_ms;
     struct imp_buf msgdata; /* MsgData re-encoded with status 2 */
@@ -101,6 +105,8 @@ struct imp_worker {
     struct imp_vm *vm;      /* new messages start here */
     struct imp_vm *retired; /* replaced VMs still running messages */
     struct imp_consumer *consumer;
+    struct imp_producer *producer; /* dead letters */
+    int dead_pending;              /* dead letters sent, not acknowledged */
     struct imp_keyq keyq;
     struct task *tasks;
     struct task *runq_head, *runq_tail;
@@ -249,6 +255,7 @@ static void task_free(struct task *t)
     if (t->rkm) rd_kafka_message_destroy(t->rkm);
     for (int i = 0; i < 4; i++) free(t->hdr[i]);
     imp_buf_dispose(&t->msgdata);
+    free(t->fail_error);
     imp_strset_dispose(&t->users);
     free(t->online);
     free(t->online_flags);
@@ -280,7 +287,8 @@ static void runq_push(struct imp_worker *w, struct task *t)
 static void task_done(struct task *t)
 {
     struct imp_worker *w = t->w;
-    if (w->consumer) imp_consumer_done(w->consumer, t->ref);
+    /* a dead-lettered message's offset waits for the dead letter's ack */
+    if (w->consumer && !t->dead_lettered) imp_consumer_done(w->consumer, t->ref);
     if (t->started) {
         struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
         if (next) runq_push(w, (struct task *)next);
@@ -405,6 +413,122 @@ static void log_failure(struct task *t, const char *what, const char *detail)
     imp_buf_dispose(&b);
 }
 
+/* ---------- failures and dead letters ---------- */
+
+/* A failed message: logged with its operationID, counted by reason, and
+ * remembered for the dead letter. */
+static void task_fail(struct task *t, const char *reason, const char *what, const char *detail)
+{
+    struct imp_worker *w = t->w;
+    char labels[96];
+    log_failure(t, what, detail);
+    snprintf(labels, sizeof(labels), "topic=\"toPush\",result=\"%s\"", reason);
+    imp_metrics_inc("impulse_messages_total", labels, 1);
+    (void)w;
+    t->fail_reason = reason;
+    free(t->fail_error);
+    t->fail_error = imp_xstrdup(detail);
+}
+
+struct dead {
+    ev_timer retry;
+    struct imp_worker *w;
+    struct imp_msgref ref;
+    rd_kafka_message_t *rkm; /* the original record */
+    const char *reason;
+    char *error;
+    int attempts;
+};
+
+static void dead_send(struct dead *d);
+
+static void dead_free(struct dead *d)
+{
+    struct imp_worker *w = d->w;
+    rd_kafka_message_destroy(d->rkm);
+    free(d->error);
+    free(d);
+    w->dead_pending--;
+    maybe_finish(w);
+}
+
+static void on_dead_ack(void *arg, int err, const char *errstr)
+{
+    struct dead *d = arg;
+    struct imp_worker *w = d->w;
+    char labels[128];
+    if (err) {
+        int delay = d->attempts < 6 ? 500 << d->attempts : 30000;
+        imp_warn(NULL,
+                 "dead letter to %s failed (%s); retrying in %d ms; the offset of "
+                 "%s[%d]@%lld waits",
+                 w->cfg->dlq_push, errstr, delay, w->cfg->topic_push, (int)d->ref.partition,
+                 (long long)d->rkm->offset);
+        snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"retry\"", w->cfg->dlq_push);
+        imp_metrics_inc("impulse_dead_letters_total", labels, 1);
+        ev_timer_set(&d->retry, delay / 1000.0, 0.);
+        ev_timer_start(w->loop, &d->retry);
+        return;
+    }
+    snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"ok\"", w->cfg->dlq_push);
+    imp_metrics_inc("impulse_dead_letters_total", labels, 1);
+    if (w->consumer) imp_consumer_done(w->consumer, d->ref);
+    dead_free(d);
+}
+
+static void on_dead_retry(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    dead_send((struct dead *)tm);
+}
+
+static void dead_send(struct dead *d)
+{
+    struct imp_worker *w = d->w;
+    rd_kafka_headers_t *orig = NULL, *h;
+    char origin[512];
+    d->attempts++;
+    /* the original headers, in order, then the failure (DLQ only: a fifth
+     * header on a topic openim-push reads would crash it) */
+    if (rd_kafka_message_headers(d->rkm, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(4);
+    snprintf(origin, sizeof(origin), "%s/%d/%lld", w->cfg->topic_push, (int)d->ref.partition,
+             (long long)d->rkm->offset);
+    rd_kafka_header_add(h, "impulse-reason", -1, d->reason, -1);
+    rd_kafka_header_add(h, "impulse-error", -1, d->error, (ssize_t)IMP_MIN(strlen(d->error), 4000));
+    rd_kafka_header_add(h, "impulse-origin", -1, origin, -1);
+    int rc = w->producer
+                 ? imp_producer_send(w->producer, w->cfg->dlq_push, d->rkm->key, d->rkm->key_len,
+                                     d->rkm->payload, d->rkm->len, h, on_dead_ack, d)
+                 : -1;
+    if (rc != 0) {
+        rd_kafka_headers_destroy(h);
+        on_dead_ack(d, rc ? rc : -1, w->producer ? rd_kafka_err2str(rc) : "no producer");
+    }
+}
+
+/* Sends the failed message t to the dead-letter topic; its offset is
+ * stored only once the dead letter is acknowledged (task_done skips it). */
+static void dead_letter(struct task *t)
+{
+    struct imp_worker *w = t->w;
+    if (!t->fail_reason || !t->rkm) return;
+    struct dead *d = imp_xcalloc(1, sizeof(*d));
+    d->w = w;
+    d->ref = t->ref;
+    d->rkm = t->rkm;
+    t->rkm = NULL; /* the dead letter owns the record now */
+    d->reason = t->fail_reason;
+    d->error = imp_xstrdup(t->fail_error ? t->fail_error : "");
+    ev_timer_init(&d->retry, on_dead_retry, 0., 0.);
+    t->dead_lettered = 1;
+    w->dead_pending++;
+    dead_send(d);
+}
+
 static void task_resume(struct task *t, int nargs)
 {
     struct imp_worker *w = t->w;
@@ -413,6 +537,7 @@ static void task_resume(struct task *t, int nargs)
         /* stopped while an engine call was in flight: that call's answer
          * has come back; nothing is resumed */
         lua_settop(t->co, 0);
+        dead_letter(t);
         task_done(t);
         return;
     }
@@ -420,31 +545,27 @@ static void task_resume(struct task *t, int nargs)
     int st = imp_vm_resume(t->vm, t->co, nargs, &t->lua_ns, err, sizeof(err));
     if (st == 1) {
         if (t->waiting) return;
-        log_failure(t, "script error", "the policy yielded outside an engine call");
-        imp_metric_add(w->m_script_err, 1);
+        task_fail(t, "script_error", "script error", "the policy yielded outside an engine call");
     } else if (st == 0) {
         if (lua_gettop(t->co) >= 2 && lua_isnil(t->co, 1)) {
             const char *e = lua_tostring(t->co, 2);
-            log_failure(t, "route failed", e ? e : "(no reason)");
-            imp_metric_add(w->m_route_err, 1);
+            task_fail(t, "route_failed", "route failed", e ? e : "(no reason)");
         } else {
             imp_metric_add(w->m_ok, 1);
         }
     } else if (st == IMP_ETIMEDOUT) {
-        log_failure(t, "script stopped", err);
-        imp_metric_add(w->m_budget, 1);
+        task_fail(t, "script_budget", "script stopped", err);
         if (t->waiting) { /* the engine call in flight still has to answer */
             t->stopped = 1;
             return;
         }
     } else if (st == IMP_ENOMEM) {
-        log_failure(t, "script stopped", err);
-        imp_metric_add(w->m_memory, 1);
+        task_fail(t, "script_memory", "script stopped", err);
         lua_gc(t->vm->L, LUA_GCCOLLECT, 0);
     } else {
-        log_failure(t, "script error", err);
-        imp_metric_add(w->m_script_err, 1);
+        task_fail(t, "script_error", "script error", err);
     }
+    if (t->fail_reason) dead_letter(t);
     task_done(t);
 }
 
@@ -495,8 +616,8 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
         char why[128];
         snprintf(why, sizeof(why), "the record is not a PushMsgReq%s (%zu bytes)",
                  t->req ? " with msgData" : "", m->len);
-        log_failure(t, "bad record", why);
-        imp_metric_add(w->m_bad, 1);
+        task_fail(t, "bad_record", "bad record", why);
+        dead_letter(t);
         task_done(t);
         return;
     }
@@ -844,6 +965,10 @@ static void finish(struct imp_worker *w)
      * before any leaves the group: a leave starts a rebalance, and the group
      * refuses commits while one is in progress. */
     pthread_barrier_wait(&w->e->drain_barrier);
+    if (w->producer) { /* dead letters still unacknowledged get 5 s */
+        imp_producer_destroy(w->producer, 5000);
+        w->producer = NULL;
+    }
     if (w->consumer) imp_consumer_commit(w->consumer);
     pthread_barrier_wait(&w->e->drain_barrier);
     if (w->consumer) {
@@ -856,7 +981,7 @@ static void finish(struct imp_worker *w)
 
 static void maybe_finish(struct imp_worker *w)
 {
-    if (w->stopping && w->inflight == 0) finish(w);
+    if (w->stopping && w->inflight == 0 && w->dead_pending == 0) finish(w);
 }
 
 static void on_drain_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
@@ -885,6 +1010,8 @@ static void cmd_consume(void *arg)
         kill(getpid(), SIGTERM);
         return;
     }
+    w->producer = imp_producer_create(w->loop, w->cfg, w->client_id, err, sizeof(err));
+    if (!w->producer) imp_error(NULL, "worker %d: no dead-letter producer: %s", w->id, err);
     imp_info(NULL, "worker %d joined group %s on %s", w->id, w->cfg->group_push,
              w->cfg->topic_push);
 }

@@ -5,7 +5,8 @@
  *   impulse-kafka-mock [--brokers N] [--partitions N] [--topic NAME]...
  *                      [--info FILE]
  *
- * Creates the topics (default toPush and toOfflinePush, 8 partitions each:
+ * Creates the topics (default toPush, toOfflinePush and their .dlq
+ * dead-letter topics, 8 partitions each:
  * the mock keeps only ~5 MiB per partition), prints the bootstrap address
  * on stdout and, with --info, writes {"bootstrap":"...","pid":N} to FILE
  * (atomically, once the cluster is up) for callers that poll for it. Runs
@@ -53,6 +54,8 @@ int main(int argc, char **argv)
     if (ntopics == 0) {
         topics[ntopics++] = "toPush";
         topics[ntopics++] = "toOfflinePush";
+        topics[ntopics++] = "toPush.dlq";
+        topics[ntopics++] = "toOfflinePush.dlq";
     }
     if (brokers < 1 || partitions < 1) {
         fprintf(stderr, "impulse-kafka-mock: --brokers and --partitions must be positive\n");

@@ -1,0 +1,202 @@
+/*
+ * Producer glue. Delivery reports are served by rd_kafka_poll on the loop
+ * thread (the dr_msg_cb runs inside it), so callbacks never race the
+ * worker. Each record carries a small request as its opaque.
+ */
+#include "producer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "kafka.h"
+#include "log.h"
+
+struct imp_producer {
+    struct ev_loop *loop;
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    int pipefd[2];
+    ev_io io;
+    ev_timer tick;
+    int pending;
+};
+
+struct req {
+    imp_produce_cb cb;
+    void *arg;
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct imp_producer *p = opaque;
+    struct req *r = m->_private;
+    p->pending--;
+    if (r) {
+        r->cb(r->arg, m->err, m->err ? rd_kafka_err2str(m->err) : "");
+        free(r);
+    }
+}
+
+static void serve(struct imp_producer *p)
+{
+    char buf[64];
+    while (read(p->pipefd[0], buf, sizeof(buf)) > 0) {}
+    rd_kafka_poll(p->rk, 0);
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    serve(w->data);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    serve(t->data);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+{
+    char e[256];
+    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka setting %s: %s", k, e);
+        return IMP_EINVAL;
+    }
+    return 0;
+}
+
+struct imp_producer *imp_producer_create(struct ev_loop *loop, const struct imp_config *cfg,
+                                         const char *client_id, char *err, size_t errlen)
+{
+    struct imp_producer *p = imp_xcalloc(1, sizeof(*p));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[512];
+    p->pipefd[0] = p->pipefd[1] = -1;
+    if (imp_kafka_conf_common(conf, cfg, client_id, err, errlen) ||
+        set(conf, "acks", "all", err, errlen) || set(conf, "partitioner", "fnv1a", err, errlen) ||
+        set(conf, "message.max.bytes", "1000000", err, errlen) ||
+        set(conf, "linger.ms", "2", err, errlen) ||
+        set(conf, "message.timeout.ms", "30000", err, errlen))
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (!p->rk) {
+        snprintf(err, errlen, "kafka: cannot create a producer: %s", e);
+        goto fail;
+    }
+    conf = NULL;
+    p->q = rd_kafka_queue_get_main(p->rk);
+    if (pipe2(p->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
+        goto fail;
+    }
+    rd_kafka_queue_io_event_enable(p->q, p->pipefd[1], "1", 1);
+    p->loop = loop;
+    ev_io_init(&p->io, on_io, p->pipefd[0], EV_READ);
+    p->io.data = p;
+    ev_io_start(loop, &p->io);
+    ev_timer_init(&p->tick, on_tick, 0.5, 0.5);
+    p->tick.data = p;
+    ev_timer_start(loop, &p->tick);
+    return p;
+fail:
+    if (conf) rd_kafka_conf_destroy(conf);
+    if (p->q) rd_kafka_queue_destroy(p->q);
+    if (p->rk) rd_kafka_destroy(p->rk);
+    if (p->pipefd[0] >= 0) close(p->pipefd[0]);
+    if (p->pipefd[1] >= 0) close(p->pipefd[1]);
+    free(p);
+    return NULL;
+}
+
+int imp_producer_send(struct imp_producer *p, const char *topic, const void *key, size_t klen,
+                      const void *value, size_t vlen, rd_kafka_headers_t *headers,
+                      imp_produce_cb cb, void *arg)
+{
+    struct req *r = imp_xmalloc(sizeof(*r));
+    r->cb = cb;
+    r->arg = arg;
+    rd_kafka_vu_t vus[5];
+    size_t n = 0;
+    vus[n].vtype = RD_KAFKA_VTYPE_TOPIC;
+    vus[n++].u.cstr = topic;
+    vus[n].vtype = RD_KAFKA_VTYPE_KEY;
+    vus[n].u.mem.ptr = (void *)key;
+    vus[n++].u.mem.size = klen;
+    vus[n].vtype = RD_KAFKA_VTYPE_VALUE;
+    vus[n].u.mem.ptr = (void *)value;
+    vus[n++].u.mem.size = vlen;
+    vus[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+    vus[n++].u.i = RD_KAFKA_MSG_F_COPY;
+    vus[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+    vus[n++].u.ptr = r;
+    rd_kafka_vu_t all[6];
+    memcpy(all, vus, sizeof(vus));
+    size_t cnt = n;
+    if (headers) {
+        all[cnt].vtype = RD_KAFKA_VTYPE_HEADERS;
+        all[cnt++].u.headers = headers;
+    }
+    rd_kafka_error_t *e = rd_kafka_produceva(p->rk, all, cnt);
+    if (e) {
+        int code = rd_kafka_error_code(e);
+        rd_kafka_error_destroy(e);
+        free(r);
+        return code ? code : -1;
+    }
+    p->pending++;
+    return 0;
+}
+
+int imp_producer_pending(const struct imp_producer *p) { return p->pending; }
+
+void imp_producer_destroy(struct imp_producer *p, int timeout_ms)
+{
+    if (!p) return;
+    rd_kafka_flush(p->rk, timeout_ms); /* serves delivery reports */
+    ev_io_stop(p->loop, &p->io);
+    ev_timer_stop(p->loop, &p->tick);
+    rd_kafka_queue_destroy(p->q);
+    rd_kafka_destroy(p->rk);
+    close(p->pipefd[0]);
+    close(p->pipefd[1]);
+    free(p);
+}
+
+int imp_kafka_list_topics(const struct imp_config *cfg, int timeout_ms,
+                          void (*fn)(void *ud, const char *topic), void *ud, char *errstr,
+                          size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[512];
+    if (imp_kafka_conf_common(conf, cfg, "impulse-check", errstr, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+    if (!rk) {
+        snprintf(errstr, errlen, "%s", e);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (rc) {
+        snprintf(errstr, errlen, "%s", rd_kafka_err2str(rc));
+    } else {
+        for (int i = 0; i < md->topic_cnt; i++) fn(ud, md->topics[i].topic);
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_destroy(rk);
+    return rc;
+}
