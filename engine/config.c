@@ -435,6 +435,26 @@ static struct imp_yaml *load_dir(const char *dir, char *err, size_t errlen)
     return root;
 }
 
+struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen)
+{
+    char inner[512];
+    struct imp_yaml *root = imp_yaml_load_string(text, strlen(text), inner, sizeof(inner));
+    if (!root) {
+        snprintf(err, errlen, "config: %s", inner);
+        return NULL;
+    }
+    struct imp_config *c = imp_xcalloc(1, sizeof(*c));
+    struct reader r = {err, errlen, 0};
+    c->path = imp_xstrdup("(built-in)");
+    read_all(&r, c, root);
+    imp_yaml_destroy(root);
+    if (r.failed) {
+        imp_config_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
 struct imp_config *imp_config_load(const char *path, char *err, size_t errlen)
 {
     char inner[512];

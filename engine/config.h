@@ -103,6 +103,8 @@ struct imp_config {
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */
 struct imp_config *imp_config_load(const char *path, char *err, size_t errlen);
+/* The same from YAML text (for built-in defaults). */
+struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
 
 /* Splits "host:port" (IPv6 as [::1]:port). Returns 0 or IMP_EINVAL. */

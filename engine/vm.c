@@ -195,23 +195,34 @@ static void set_paths(lua_State *L, const struct imp_config *cfg)
     lua_pop(L, 1);
 }
 
-struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
-                             char *err, size_t errlen)
+/* What every VM has: libraries, the JIT setting, paths, STOP, the engine
+ * module, the budget hook and the task tables. NULL on OOM. */
+static struct imp_vm *vm_base(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
+                              int test_mode)
 {
     struct imp_vm *vm = imp_xcalloc(1, sizeof(*vm));
     vm->policy_ref = vm->handle_ref = LUA_NOREF;
-    vm->mem_cap = (size_t)cfg->script_memory_mb << 20;
-    vm->budget_ns = (uint64_t)cfg->script_budget_ms * 1000000u;
+    vm->mem_cap = test_mode ? (size_t)-1 : (size_t)cfg->script_memory_mb << 20;
+    vm->budget_ns = test_mode ? 0 : (uint64_t)cfg->script_budget_ms * 1000000u;
     vm->L = lua_newstate(vm_alloc, vm);
     if (!vm->L) {
-        snprintf(err, errlen, "cannot create a Lua state");
         free(vm);
         return NULL;
     }
     lua_State *L = vm->L;
     luaL_openlibs(L);
-    if (!cfg->script_jit) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-    set_paths(L, cfg);
+    if (!cfg->script_jit && !test_mode) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    if (test_mode) {
+        /* the engine's library first, then wherever busted and friends live */
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "path");
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;./?.lua;./?/init.lua;%s", cfg->lua_dir,
+                        cfg->lua_dir, lua_tostring(L, -1));
+        lua_setfield(L, -3, "path");
+        lua_pop(L, 2);
+    } else {
+        set_paths(L, cfg);
+    }
 
     /* STOP: a unique object the budget hook raises */
     lua_newtable(L);
@@ -230,6 +241,35 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     lua_setfield(L, -2, "impulse.core");
     lua_pop(L, 2);
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_TASKS_KEY);
+    lua_newtable(L); /* weak keys: coroutines a script drops are collected */
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_ADOPTED_KEY);
+    return vm;
+}
+
+struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
+                                  char *err, size_t errlen)
+{
+    struct imp_vm *vm = vm_base(cfg, funcs, owner, 1);
+    if (!vm) snprintf(err, errlen, "cannot create a Lua state");
+    return vm;
+}
+
+struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
+                             char *err, size_t errlen)
+{
+    struct imp_vm *vm = vm_base(cfg, funcs, owner, 0);
+    if (!vm) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    lua_State *L = vm->L;
 
     /* handle = require("impulse.driver").handle */
     lua_getglobal(L, "require");
@@ -283,14 +323,6 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
         lua_pop(L, 1);
     }
 
-    lua_newtable(L);
-    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_TASKS_KEY);
-    lua_newtable(L); /* weak keys: coroutines a script drops are collected */
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_ADOPTED_KEY);
     imp_vm_scripts_hash(cfg->scripts_dir, vm->hash);
     lua_gc(L, LUA_GCCOLLECT, 0);
     return vm;

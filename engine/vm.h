@@ -51,6 +51,12 @@ struct imp_vm {
  * any thread; the VM is then used by one thread at a time. */
 struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
                              char *err, size_t errlen);
+/* The VM of `impulse test`: the engine module and library, but no sandbox,
+ * no budget, no memory cap and no policy loaded (busted needs debug, io and
+ * os; the scripts under test are loaded into the sandbox by the specs,
+ * through impulse.testing or impulse.sandbox). */
+struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
+                                  char *err, size_t errlen);
 void imp_vm_destroy(struct imp_vm *vm);
 
 /* lua_pcall with a traceback handler, under the memory cap and the budget

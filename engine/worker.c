@@ -104,6 +104,7 @@ struct imp_worker {
     struct imp_inbox inbox;
     struct imp_vm *vm;      /* new messages start here */
     struct imp_vm *retired; /* replaced VMs still running messages */
+    int test_mode;          /* impulse test: one task, no Kafka */
     struct imp_consumer *consumer;
     struct imp_producer *producer; /* dead letters */
     int dead_pending;              /* dead letters sent, not acknowledged */
@@ -562,6 +563,9 @@ static void task_resume(struct task *t, int nargs)
     } else if (st == IMP_ENOMEM) {
         task_fail(t, "script_memory", "script stopped", err);
         lua_gc(t->vm->L, LUA_GCCOLLECT, 0);
+    } else if (w->test_mode) {
+        /* busted ends a failed run by raising (its exit() under LuaJIT) */
+        if (!strstr(err, "error object is not a string")) fprintf(stderr, "%s\n", err);
     } else {
         task_fail(t, "script_error", "script error", err);
     }
@@ -825,7 +829,7 @@ static int l_push_online(lua_State *L)
 {
     struct imp_worker *w = self(L);
     struct task *t = current_task(L);
-    if (!t) return luaL_error(L, "push_online called outside a message coroutine");
+    if (!t || !t->req) return luaL_error(L, "push_online called outside a message coroutine");
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t n = lua_objlen(L, 1);
     for (size_t i = 1; i <= n; i++) {
@@ -843,6 +847,29 @@ static int l_push_online(lua_State *L)
     (void)w;
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* log_fields(level, operationID, msg, json) -- json: an encoded object whose
+ * members become fields of the log line */
+static int l_log_fields(lua_State *L)
+{
+    const char *lv = luaL_checkstring(L, 1);
+    const char *opid = luaL_optstring(L, 2, NULL);
+    const char *msg = luaL_checkstring(L, 3);
+    size_t len;
+    const char *json = luaL_optlstring(L, 4, "{}", &len);
+    int level = imp_log_level_parse(lv);
+    if (level < 0) return luaL_error(L, "bad log level '%s'", lv);
+    struct imp_buf b;
+    imp_buf_init(&b);
+    imp_buf_printf(&b, "\"worker\":%d", self(L)->id);
+    if (len > 2 && json[0] == '{' && json[len - 1] == '}') {
+        imp_buf_putc(&b, ',');
+        imp_buf_append(&b, json + 1, len - 2);
+    }
+    imp_log_fields(level, opid, msg, b.data);
+    imp_buf_dispose(&b);
+    return 0;
 }
 
 /* now_ms() -> milliseconds on the monotonic clock */
@@ -945,6 +972,7 @@ static int l_signal(lua_State *L)
 static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"now_ms", l_now_ms},
+    {"log_fields", l_log_fields},
     {"adopt", l_adopt},
     {"event", l_event},
     {"wait", l_wait},
@@ -981,6 +1009,10 @@ static void finish(struct imp_worker *w)
 
 static void maybe_finish(struct imp_worker *w)
 {
+    if (w->test_mode && w->inflight == 0) { /* impulse test: the specs ended */
+        ev_break(w->loop, EVBREAK_ALL);
+        return;
+    }
     if (w->stopping && w->inflight == 0 && w->dead_pending == 0) finish(w);
 }
 
@@ -1039,7 +1071,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, size_t errlen)
+static struct imp_worker *worker_alloc(struct imp_engine *e, int id)
 {
     struct imp_worker *w = imp_xcalloc(1, sizeof(*w));
     char host[64] = "impulse";
@@ -1067,12 +1099,68 @@ struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, si
                                       "topic=\"toPush\",result=\"script_memory\"", NULL);
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
                                     "Messages older than longTimePushMs when consumed");
+    return w;
+}
+
+struct imp_worker *imp_worker_create(struct imp_engine *e, int id, char *err, size_t errlen)
+{
+    struct imp_worker *w = worker_alloc(e, id);
     w->vm = imp_vm_create(e->cfg, core_funcs, w, err, errlen);
     if (!w->vm) {
         imp_worker_destroy(w);
         return NULL;
     }
     return w;
+}
+
+/* Runs `chunk` (busted's runner) as one engine coroutine on this thread's
+ * loop, so specs can make real engine calls; returns when it ends (busted
+ * itself usually exits the process with its result first). */
+int imp_worker_run_tests(struct imp_engine *e, int argc, char **argv)
+{
+    char err[1024];
+    struct imp_worker *w = worker_alloc(e, 0);
+    w->test_mode = 1;
+    w->vm = imp_vm_create_test(e->cfg, core_funcs, w, err, sizeof(err));
+    if (!w->vm) {
+        fprintf(stderr, "impulse test: %s\n", err);
+        imp_worker_destroy(w);
+        return 2;
+    }
+    lua_State *L = w->vm->L;
+    lua_createtable(L, argc, 1); /* arg, as busted's command line reads it */
+    lua_pushliteral(L, "impulse test");
+    lua_rawseti(L, -2, 0);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setglobal(L, "arg");
+
+    struct task *t = imp_xcalloc(1, sizeof(*t));
+    t->w = w;
+    t->co_ref = LUA_NOREF;
+    imp_buf_init(&t->msgdata);
+    imp_strset_init(&t->users);
+    t->vm = w->vm;
+    t->vm->tasks++;
+    w->tasks = t;
+    w->inflight = 1;
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    if (luaL_loadstring(t->co, "require('busted.runner')({ standalone = false })") != 0) {
+        fprintf(stderr, "impulse test: %s\n", lua_tostring(t->co, -1));
+        return 2;
+    }
+    imp_inbox_start(&w->inbox);
+    task_resume(t, 0);
+    if (w->inflight) ev_run(w->loop, 0); /* engine calls in flight: serve them */
+    return imp_metric_value(w->m_ok) > 0 ? 0 : 1;
 }
 
 int imp_worker_start(struct imp_worker *w)

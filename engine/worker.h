@@ -38,6 +38,11 @@ int imp_worker_assigned(const struct imp_worker *w);
 int imp_worker_partitions(const struct imp_worker *w);
 int imp_worker_inflight(const struct imp_worker *w);
 
+/* impulse test: runs busted (argv: its arguments) in one engine coroutine
+ * on the calling thread, in a VM without the sandbox. Returns an exit code
+ * (busted usually exits the process itself). */
+int imp_worker_run_tests(struct imp_engine *e, int argc, char **argv);
+
 /* Hot reload. build_vm makes a VM with this worker's engine calls, the
  * scripts as they are on disk now, and their check() run (any thread; NULL
  * with "file:line: message" in err). install_vm hands it over: the worker

@@ -5,15 +5,18 @@
 -- then impulse with the policy in scripts/. Produces a scripted mix of
 -- single-chat, group and notification messages to toPush the way OpenIM's
 -- msgtransfer does, and prints each message's route: its recipients, who
--- was online, and which gateway reached whom.
+-- was online, which gateway reached whom, and who gets an offline push.
 --
--- Run it with ./dev demo (which builds first). Edit scripts/push.lua and
--- run it again to see the routes change.
+--   ./dev demo          one round, then everything stops
+--   ./dev demo watch    keeps running: every time the scripts reload
+--                       (edit scripts/push.lua and save), the round runs
+--                       again on the new policy; Ctrl-C stops everything
 package.path = "./?.lua;./lua/?.lua;" .. package.path
 local h = require "spec.helpers"
 
 local format = string.format
 local concat = table.concat
+local watch = arg and arg[1] == "watch"
 
 local color = os.getenv("NO_COLOR") == nil and os.getenv("TERM") ~= "dumb"
 local function c(code, s) return color and ("\27[" .. code .. "m" .. s .. "\27[0m") or s end
@@ -25,7 +28,107 @@ local function dim(s) return c("2", s) end
 
 local function step(s) io.write(dim("  · " .. s .. "\n")) io.flush() end
 
+local SCRIPT = {
+  { "single chat, bob → alice", { sendID = "bob", recvID = "alice", content = "hi alice" } },
+  { "single chat, alice → carol, senderSync off",
+    { sendID = "alice", recvID = "carol", options = { senderSync = false } } },
+  { "group chat in 'team' from alice",
+    { sendID = "alice", recvID = "", groupID = "team", sessionType = 3 } },
+  { "notification to dave (offline)",
+    { sendID = "imAdmin", recvID = "dave", sessionType = 4, contentType = 1400,
+      options = { senderSync = false } } },
+  { "erin opens the app (online_change), then 'team' again", "erin",
+    { sendID = "bob", recvID = "", groupID = "team", sessionType = 3 } },
+  { "a group the group service does not know",
+    { sendID = "bob", recvID = "", groupID = "ghosts", sessionType = 3 } },
+}
+
 local env, imp
+
+local function health()
+  return h.http_json("GET", imp.admin .. "/healthz")
+end
+
+local function failure_of(id)
+  for _, l in ipairs(h.log_lines(imp, "route failed")) do
+    if l.clientMsgID == id then return l.error end
+  end
+  for _, l in ipairs(h.log_lines(imp, "script ")) do
+    if l.clientMsgID == id then return l.error end
+  end
+end
+
+-- Prints what happened to message m.
+local function show(i, label, m, gw)
+  print(bold(format("#%d %s", i, label)) .. dim("  " .. m.clientMsgID))
+  local r = h.routes(imp)[m.clientMsgID]
+  if not r then
+    print("   " .. red("not pushed: ") .. tostring(failure_of(m.clientMsgID)))
+    return
+  end
+  local reached, online = {}, {}
+  for _, u in ipairs(r.reached) do reached[u] = true end
+  for _, u in ipairs(r.online) do online[u] = true end
+  local who, order = {}, {}
+  for _, u in ipairs(r.online) do order[#order + 1] = u end
+  for _, u in ipairs(r.offline) do order[#order + 1] = u end
+  for _, u in ipairs(order) do
+    if reached[u] then who[#who + 1] = green(u .. " ✓ online push")
+    elseif online[u] then who[#who + 1] = yellow(u .. " ~ online, not on a phone")
+    else who[#who + 1] = red(u .. " ✗ offline") end
+  end
+  print("   recipients " .. r.recipients .. ": " .. concat(who, ", "))
+  local gws = {}
+  for _, g in ipairs(r.gateways) do
+    local name = gw[g.addr] or g.addr
+    if g.calls == 0 then
+      gws[#gws + 1] = { name, dim(name .. " not called") }
+    else
+      gws[#gws + 1] = { name, format("%s %s", name, g.error and red(g.error)
+        or (g.reached > 0 and green("reached " .. g.reached) or "reached 0")) }
+    end
+  end
+  table.sort(gws, function(a, b) return a[1] < b[1] end)
+  for k, g in ipairs(gws) do gws[k] = g[2] end
+  print("   gateways: " .. concat(gws, "; ") .. dim(format("  (%d ms)", r.ms)))
+  for _, l in ipairs(h.log_lines(imp, "offline push decided")) do
+    if l.clientMsgID == m.clientMsgID then
+      print("   offline push → " .. concat(l.users, ", ") .. dim(format("  %q", l.title or "")))
+    end
+  end
+end
+
+-- One round of the script, each message after the previous one's route.
+local function round(gw)
+  -- erin starts offline every round
+  h.http_json("POST", env.gateways[3].control .. "/conns", '{"erin":[]}')
+  h.publish(env.redis, "online_change", "erin")
+  h.wait_until(function() return health().onlineUsers == 3 end, 5000, "erin offline")
+  for i, s in ipairs(SCRIPT) do
+    if s[2] == "erin" then
+      h.http_json("POST", env.gateways[3].control .. "/conns", { erin = { 2 } })
+      h.publish(env.redis, "online_change", "2:erin")
+      h.wait_until(function() return health().onlineUsers == 4 end, 5000, "erin online")
+    end
+    local m = h.push_msg(s[#s])
+    h.produce(env, m)
+    -- one at a time, so each route reflects the state the script set up
+    h.wait_until(function()
+      return h.routes(imp)[m.clientMsgID] or failure_of(m.clientMsgID)
+    end, 20000, "the route of message " .. i)
+    show(i, s[1], m, gw)
+  end
+  -- and one record that is not a PushMsgReq at all
+  local before = #h.log_lines(imp, "bad record")
+  h.produce(env, h.push_msg {}, { raw = "\255\255 not protobuf", key = "demo", operationID = "op-garbage" })
+  local bad = h.wait_until(function()
+    local l = h.log_lines(imp, "bad record")
+    return #l > before and l[#l]
+  end, 20000, "the bad record")
+  print(bold(format("#%d a record that is not a PushMsgReq", #SCRIPT + 1)))
+  print("   " .. red("dead-lettered to toPush.dlq and counted: ") .. bad.error)
+end
+
 local ok, err = pcall(function()
   print(bold("impulse demo") .. dim("  (stand-ins on loopback; logs in " .. h.tmpdir() .. ")"))
   step("starting Redis, etcd, Kafka (mock cluster), 3 gateways, user and group services")
@@ -43,90 +146,28 @@ local ok, err = pcall(function()
 
   step("starting impulse (scripts/push.lua) and waiting for /readyz")
   imp = h.start_impulse(env, { workers = 2, log_level = "info" })
-
-  local script = {
-    { "single chat, bob → alice", { sendID = "bob", recvID = "alice", content = "hi alice" } },
-    { "single chat, alice → carol, senderSync off",
-      { sendID = "alice", recvID = "carol", options = { senderSync = false } } },
-    { "group chat in 'team' from alice",
-      { sendID = "alice", recvID = "", groupID = "team", sessionType = 3 } },
-    { "notification to dave (offline)",
-      { sendID = "imAdmin", recvID = "dave", sessionType = 4, contentType = 1400,
-        options = { senderSync = false } } },
-    { "erin opens the app (online_change), then 'team' again", "erin",
-      { sendID = "bob", recvID = "", groupID = "team", sessionType = 3 } },
-    { "a group the group service does not know",
-      { sendID = "bob", recvID = "", groupID = "ghosts", sessionType = 3 } },
-  }
-
-  local msgs = {}
-  for i, s in ipairs(script) do
-    local fields = s[#s]
-    if s[2] == "erin" then
-      h.http_json("POST", env.gateways[3].control .. "/conns", { erin = { 2 } })
-      h.publish(env.redis, "online_change", "2:erin")
-      h.wait_until(function()
-        return h.http_json("GET", imp.admin .. "/healthz").onlineUsers == 4
-      end, 5000, "erin online")
-    end
-    local m = h.push_msg(fields)
-    msgs[i] = m
-    h.produce(env, m)
-    -- one at a time, so each route reflects the state the script set up
-    h.wait_until(function()
-      if h.routes(imp)[m.clientMsgID] then return true end
-      for _, l in ipairs(h.log_lines(imp, "route failed")) do
-        if l.clientMsgID == m.clientMsgID then return true end
-      end
-    end, 20000, "the route of message " .. i)
-  end
-  -- and one record that is not a PushMsgReq at all
-  h.produce(env, h.push_msg {}, { raw = "\255\255 not protobuf", key = "demo", operationID = "op-garbage" })
-  h.wait_until(function() return h.log_lines(imp, "bad record")[1] end, 20000, "the bad record")
-
-  local routes = h.routes(imp)
-  local failures = {}
-  for _, l in ipairs(h.log_lines(imp, "route failed")) do failures[l.clientMsgID] = l.error end
   print()
-  for i, m in ipairs(msgs) do
-    print(bold(format("#%d %s", i, script[i][1])) .. dim("  " .. m.clientMsgID))
-    local r = routes[m.clientMsgID]
-    if not r then
-      print("   " .. red("not pushed: ") .. tostring(failures[m.clientMsgID]))
-    else
-      local reached, online = {}, {}
-      for _, u in ipairs(r.reached) do reached[u] = true end
-      for _, u in ipairs(r.online) do online[u] = true end
-      local who = {}
-      local order = {}
-      for _, u in ipairs(r.online) do order[#order + 1] = u end
-      for _, u in ipairs(r.offline) do order[#order + 1] = u end
-      for _, u in ipairs(order) do
-        if reached[u] then who[#who + 1] = green(u .. " ✓ online push")
-        elseif online[u] then who[#who + 1] = yellow(u .. " ~ online, not on a phone")
-        else who[#who + 1] = red(u .. " ✗ offline") end
-      end
-      print("   recipients " .. r.recipients .. ": " .. concat(who, ", "))
-      local gws = {}
-      for _, g in ipairs(r.gateways) do
-        local name = gw[g.addr] or g.addr
-        if g.calls == 0 then
-          gws[#gws + 1] = dim(name .. " not called")
-        else
-          gws[#gws + 1] = format("%s %s", name, g.error and red(g.error)
-            or (g.reached > 0 and green("reached " .. g.reached) or "reached 0"))
-        end
-      end
-      table.sort(gws, function(a, b) return a:gsub("\27%[%d+m", "") < b:gsub("\27%[%d+m", "") end)
-      print("   gateways: " .. concat(gws, "; ") .. dim(format("  (%d ms)", r.ms)))
-    end
-  end
-  local bad = h.log_lines(imp, "bad record")[1]
-  print(bold(format("#%d a record that is not a PushMsgReq", #msgs + 1)))
-  print("   " .. red("dropped and counted: ") .. (bad and bad.error or "?"))
+  round(gw)
   print()
   print(dim("engine log (JSON lines): " .. imp.log))
-  print(dim("edit scripts/push.lua and run ./dev demo again to see the routes change"))
+  if not watch then
+    print(dim("edit scripts/push.lua and run ./dev demo again (or ./dev demo watch) to see the routes change"))
+    return
+  end
+  print(bold("watching scripts/: save a change to replay the messages on it (Ctrl-C stops)"))
+  local seen = health().scripts
+  while true do
+    h.sleep_ms(200)
+    local now = health().scripts
+    if now.reloadFailures ~= seen.reloadFailures then
+      print(red("reload failed, the old scripts stay: ") .. tostring(now.lastError))
+    end
+    if now.active ~= seen.active then
+      print(bold(format("\nscripts %s active (%s)", now.active, now.lastReloadTrigger or "")))
+      round(gw)
+    end
+    seen = now
+  end
 end)
 
 h.stop_env(env)

@@ -5,6 +5,8 @@
 -- online push, which yields until every gateway has answered.
 local core = require "impulse.core"
 local engine_yield = require("impulse.coroutine").engine_yield
+local encode = require("cjson.safe").encode
+local unpack = unpack
 
 local error = error
 local type = type
@@ -77,6 +79,7 @@ end
 -- Errors raised by the policy propagate (the worker logs the traceback);
 -- a route() that returns nil, err is reported as err.
 function _M.handle(policy, fields, opid)
+  local clientMsgID = fields.clientMsgID
   local msg = message_view(fields)
   local ctx = new_ctx(opid)
   local users, err = policy.route(msg, ctx)
@@ -90,6 +93,27 @@ function _M.handle(policy, fields, opid)
   local pending, res = core.push_online(users)
   if pending then
     res = engine_yield()
+  end
+  local offline = policy.offline
+  if offline and res then
+    local to, notice = offline(msg, ctx, res)
+    if to ~= nil then
+      local checked
+      checked, err = check_users(to)
+      if not checked then
+        return nil, (err:gsub("^route%(%)", "offline()"))
+      end
+      res.offline, res.notice = to, notice
+      if #to > 0 then
+        -- the offline hand-off (toOfflinePush) comes with the providers
+        core.log_fields("info", ctx.operationID, "offline push decided", encode {
+          clientMsgID = clientMsgID,
+          users = #to > 20 and { unpack(to, 1, 20) } or to,
+          count = #to,
+          title = type(notice) == "table" and notice.title or nil,
+        })
+      end
+    end
   end
   return res
 end

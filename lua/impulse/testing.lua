@@ -40,6 +40,9 @@ local function make_core(opts)
   function core.log(level, opid, text)
     _M.logs[#_M.logs + 1] = { level = level, operationID = opid, text = text }
   end
+  function core.log_fields(level, opid, text, json)
+    _M.logs[#_M.logs + 1] = { level = level, operationID = opid, text = text, fields = json }
+  end
   function core.group_member_ids(group_id)
     _M.calls[#_M.calls + 1] = { "group_member_ids", group_id }
     local members = groups[group_id]
@@ -88,14 +91,16 @@ function _M.setup(opts)
   package.loaded["impulse.core"] = make_core(opts)
 end
 
--- Loads a policy as the engine does: scripts/push.lua (or the push.lua of
--- the folder given, or a file path) in the sandbox. Returns its hooks.
-function _M.load_policy(path)
+-- Loads a policy as the engine does, into the sandbox: scripts/push.lua,
+-- the push.lua of a folder, or any file. Other scripts it requires come
+-- from scripts_dir (default: the file's own folder) — examples kept
+-- outside scripts/ pass "scripts" to find openim.lua there.
+function _M.load_policy(path, scripts_dir)
   local sandbox = require "impulse.sandbox"
   local dir, file = path:match("^(.*)/([^/]+)%.lua$")
   if not dir then dir, file = path, "push" end
-  if file == "push" then return sandbox.load_policy(dir) end
-  local policy = sandbox.load_file(path, dir, {})
+  if file == "push" and not scripts_dir then return sandbox.load_policy(dir) end
+  local policy = sandbox.load_file(dir .. "/" .. file .. ".lua", scripts_dir or dir, {})
   if type(policy) ~= "table" or type(policy.route) ~= "function" then
     error(path .. ": must return a table with a route function", 2)
   end

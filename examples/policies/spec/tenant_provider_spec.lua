@@ -1,0 +1,30 @@
+-- examples/policies/tenant_provider.lua
+local testing = require "impulse.testing"
+
+describe("examples/policies/tenant_provider.lua", function()
+  local policy
+
+  before_each(function()
+    testing.setup {}
+    policy = testing.load_policy("examples/policies/tenant_provider.lua", "scripts")
+  end)
+
+  it("chooses the provider by user-ID prefix", function()
+    local msg = testing.message {}
+    assert.equal("getui", policy.provider("cn-1001", msg, testing.ctx()))
+    assert.equal("jpush", policy.provider("jp-7", msg, testing.ctx()))
+    assert.equal("apns", policy.provider("ios-x", msg, testing.ctx()))
+    assert.equal("fcm", policy.provider("eu-42", msg, testing.ctx()))
+    assert.is_nil(policy.provider("us-1", msg, testing.ctx())) -- the configured default
+  end)
+
+  it("routes and decides offline pushes as OpenIM does", function()
+    local msg = testing.message { sendID = "cn-1", recvID = "eu-2" }
+    assert.same({ "eu-2", "cn-1" }, policy.route(msg, testing.ctx()))
+    assert.same({ "eu-2" }, (policy.offline(msg, testing.ctx(), { reached = {}, not_reached = { "eu-2" } })))
+  end)
+
+  it("passes its check", function()
+    assert.is_true(policy.check())
+  end)
+end)
