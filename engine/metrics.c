@@ -23,7 +23,13 @@ struct imp_metric {
     char *help;
     int kind;
     _Atomic int64_t value;
+    /* histograms: per-bucket counts (not cumulative), sum in micro-units */
+    _Atomic uint64_t buckets[IMP_METRIC_BUCKETS + 1];
+    _Atomic int64_t sum_micro;
 };
+
+static const double bounds[IMP_METRIC_BUCKETS] = {0.5, 1,   2,   5,    10,   25,   50,
+                                                  100, 250, 500, 1000, 2500, 5000, 10000};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct imp_metric *buckets[NBUCKETS];
@@ -62,6 +68,33 @@ struct imp_metric *imp_metrics_counter(const char *name, const char *labels, con
 struct imp_metric *imp_metrics_gauge(const char *name, const char *labels, const char *help)
 {
     return lookup(IMP_METRIC_GAUGE, name, labels, help);
+}
+
+struct imp_metric *imp_metrics_histogram(const char *name, const char *labels, const char *help)
+{
+    return lookup(IMP_METRIC_HISTOGRAM, name, labels, help);
+}
+
+void imp_metric_observe(struct imp_metric *m, double v)
+{
+    int b = 0;
+    while (b < IMP_METRIC_BUCKETS && v > bounds[b]) b++;
+    atomic_fetch_add_explicit(&m->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->sum_micro, (int64_t)(v * 1e6), memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->value, 1, memory_order_relaxed); /* the count */
+}
+
+int imp_metrics_kind(const char *name)
+{
+    int kind = -1;
+    pthread_mutex_lock(&lock);
+    for (struct imp_metric *m = all_head; m; m = m->next_all)
+        if (strcmp(m->name, name) == 0) {
+            kind = m->kind;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+    return kind;
 }
 
 void imp_metric_add(struct imp_metric *m, int64_t delta)
@@ -105,9 +138,30 @@ void imp_metrics_render(struct imp_buf *out)
         while (strcmp(first->name, m->name) != 0) first = first->next_all;
         if (first != m) continue;
         imp_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help[0] ? m->help : m->name,
-                       m->name, m->kind == IMP_METRIC_COUNTER ? "counter" : "gauge");
+                       m->name,
+                       m->kind == IMP_METRIC_COUNTER ? "counter"
+                       : m->kind == IMP_METRIC_GAUGE ? "gauge"
+                                                     : "histogram");
         for (struct imp_metric *x = m; x; x = x->next_all) {
             if (strcmp(x->name, m->name) != 0) continue;
+            if (x->kind == IMP_METRIC_HISTOGRAM) {
+                uint64_t cum = 0;
+                const char *sep = x->labels[0] ? "," : "";
+                for (int b = 0; b <= IMP_METRIC_BUCKETS; b++) {
+                    cum += atomic_load_explicit(&x->buckets[b], memory_order_relaxed);
+                    if (b < IMP_METRIC_BUCKETS)
+                        imp_buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", x->name, x->labels,
+                                       sep, bounds[b], (unsigned long long)cum);
+                    else
+                        imp_buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", x->name, x->labels,
+                                       sep, (unsigned long long)cum);
+                }
+                const char *lb = x->labels[0] ? "{" : "", *rb = x->labels[0] ? "}" : "";
+                imp_buf_printf(out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", x->name, lb,
+                               x->labels, rb, atomic_load(&x->sum_micro) / 1e6, x->name, lb,
+                               x->labels, rb, (unsigned long long)cum);
+                continue;
+            }
             if (x->labels[0])
                 imp_buf_printf(out, "%s{%s} %lld\n", x->name, x->labels,
                                (long long)imp_metric_value(x));

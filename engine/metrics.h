@@ -13,7 +13,10 @@
 
 #include "buf.h"
 
-enum imp_metric_kind { IMP_METRIC_COUNTER, IMP_METRIC_GAUGE };
+enum imp_metric_kind { IMP_METRIC_COUNTER, IMP_METRIC_GAUGE, IMP_METRIC_HISTOGRAM };
+
+/* Histogram buckets (upper bounds), suited to milliseconds. */
+#define IMP_METRIC_BUCKETS 14
 
 struct imp_metric;
 
@@ -21,6 +24,15 @@ struct imp_metric;
  * help is used the first time a name is seen. Cannot fail (aborts on OOM). */
 struct imp_metric *imp_metrics_counter(const char *name, const char *labels, const char *help);
 struct imp_metric *imp_metrics_gauge(const char *name, const char *labels, const char *help);
+
+/* A histogram (buckets 0.5 1 2 5 10 25 50 100 250 500 1000 2500 5000 10000
+ * and +Inf), e.g. of milliseconds. */
+struct imp_metric *imp_metrics_histogram(const char *name, const char *labels, const char *help);
+void imp_metric_observe(struct imp_metric *m, double value);
+
+/* The kind a name was first registered with, or -1. For scripts, which
+ * must not turn a counter into a gauge. */
+int imp_metrics_kind(const char *name);
 
 void imp_metric_add(struct imp_metric *m, int64_t delta);
 void imp_metric_set(struct imp_metric *m, int64_t value);

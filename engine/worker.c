@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "buf.h"
 #include "common.h"
 #include "engine.h"
@@ -106,7 +107,8 @@ struct imp_worker {
     struct imp_vm *retired; /* replaced VMs still running messages */
     int test_mode;          /* impulse test: one task, no Kafka */
     struct imp_consumer *consumer;
-    struct imp_producer *producer; /* dead letters */
+    struct imp_producer *producer; /* dead letters, scripts' produce */
+    struct imp_api_clients *api;   /* scripts' Redis and HTTP clients */
     int dead_pending;              /* dead letters sent, not acknowledged */
     struct imp_keyq keyq;
     struct task *tasks;
@@ -662,6 +664,9 @@ struct imp_grpc_channel *imp_worker_channel(struct imp_worker *w, const char *ad
     return channel_for(w, addr);
 }
 
+struct imp_api_clients **imp_worker_api(struct imp_worker *w) { return &w->api; }
+struct imp_producer *imp_worker_producer(struct imp_worker *w) { return w->producer; }
+
 struct imp_grpc_channel *imp_worker_service(struct imp_worker *w, const char *name)
 {
     struct imp_svclist *l = imp_registry_fetch(w->e->registry, name);
@@ -973,6 +978,11 @@ static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"now_ms", l_now_ms},
     {"log_fields", l_log_fields},
+    {"rpc", imp_lua_rpc},
+    {"redis", imp_lua_redis},
+    {"http", imp_lua_http},
+    {"produce", imp_lua_produce},
+    {"metric", imp_lua_metric},
     {"adopt", l_adopt},
     {"event", l_event},
     {"wait", l_wait},
@@ -993,6 +1003,8 @@ static void finish(struct imp_worker *w)
      * before any leaves the group: a leave starts a rebalance, and the group
      * refuses commits while one is in progress. */
     pthread_barrier_wait(&w->e->drain_barrier);
+    imp_api_clients_destroy(w->api);
+    w->api = NULL;
     if (w->producer) { /* dead letters still unacknowledged get 5 s */
         imp_producer_destroy(w->producer, 5000);
         w->producer = NULL;
@@ -1194,6 +1206,7 @@ void imp_worker_destroy(struct imp_worker *w)
     }
     free(w->chans);
     imp_svclist_release(w->gw_seen);
+    imp_api_clients_destroy(w->api);
     imp_vm_destroy(w->vm);
     while (w->retired) {
         struct imp_vm *vm = w->retired;

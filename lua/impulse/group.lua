@@ -21,4 +21,10 @@ function _M.member_ids(group_id)
   return ids, err
 end
 
+-- dismiss(groupID[, adminUserID]) -> true | nil, err, code: dismissGroup
+-- with deleteMember, as OpenIM's push service does for 1511 notifications.
+function _M.dismiss(group_id, admin_user_id)
+  return require("impulse.rpc").dismiss_group(group_id, true, admin_user_id)
+end
+
 return _M

@@ -13,6 +13,7 @@
 local _M = {}
 
 local pairs, ipairs, type, error, setmetatable = pairs, ipairs, type, error, setmetatable
+local tostring, tonumber, unpack = tostring, tonumber, unpack
 
 
 _M.calls = {}
@@ -70,6 +71,51 @@ local function make_core(opts)
   function core.signal()
     return 0
   end
+  -- OpenIM RPCs: opts.rpc = { [method] = function(request) -> reply | nil, err, code }
+  function core.rpc(method, request, opuserid)
+    _M.calls[#_M.calls + 1] = { "rpc", method, request, opuserid }
+    local h = (opts.rpc or {})[method]
+    if not h then return false, nil, "no stub for " .. method, "UNAVAILABLE" end
+    return false, h(request, opuserid)
+  end
+  -- Redis: a small in-memory store (GET, SET, DEL, INCR, EXISTS), or
+  -- opts.redis(cmd, ...) for anything else
+  local store = {}
+  function core.redis(cmd, ...)
+    local args = { ... }
+    _M.calls[#_M.calls + 1] = { "redis", cmd, unpack(args) }
+    local c = cmd:upper()
+    if opts.redis then return false, opts.redis(cmd, ...) end
+    if c == "GET" then
+      local v = store[args[1]]
+      if v == nil then return false, require("cjson").null end
+      return false, v
+    elseif c == "SET" then store[args[1]] = tostring(args[2]); return false, "OK"
+    elseif c == "DEL" then
+      local n = store[args[1]] ~= nil and 1 or 0
+      store[args[1]] = nil
+      return false, n
+    elseif c == "INCR" then
+      store[args[1]] = tostring((tonumber(store[args[1]]) or 0) + 1)
+      return false, tonumber(store[args[1]])
+    elseif c == "EXISTS" then return false, store[args[1]] ~= nil and 1 or 0
+    end
+    return false, nil, "the redis stub has no " .. c, "REDIS_ERROR"
+  end
+  _M.redis_store = store
+  -- HTTP: opts.http(request) -> { status, body } | nil, err, code
+  function core.http(request)
+    _M.calls[#_M.calls + 1] = { "http", request }
+    if not opts.http then return false, nil, "no http stub", "HTTP_CONNECTION" end
+    return false, opts.http(request)
+  end
+  function core.produce(topic, key, value, headers)
+    _M.produced[#_M.produced + 1] = { topic = topic, key = key, value = value, headers = headers }
+    return false, true
+  end
+  function core.metric(kind, name, labels, v)
+    _M.metrics[#_M.metrics + 1] = { kind = kind, name = name, labels = labels, value = v }
+  end
   function core.push_online(users)
     _M.calls[#_M.calls + 1] = { "push_online", copy(users) }
     return false, { recipients = #users, reached = copy(users), not_reached = {} }
@@ -78,11 +124,16 @@ local function make_core(opts)
 end
 
 -- Installs the stubs and forgets every engine module loaded before, so the
--- next require sees them. opts.groups = { groupID = {members} | "error" }.
+-- next require sees them. opts.groups = { groupID = {members} | "error" },
+-- opts.rpc = { [method] = handler }, opts.http = handler, opts.redis =
+-- handler (see make_core). testing.calls, .logs, .produced and .metrics
+-- record what the policy asked of the engine.
 function _M.setup(opts)
   opts = opts or {}
   _M.calls = {}
   _M.logs = {}
+  _M.produced = {}
+  _M.metrics = {}
   for name in pairs(package.loaded) do
     if name:match("^impulse%.") and name ~= "impulse.testing" then
       package.loaded[name] = nil
