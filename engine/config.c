@@ -239,6 +239,7 @@ static const char *impulse_keys[] = {
     "scriptJit",
     "deadLetterTopic",
     "offlineDeadLetterTopic",
+    "fetchWaitMs",
     NULL,
 };
 
@@ -386,6 +387,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->heartbeat_interval_ms =
         (int)get_int(r, s, "impulse", "heartbeatIntervalMs", 3000, 100, 3600000);
     c->commit_interval_ms = (int)get_int(r, s, "impulse", "commitIntervalMs", 1000, 100, 60000);
+    c->fetch_wait_ms = (int)get_int(r, s, "impulse", "fetchWaitMs", 50, 1, 5000);
     if (c->heartbeat_interval_ms >= c->session_timeout_ms)
         fail(r, "impulse", "heartbeatIntervalMs", lookup(s, "heartbeatIntervalMs"),
              "must be lower than sessionTimeoutMs (%d)", c->session_timeout_ms);

@@ -95,6 +95,7 @@ struct imp_config {
     int session_timeout_ms;
     int heartbeat_interval_ms;
     int commit_interval_ms;
+    int fetch_wait_ms; /* fetch.wait.max.ms: latency of an idle fetch */
     char *log_level;
     int script_budget_ms; /* Lua time per message; 0 = unlimited */
     int script_memory_mb; /* per worker VM */

@@ -249,8 +249,11 @@ struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_
         set(conf, "enable.auto.commit", "true", err, errlen) ||
         set(conf, "enable.auto.offset.store", "false", err, errlen) ||
         set(conf, "auto.offset.reset", cfg->auto_offset_reset, err, errlen) ||
-        set(conf, "enable.partition.eof", "false", err, errlen))
+        set(conf, "enable.partition.eof", "false", err, errlen) || 0)
         goto fail;
+    /* a push is latency-bound: an idle fetch must not wait librdkafka's 500 ms */
+    snprintf(num, sizeof(num), "%d", cfg->fetch_wait_ms);
+    if (set(conf, "fetch.wait.max.ms", num, err, errlen)) goto fail;
     snprintf(num, sizeof(num), "%d", cfg->commit_interval_ms);
     if (set(conf, "auto.commit.interval.ms", num, err, errlen)) goto fail;
     snprintf(num, sizeof(num), "%d", cfg->session_timeout_ms);
