@@ -253,6 +253,44 @@ static struct imp_vm *vm_base(const struct imp_config *cfg, const luaL_Reg *func
     return vm;
 }
 
+/* Loads every scripts/providers/<name>.lua into registry table
+ * "impulse.providers" (name → module). Returns 0 or IMP_ESCRIPT/... */
+static int load_providers(struct imp_vm *vm, const struct imp_config *cfg, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/providers", cfg->scripts_dir);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "impulse.providers");
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int rc = 0;
+    while (!rc && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0) continue;
+        lua_getfield(L, LUA_REGISTRYINDEX, "impulse.providers");
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "impulse.sandbox");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "load_provider");
+        lua_remove(L, -2);
+        lua_pushstring(L, cfg->scripts_dir);
+        lua_pushlstring(L, de->d_name, n - 4);
+        rc = imp_vm_pcall(vm, L, 2, 1, err, errlen);
+        if (rc) {
+            lua_pop(L, 1);
+            break;
+        }
+        lua_pushlstring(L, de->d_name, n - 4);
+        lua_insert(L, -2);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    closedir(d);
+    return rc;
+}
+
 struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *funcs, void *owner,
                                   char *err, size_t errlen)
 {
@@ -300,6 +338,10 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     }
     vm->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 
+    /* provider payload modules: scripts/providers/<name>.lua, each checked
+     * now so a broken one fails the load (or the reload) like the policy */
+    if (load_providers(vm, cfg, err, errlen)) goto fail;
+
     /* the policy's own check, under the budget */
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->policy_ref);
     lua_getfield(L, -1, "check");
@@ -327,6 +369,12 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *funcs
     lua_gc(L, LUA_GCCOLLECT, 0);
     return vm;
 fail:
+    /* a load error is one line (file:line: message); the traceback only
+     * repeats the engine's loader frames */
+    {
+        char *tb = strstr(err, "\nstack traceback:");
+        if (tb) *tb = '\0';
+    }
     imp_vm_destroy(vm);
     return NULL;
 }

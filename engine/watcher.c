@@ -475,6 +475,15 @@ void imp_watcher_scripts_json(struct imp_watcher *w, struct imp_buf *out)
     pthread_mutex_unlock(&w->scripts_lock);
 }
 
+#define SCRIPT_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE)
+
+static void watch_providers(struct imp_watcher *w)
+{
+    char sub[1024];
+    snprintf(sub, sizeof(sub), "%s/providers", w->e->cfg->scripts_dir);
+    if (w->inotify_fd >= 0) inotify_add_watch(w->inotify_fd, sub, SCRIPT_EVENTS);
+}
+
 /* A change under the scripts folder: wait for the editor to finish
  * (debounce), then reload if the scripts differ from the active ones. */
 static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
@@ -489,7 +498,12 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
             struct inotify_event *ev = (struct inotify_event *)p;
             size_t nl = ev->len ? strlen(ev->name) : 0;
             if (nl > 4 && strcmp(ev->name + nl - 4, ".lua") == 0) lua = 1;
-            if (ev->mask & IN_ISDIR) lua = 1;
+            if (ev->mask & IN_ISDIR) {
+                lua = 1;
+                /* providers/ made after the start: watch it too */
+                if ((ev->mask & (IN_CREATE | IN_MOVED_TO)) && strcmp(ev->name, "providers") == 0)
+                    watch_providers(w);
+            }
             p += sizeof(*ev) + ev->len;
         }
     }
@@ -509,7 +523,6 @@ static void on_debounce(struct ev_loop *loop, ev_timer *t, int revents)
 static void watch_scripts(struct imp_watcher *w)
 {
     const uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE;
-    char sub[1024];
     w->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w->inotify_fd < 0) {
         imp_warn(NULL,
@@ -520,8 +533,7 @@ static void watch_scripts(struct imp_watcher *w)
     }
     if (inotify_add_watch(w->inotify_fd, w->e->cfg->scripts_dir, mask) < 0)
         imp_warn(NULL, "cannot watch %s: %s", w->e->cfg->scripts_dir, strerror(errno));
-    snprintf(sub, sizeof(sub), "%s/providers", w->e->cfg->scripts_dir);
-    inotify_add_watch(w->inotify_fd, sub, mask); /* may not exist: fine */
+    watch_providers(w); /* may not exist yet: then on its creation */
     ev_io_init(&w->inotify_io, on_inotify, w->inotify_fd, EV_READ);
     w->inotify_io.data = w;
     ev_io_start(w->loop, &w->inotify_io);

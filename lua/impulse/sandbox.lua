@@ -114,6 +114,17 @@ function _M.load_file(path, scripts_dir, loaded, level)
   return chunk()
 end
 
+-- Loads a provider payload module, scripts_dir/providers/<name>.lua, which
+-- returns { build = function(msg, users, notice, ctx) ... end }.
+function _M.load_provider(scripts_dir, name, loaded)
+  local path = scripts_dir .. "/providers/" .. name .. ".lua"
+  local m = _M.load_file(path, scripts_dir, loaded or {})
+  if type(m) ~= "table" or type(m.build) ~= "function" then
+    error(path .. ": must return a table with a build function", 0)
+  end
+  return m
+end
+
 -- Loads the policy (scripts_dir/push.lua); returns its table of hooks.
 function _M.load_policy(scripts_dir)
   local loaded = {}

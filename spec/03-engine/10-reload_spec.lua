@@ -97,6 +97,24 @@ describe("hot reload #engine", function()
     end)
   end
 
+  it("keeps the old scripts when a provider module is broken", function()
+    -- a good policy first (the cases above left a broken one on disk)
+    local n0 = health().scripts.reloads
+    write_policy(policy(2) .. "-- provider case\n")
+    h.wait_until(function() return health().scripts.reloads == n0 + 1 end, 5000, "a good policy")
+    local before = health().scripts
+    os.execute("mkdir -p " .. scripts .. "/providers")
+    h.write_file(scripts .. "/providers/fcm.lua", "return { build = 'not a function' }\n")
+    h.wait_until(function() return health().scripts.reloadFailures == before.reloadFailures + 1 end,
+      5000, "the failed reload")
+    assert.matches("providers/fcm.lua: must return a table with a build function", health().scripts.lastError)
+    local n = health().scripts.reloads
+    h.write_file(scripts .. "/providers/fcm.lua", "return { build = function() return {} end }\n")
+    h.wait_until(function() return health().scripts.reloads == n + 1 end, 5000, "the fixed provider to load")
+    os.remove(scripts .. "/providers/fcm.lua")
+    h.wait_until(function() return health().scripts.reloads == n + 2 end, 5000, "the removal to reload")
+  end)
+
   it("reloads on SIGHUP and on POST /admin/reload", function()
     local n = health().scripts.reloads
     write_policy(policy(3))
