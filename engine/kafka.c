@@ -26,9 +26,7 @@ struct imp_consumer {
     rd_kafka_queue_t *q;
     char *topic;
     struct imp_consumer_handler h;
-    int pipefd[2];
-    ev_io io;
-    ev_timer tick;
+    struct imp_kafka_wakeup wake;
     uint32_t gen;
     int32_t ntrack;
     struct imp_offsets *track; /* by partition; NULL entries unassigned */
@@ -216,21 +214,65 @@ static void drain(struct imp_consumer *c)
     while (c->rk && (m = rd_kafka_consumer_poll(c->rk, 0))) handle(c, m);
 }
 
-static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+static void serve(void *arg) { drain(arg); }
+
+static void on_wake_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct imp_consumer *c = w->data;
+    struct imp_kafka_wakeup *k = w->data;
     char buf[64];
-    while (read(c->pipefd[0], buf, sizeof(buf)) > 0) {}
-    drain(c);
+    while (read(k->fd[0], buf, sizeof(buf)) > 0) {}
+    k->serve(k->arg);
 }
 
-static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+static void on_wake_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    drain(w->data);
+    struct imp_kafka_wakeup *k = t->data;
+    k->serve(k->arg);
+}
+
+int imp_kafka_wakeup_init(struct imp_kafka_wakeup *k, struct ev_loop *loop, rd_kafka_queue_t *q,
+                          double tick_s, void (*serve_fn)(void *), void *arg, char *err,
+                          size_t errlen)
+{
+    k->loop = loop;
+    k->serve = serve_fn;
+    k->arg = arg;
+    if (pipe2(k->fd, O_NONBLOCK | O_CLOEXEC) != 0) {
+        k->fd[0] = k->fd[1] = -1;
+        snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
+        return IMP_EIO;
+    }
+    rd_kafka_queue_io_event_enable(q, k->fd[1], "1", 1);
+    ev_io_init(&k->io, on_wake_io, k->fd[0], EV_READ);
+    k->io.data = k;
+    ev_timer_init(&k->tick, on_wake_tick, tick_s, tick_s);
+    k->tick.data = k;
+    return 0;
+}
+
+void imp_kafka_wakeup_start(struct imp_kafka_wakeup *k)
+{
+    ev_io_start(k->loop, &k->io);
+    ev_timer_start(k->loop, &k->tick);
+}
+
+void imp_kafka_wakeup_stop(struct imp_kafka_wakeup *k)
+{
+    if (!k->loop) return;
+    ev_io_stop(k->loop, &k->io);
+    ev_timer_stop(k->loop, &k->tick);
+}
+
+void imp_kafka_wakeup_dispose(struct imp_kafka_wakeup *k)
+{
+    imp_kafka_wakeup_stop(k);
+    if (k->fd[0] >= 0) close(k->fd[0]);
+    if (k->fd[1] >= 0) close(k->fd[1]);
+    k->fd[0] = k->fd[1] = -1;
 }
 
 struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_config *cfg,
@@ -242,7 +284,7 @@ struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_
     char num[32];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     struct imp_consumer *c = imp_xcalloc(1, sizeof(*c));
-    c->pipefd[0] = c->pipefd[1] = -1;
+    c->wake.fd[0] = c->wake.fd[1] = -1;
     if (imp_kafka_conf_common(conf, cfg, client_id, err, errlen) ||
         set(conf, "group.id", group, err, errlen) ||
         set(conf, "partition.assignment.strategy", "range", err, errlen) ||
@@ -272,25 +314,16 @@ struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_
     conf = NULL; /* owned by rk now */
     rd_kafka_poll_set_consumer(c->rk);
     c->q = rd_kafka_queue_get_consumer(c->rk);
-    if (pipe2(c->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
-        goto fail;
-    }
-    rd_kafka_queue_io_event_enable(c->q, c->pipefd[1], "1", 1);
+    if (imp_kafka_wakeup_init(&c->wake, loop, c->q, 0.2, serve, c, err, errlen)) goto fail;
     c->loop = loop;
     c->topic = imp_xstrdup(topic);
     c->h = *h;
-    ev_io_init(&c->io, on_io, c->pipefd[0], EV_READ);
-    c->io.data = c;
-    ev_timer_init(&c->tick, on_tick, 0.2, 0.2);
-    c->tick.data = c;
     return c;
 fail:
     if (conf) rd_kafka_conf_destroy(conf);
     if (c->q) rd_kafka_queue_destroy(c->q);
     if (c->rk) rd_kafka_destroy(c->rk);
-    if (c->pipefd[0] >= 0) close(c->pipefd[0]);
-    if (c->pipefd[1] >= 0) close(c->pipefd[1]);
+    imp_kafka_wakeup_dispose(&c->wake);
     free(c);
     return NULL;
 }
@@ -305,8 +338,7 @@ int imp_consumer_start(struct imp_consumer *c, char *err, size_t errlen)
         snprintf(err, errlen, "kafka: subscribe to %s: %s", c->topic, rd_kafka_err2str(e));
         return IMP_EIO;
     }
-    ev_io_start(c->loop, &c->io);
-    ev_timer_start(c->loop, &c->tick);
+    imp_kafka_wakeup_start(&c->wake);
     drain(c);
     return 0;
 }
@@ -366,16 +398,14 @@ int imp_consumer_commit(struct imp_consumer *c)
 void imp_consumer_close(struct imp_consumer *c)
 {
     if (!c) return;
-    ev_io_stop(c->loop, &c->io);
-    ev_timer_stop(c->loop, &c->tick);
+    imp_kafka_wakeup_stop(&c->wake);
     c->stopping = 1;
     rd_kafka_consumer_close(c->rk);
     rd_kafka_queue_destroy(c->q);
     rd_kafka_destroy(c->rk);
     c->rk = NULL;
     drop_trackers(c);
-    close(c->pipefd[0]);
-    close(c->pipefd[1]);
+    imp_kafka_wakeup_dispose(&c->wake);
     free(c->topic);
     free(c);
 }

@@ -24,6 +24,27 @@
 
 struct imp_consumer;
 
+/* A librdkafka queue wired into a loop: librdkafka writes to a pipe when
+ * the queue goes from empty to non-empty, the loop watches the pipe, and a
+ * timer serves the queue too (to keep polling while paused or idle).
+ * serve(arg) runs on the loop and must drain the queue fully. */
+struct imp_kafka_wakeup {
+    struct ev_loop *loop;
+    ev_io io;
+    ev_timer tick;
+    int fd[2];
+    void (*serve)(void *arg);
+    void *arg;
+};
+
+int imp_kafka_wakeup_init(struct imp_kafka_wakeup *k, struct ev_loop *loop, rd_kafka_queue_t *q,
+                          double tick_s, void (*serve)(void *), void *arg, char *err,
+                          size_t errlen);
+void imp_kafka_wakeup_start(struct imp_kafka_wakeup *k);
+void imp_kafka_wakeup_stop(struct imp_kafka_wakeup *k);
+/* Stops the watchers and closes the pipe (safe on a failed init). */
+void imp_kafka_wakeup_dispose(struct imp_kafka_wakeup *k);
+
 struct imp_msgref {
     int32_t partition;
     uint32_t gen; /* assignment generation the message was fetched in */

@@ -175,6 +175,26 @@ static int cmd_check(const char *path, int skip_kafka)
     return 0;
 }
 
+/* The state every thread shares: online table, service registry, caches. */
+static void engine_state_create(struct imp_engine *e, struct imp_config *cfg, unsigned shards)
+{
+    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
+                          cfg->svc_msg};
+    e->cfg = cfg;
+    e->online = imp_online_create(shards);
+    e->registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
+    e->group_cache = imp_group_cache_create(cfg);
+    e->online_lru = imp_presence_lru_create(cfg);
+}
+
+static void engine_state_destroy(struct imp_engine *e)
+{
+    imp_registry_destroy(e->registry);
+    imp_localcache_destroy(e->group_cache);
+    imp_slot_destroy(e->online_lru);
+    imp_online_destroy(e->online);
+}
+
 static int cmd_run(const char *path)
 {
     char err[1024];
@@ -202,12 +222,7 @@ static int cmd_run(const char *path)
 
     struct imp_engine e = {0};
     e.cfg = cfg;
-    e.online = imp_online_create(256);
-    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
-                          cfg->svc_msg};
-    e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
-    e.group_cache = imp_group_cache_create(cfg);
-    e.online_lru = imp_presence_lru_create(cfg);
+    engine_state_create(&e, cfg, 256);
     char scripts_hash[17];
     imp_vm_scripts_hash(cfg->scripts_dir, scripts_hash);
     e.nworkers = cfg->workers;
@@ -272,10 +287,7 @@ out:
     for (int i = 0; i < e.nworkers; i++) imp_worker_destroy(e.workers[i]);
     free(e.workers);
     pthread_barrier_destroy(&e.drain_barrier);
-    imp_registry_destroy(e.registry);
-    imp_localcache_destroy(e.group_cache);
-    imp_slot_destroy(e.online_lru);
-    imp_online_destroy(e.online);
+    engine_state_destroy(&e);
     curl_global_cleanup();
     imp_info(NULL, "impulse stopped (exit %d)", rc);
     imp_config_destroy(cfg);
@@ -312,12 +324,7 @@ static int cmd_test(int argc, char **argv)
     imp_grpc_start();
     struct imp_engine e = {0};
     e.cfg = cfg;
-    e.online = imp_online_create(16);
-    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
-                          cfg->svc_msg};
-    e.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
-    e.group_cache = imp_group_cache_create(cfg);
-    e.online_lru = imp_presence_lru_create(cfg);
+    engine_state_create(&e, cfg, 16);
     pthread_barrier_init(&e.drain_barrier, NULL, 1);
     if (path) {
         e.watcher = imp_watcher_create(&e);

@@ -20,9 +20,7 @@ struct imp_producer {
     struct ev_loop *loop;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
-    int pipefd[2];
-    ev_io io;
-    ev_timer tick;
+    struct imp_kafka_wakeup wake;
     int pending;
 };
 
@@ -43,25 +41,11 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
-static void serve(struct imp_producer *p)
+/* The main queue holds the delivery reports: poll serves them. */
+static void serve(void *arg)
 {
-    char buf[64];
-    while (read(p->pipefd[0], buf, sizeof(buf)) > 0) {}
+    struct imp_producer *p = arg;
     rd_kafka_poll(p->rk, 0);
-}
-
-static void on_io(struct ev_loop *loop, ev_io *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    serve(w->data);
-}
-
-static void on_tick(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    serve(t->data);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
@@ -80,7 +64,7 @@ struct imp_producer *imp_producer_create(struct ev_loop *loop, const struct imp_
     struct imp_producer *p = imp_xcalloc(1, sizeof(*p));
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char e[512];
-    p->pipefd[0] = p->pipefd[1] = -1;
+    p->wake.fd[0] = p->wake.fd[1] = -1;
     if (imp_kafka_conf_common(conf, cfg, client_id, err, errlen) ||
         set(conf, "acks", "all", err, errlen) || set(conf, "partitioner", "fnv1a", err, errlen) ||
         set(conf, "message.max.bytes", "1000000", err, errlen) ||
@@ -96,25 +80,15 @@ struct imp_producer *imp_producer_create(struct ev_loop *loop, const struct imp_
     }
     conf = NULL;
     p->q = rd_kafka_queue_get_main(p->rk);
-    if (pipe2(p->pipefd, O_NONBLOCK | O_CLOEXEC) != 0) {
-        snprintf(err, errlen, "kafka: pipe: %s", strerror(errno));
-        goto fail;
-    }
-    rd_kafka_queue_io_event_enable(p->q, p->pipefd[1], "1", 1);
+    if (imp_kafka_wakeup_init(&p->wake, loop, p->q, 0.5, serve, p, err, errlen)) goto fail;
     p->loop = loop;
-    ev_io_init(&p->io, on_io, p->pipefd[0], EV_READ);
-    p->io.data = p;
-    ev_io_start(loop, &p->io);
-    ev_timer_init(&p->tick, on_tick, 0.5, 0.5);
-    p->tick.data = p;
-    ev_timer_start(loop, &p->tick);
+    imp_kafka_wakeup_start(&p->wake);
     return p;
 fail:
     if (conf) rd_kafka_conf_destroy(conf);
     if (p->q) rd_kafka_queue_destroy(p->q);
     if (p->rk) rd_kafka_destroy(p->rk);
-    if (p->pipefd[0] >= 0) close(p->pipefd[0]);
-    if (p->pipefd[1] >= 0) close(p->pipefd[1]);
+    imp_kafka_wakeup_dispose(&p->wake);
     free(p);
     return NULL;
 }
@@ -164,12 +138,10 @@ void imp_producer_destroy(struct imp_producer *p, int timeout_ms)
 {
     if (!p) return;
     rd_kafka_flush(p->rk, timeout_ms); /* serves delivery reports */
-    ev_io_stop(p->loop, &p->io);
-    ev_timer_stop(p->loop, &p->tick);
+    imp_kafka_wakeup_stop(&p->wake);
     rd_kafka_queue_destroy(p->q);
     rd_kafka_destroy(p->rk);
-    close(p->pipefd[0]);
-    close(p->pipefd[1]);
+    imp_kafka_wakeup_dispose(&p->wake);
     free(p);
 }
 

@@ -43,6 +43,7 @@
 #include "strset.h"
 #include "task.h"
 #include "vm.h"
+#include "watcher.h"
 
 #define TASKS_KEY   IMP_VM_TASKS_KEY
 #define ADOPTED_KEY IMP_VM_ADOPTED_KEY
@@ -565,6 +566,9 @@ static void task_resume(struct task *t, int nargs)
     } else if (st == IMP_ENOMEM) {
         task_fail(t, "script_memory", "script stopped", err);
         lua_gc(t->vm->L, LUA_GCCOLLECT, 0);
+        /* an allocation failed somewhere inside the scripts' state: start
+         * new messages on fresh VMs (this one finishes its messages) */
+        if (w->e->watcher) imp_watcher_reload(w->e->watcher, "out of memory");
     } else if (w->test_mode) {
         /* busted ends a failed run by raising (its exit() under LuaJIT) */
         if (!strstr(err, "error object is not a string")) fprintf(stderr, "%s\n", err);
