@@ -27,6 +27,7 @@
 #include "pbtable.h"
 #include "producer.h"
 #include "task.h"
+#include "vm.h"
 
 struct imp_api_clients {
     struct imp_worker *w;
@@ -146,12 +147,14 @@ int imp_lua_rpc(lua_State *L)
     const char *svc = service_of(cfg, pkg);
     if (!svc) return luaL_error(L, "impulse does not call %s", path);
     char err[300];
+    uint64_t t0 = imp_now_ns();
     ProtobufCMessage *req = imp_pb_from_table(L, 2, m->input, err, sizeof(err));
     if (!req) return luaL_error(L, "bad request for %s: %s", path, err);
     size_t n = protobuf_c_message_get_packed_size(req);
     uint8_t *buf = imp_xmalloc(n ? n : 1);
     protobuf_c_message_pack(req, buf);
     protobuf_c_message_free_unpacked(req, NULL);
+    imp_vm_exclude(imp_task_vm(t), t0);
 
     struct imp_grpc_channel *ch = imp_worker_service(w, svc);
     if (!ch) {

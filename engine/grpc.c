@@ -161,9 +161,11 @@ void imp_grpc_stop(void)
 struct imp_grpc_channel *imp_grpc_channel_create(const char *addr, int max_msg)
 {
     grpc_arg args[] = {
+        /* replies are OpenIM's to size (a 100,000-member group's IDs pass
+         * 4 MiB): accept big ones; what we send stays under max_msg */
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-         .value.integer = max_msg},
+         .value.integer = 64 << 20},
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
          .value.integer = max_msg},

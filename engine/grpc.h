@@ -43,7 +43,8 @@ int imp_grpc_start(void);
  * destroyed and every call completed first. */
 void imp_grpc_stop(void);
 
-/* A channel to host:port. max_msg bounds sent and received messages.
+/* A channel to host:port. max_msg bounds sent messages (received ones may
+ * be up to 64 MiB).
  * Connects lazily; reconnect backoff is capped at ~1 s so a gateway that
  * comes back is used again quickly. Cannot fail (aborts on OOM). */
 struct imp_grpc_channel *imp_grpc_channel_create(const char *addr, int max_msg);

@@ -146,35 +146,6 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-static int cmd_check(const char *path, int skip_kafka)
-{
-    char err[1024];
-    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
-    if (!cfg) {
-        fprintf(stderr, "%s\n", err);
-        return 2;
-    }
-    static const luaL_Reg none[] = {{NULL, NULL}}; /* no engine calls at load */
-    struct imp_vm *vm = imp_vm_create(cfg, none, NULL, err, sizeof(err));
-    if (!vm) {
-        fprintf(stderr, "script: %s\n", err);
-        imp_config_destroy(cfg);
-        return 2;
-    }
-    imp_vm_destroy(vm);
-    if (!skip_kafka) {
-        int rc = check_topics(cfg);
-        if (rc) {
-            imp_config_destroy(cfg);
-            return rc;
-        }
-    }
-    printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
-           skip_kafka ? ", Kafka not checked" : ", topics present");
-    imp_config_destroy(cfg);
-    return 0;
-}
-
 /* The state every thread shares: online table, service registry, caches. */
 static void engine_state_create(struct imp_engine *e, struct imp_config *cfg, unsigned shards)
 {
@@ -193,6 +164,38 @@ static void engine_state_destroy(struct imp_engine *e)
     imp_localcache_destroy(e->group_cache);
     imp_slot_destroy(e->online_lru);
     imp_online_destroy(e->online);
+}
+
+static int cmd_check(const char *path, int skip_kafka)
+{
+    char err[1024];
+    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    /* the scripts load exactly as a worker loads them (same engine module) */
+    struct imp_engine e = {0};
+    engine_state_create(&e, cfg, 1);
+    struct imp_worker *w = imp_worker_create(&e, 0, err, sizeof(err));
+    if (w) imp_worker_destroy(w);
+    engine_state_destroy(&e);
+    if (!w) {
+        fprintf(stderr, "script: %s\n", err);
+        imp_config_destroy(cfg);
+        return 2;
+    }
+    if (!skip_kafka) {
+        int rc = check_topics(cfg);
+        if (rc) {
+            imp_config_destroy(cfg);
+            return rc;
+        }
+    }
+    printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
+           skip_kafka ? ", Kafka not checked" : ", topics present");
+    imp_config_destroy(cfg);
+    return 0;
 }
 
 static int cmd_run(const char *path)

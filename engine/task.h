@@ -27,6 +27,7 @@ struct imp_config;
 /* The task whose coroutine is L, or NULL when L is not a message coroutine. */
 struct task *imp_task_current(lua_State *L);
 struct imp_worker *imp_task_worker(struct task *t);
+struct imp_vm *imp_task_vm(struct task *t);
 lua_State *imp_task_co(struct task *t);
 const char *imp_task_opid(struct task *t);
 /* OpenIM's outgoing metadata of the message (operationid, opuserid,

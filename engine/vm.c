@@ -54,7 +54,8 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     struct imp_vm *vm;
     lua_getallocf(L, (void **)&vm);
     if (!vm->running || !vm->budget_ns) return;
-    if (vm->charged_ns + (imp_now_ns() - vm->run_start_ns) <= vm->budget_ns) return;
+    if (vm->charged_ns + (imp_now_ns() - vm->run_start_ns) - vm->excluded_ns <= vm->budget_ns)
+        return;
     lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
     lua_error(L);
 }
@@ -96,6 +97,7 @@ static int traceback(lua_State *L)
 static void charge_begin(struct imp_vm *vm, uint64_t charged)
 {
     vm->charged_ns = charged;
+    vm->excluded_ns = 0;
     vm->run_start_ns = imp_now_ns();
     vm->running = 1;
     vm->mem_limited = 1;
@@ -105,7 +107,8 @@ static uint64_t charge_end(struct imp_vm *vm)
 {
     vm->running = 0;
     vm->mem_limited = 0;
-    return vm->charged_ns + (imp_now_ns() - vm->run_start_ns);
+    uint64_t spent = imp_now_ns() - vm->run_start_ns;
+    return vm->charged_ns + (spent > vm->excluded_ns ? spent - vm->excluded_ns : 0);
 }
 
 static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, char *err,

@@ -41,6 +41,7 @@ struct imp_vm {
     uint64_t budget_ns;    /* per message; 0 = none */
     uint64_t run_start_ns; /* the running coroutine's resume */
     uint64_t charged_ns;   /* what it had used before this resume */
+    uint64_t excluded_ns;  /* engine work done inside this resume (not Lua's) */
     int running;
 };
 
@@ -76,6 +77,15 @@ int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged
                   size_t errlen);
 
 uint64_t imp_now_ns(void);
+
+/* Engine functions called from a script that do real work in C (the
+ * online push, protobuf conversions, the offline hand-off) exclude it from
+ * the script's budget: the budget is Lua time. since_ns: imp_now_ns() at
+ * the start of that work. */
+static inline void imp_vm_exclude(struct imp_vm *vm, uint64_t since_ns)
+{
+    if (vm->running) vm->excluded_ns += imp_now_ns() - since_ns;
+}
 
 /* A hash of every .lua file under dir (names and contents), as 16 hex
  * digits in out: what /healthz reports as the active scripts. */

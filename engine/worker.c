@@ -127,6 +127,7 @@ struct imp_worker {
     atomic_int assigned_once;
     atomic_int partitions;
     atomic_int inflight_pub;
+    struct imp_metric *m_lua_ms, *m_msg_ms;
     struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_budget, *m_memory, *m_long;
 };
 
@@ -293,6 +294,10 @@ static void task_done(struct task *t)
     struct imp_worker *w = t->w;
     /* a dead-lettered message's offset waits for the dead letter's ack */
     if (w->consumer && !t->dead_lettered) imp_consumer_done(w->consumer, t->ref);
+    if (t->started && !w->test_mode) {
+        imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
+        imp_metric_observe(w->m_msg_ms, (double)(imp_now_ms() - t->start_ms));
+    }
     if (t->started) {
         struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
         if (next) runq_push(w, (struct task *)next);
@@ -647,6 +652,7 @@ static void on_assigned(void *arg, int n)
 
 struct task *imp_task_current(lua_State *L) { return current_task(L); }
 struct imp_worker *imp_task_worker(struct task *t) { return t->w; }
+struct imp_vm *imp_task_vm(struct task *t) { return t->vm; }
 lua_State *imp_task_co(struct task *t) { return t->co; }
 const char *imp_task_opid(struct task *t) { return opid_of(t); }
 void imp_task_grpc_md(struct task *t, struct imp_grpc_md md[4]) { task_grpc_md(t, md); }
@@ -756,7 +762,8 @@ static void log_route(struct task *t, const struct imp_fanout *f)
         }
         imp_buf_putc(&b, '}');
     }
-    imp_buf_printf(&b, "],\"ms\":%llu", (unsigned long long)(imp_now_ms() - t->start_ms));
+    imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f",
+                   (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6);
     imp_log_fields(IMP_LOG_INFO, opid_of(t), "push", b.data);
     imp_buf_dispose(&b);
 }
@@ -839,6 +846,7 @@ static int l_push_online(lua_State *L)
     struct imp_worker *w = self(L);
     struct task *t = current_task(L);
     if (!t || !t->req) return luaL_error(L, "push_online called outside a message coroutine");
+    uint64_t t0 = imp_now_ns();
     luaL_checktype(L, 1, LUA_TTABLE);
     size_t n = lua_objlen(L, 1);
     for (size_t i = 1; i <= n; i++) {
@@ -853,6 +861,7 @@ static int l_push_online(lua_State *L)
     t->waiting = 1;
     if (imp_presence_lookup(t, t->users.items, t->users.n, t->online_flags, start_fanout) == 0)
         start_fanout(t);
+    imp_vm_exclude(t->vm, t0);
     (void)w;
     lua_pushboolean(L, 1);
     return 1;
@@ -879,6 +888,180 @@ static int l_log_fields(lua_State *L)
     imp_log_fields(level, opid, msg, b.data);
     imp_buf_dispose(&b);
     return 0;
+}
+
+/* ---------- the offline hand-off ---------- */
+
+struct handoff {
+    struct task *t;
+    int pending; /* records not yet acknowledged */
+    int failed;
+    char error[256];
+};
+
+static void on_handoff_ack(void *arg, int err, const char *errstr)
+{
+    struct handoff *ho = arg;
+    if (err && !ho->failed) {
+        ho->failed = 1;
+        snprintf(ho->error, sizeof(ho->error), "%s", errstr);
+    }
+    if (--ho->pending > 0) return;
+    struct task *t = ho->t;
+    lua_State *co = t->co;
+    if (ho->failed) {
+        lua_pushnil(co);
+        lua_pushfstring(co, "toOfflinePush: %s", ho->error);
+        imp_metrics_inc("group_chat_msg_process_failed_total", NULL, 1);
+    } else {
+        lua_pushboolean(co, 1);
+        lua_pushnil(co);
+    }
+    free(ho);
+    task_resume(t, 2);
+    run_ready(t->w);
+}
+
+/* offline_handoff(users, notice?) -> true (pending) | false, nil, err
+ * Produces PushMsgReq{msgData, userIDs} records to toOfflinePush for
+ * users: OpenIM's key (the sorted sendID and recvID), its four headers
+ * copied, librdkafka's fnv1a partitioner, split so no record passes
+ * 1,000,000 bytes. notice {title, content} goes into msgData's
+ * offlinePushInfo when given. The message resumes when every record is
+ * acknowledged, so its toPush offset is stored only after that. */
+static int l_offline_handoff(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    if (!t || !t->req) return luaL_error(L, "offline_handoff called outside a message coroutine");
+    uint64_t t0 = imp_now_ns();
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!w->producer) {
+        lua_pushboolean(L, 0);
+        lua_pushnil(L);
+        lua_pushliteral(L, "toOfflinePush: no producer on this worker");
+        return 3;
+    }
+    Openim__Sdkws__MsgData *m = t->req->msgdata;
+
+    /* msgData, with the notice when the policy chose one */
+    struct imp_buf md;
+    imp_buf_init(&md);
+    Openim__Sdkws__OfflinePushInfo info = OPENIM__SDKWS__OFFLINE_PUSH_INFO__INIT;
+    Openim__Sdkws__OfflinePushInfo *saved = m->offlinepushinfo;
+    if (lua_istable(L, 2)) {
+        if (saved) info = *saved;
+        lua_getfield(L, 2, "title");
+        lua_getfield(L, 2, "content");
+        if (lua_isstring(L, -2)) info.title = (char *)lua_tostring(L, -2);
+        if (lua_isstring(L, -1)) info.desc = (char *)lua_tostring(L, -1);
+        m->offlinepushinfo = &info;
+    }
+    size_t mlen = openim__sdkws__msg_data__get_packed_size(m);
+    imp_buf_reserve(&md, mlen);
+    openim__sdkws__msg_data__pack(m, (uint8_t *)md.data);
+    md.len = mlen;
+    m->offlinepushinfo = saved;
+
+    /* OpenIM's key: sendID and recvID sorted, joined by '_' */
+    const char *a = m->sendid ? m->sendid : "", *b = m->recvid ? m->recvid : "";
+    if (strcmp(a, b) > 0) {
+        const char *x = a;
+        a = b;
+        b = x;
+    }
+    struct imp_buf key;
+    imp_buf_init(&key);
+    imp_buf_printf(&key, "%s_%s", a, b);
+
+    rd_kafka_headers_t *orig = NULL;
+    if (t->rkm) rd_kafka_message_headers(t->rkm, &orig);
+
+    struct handoff *ho = imp_xcalloc(1, sizeof(*ho));
+    ho->t = t;
+    ho->pending = 1; /* held while producing */
+    size_t n = lua_objlen(L, 1), first = 1, records = 0;
+    const size_t max = 1000000 - 1024; /* OpenIM's cap, minus key and headers */
+    struct imp_buf rec;
+    imp_buf_init(&rec);
+    while (first <= n) {
+        imp_buf_reset(&rec);
+        imp_buf_pb_bytes(&rec, 1, md.data, md.len);
+        size_t i = first;
+        for (; i <= n; i++) {
+            lua_rawgeti(L, 1, (int)i);
+            size_t ul;
+            const char *u = lua_tolstring(L, -1, &ul);
+            size_t add = 1 + imp_pb_varint_len(ul) + ul;
+            if (u && i > first && rec.len + add > max) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (u) imp_buf_pb_bytes(&rec, 3, u, ul);
+            lua_pop(L, 1);
+        }
+        first = i;
+        rd_kafka_headers_t *h = orig ? rd_kafka_headers_copy(orig) : NULL;
+        ho->pending++;
+        int rc = imp_producer_send(w->producer, w->cfg->topic_offline_push, key.data, key.len,
+                                   rec.data, rec.len, h, on_handoff_ack, ho);
+        if (rc != 0) {
+            if (h) rd_kafka_headers_destroy(h);
+            ho->pending--;
+            ho->failed = 1;
+            snprintf(ho->error, sizeof(ho->error), "%s", rd_kafka_err2str(rc));
+            break;
+        }
+        records++;
+    }
+    imp_buf_dispose(&rec);
+    imp_buf_dispose(&key);
+    imp_buf_dispose(&md);
+    imp_metrics_inc("impulse_offline_handoff_records_total", NULL, (int64_t)records);
+    imp_metrics_inc("impulse_offline_handoff_users_total", NULL, (int64_t)n);
+    imp_vm_exclude(t->vm, t0);
+    if (--ho->pending == 0) { /* nothing in flight: failed at once */
+        int failed = ho->failed;
+        char e[300];
+        snprintf(e, sizeof(e), "toOfflinePush: %s", ho->error);
+        free(ho);
+        lua_pushboolean(L, 0);
+        if (failed) {
+            lua_pushnil(L);
+            lua_pushstring(L, e);
+            return 3;
+        }
+        lua_pushboolean(L, 1);
+        return 2;
+    }
+    t->waiting = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* wall_ms() -> milliseconds since the epoch */
+static int l_wall_ms(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)imp_wall_ms());
+    return 1;
+}
+
+/* config() -> the settings scripts may read */
+static int l_config(lua_State *L)
+{
+    const struct imp_config *cfg = self(L)->cfg;
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, cfg->im_admin_user);
+    lua_setfield(L, -2, "imAdminUserID");
+    lua_pushstring(L, cfg->topic_push);
+    lua_setfield(L, -2, "toPushTopic");
+    lua_pushstring(L, cfg->topic_offline_push);
+    lua_setfield(L, -2, "toOfflinePushTopic");
+    lua_pushboolean(L, cfg->full_user_cache);
+    lua_setfield(L, -2, "fullUserCache");
+    lua_pushnumber(L, cfg->rpc_timeout_ms);
+    lua_setfield(L, -2, "rpcTimeoutMs");
+    return 1;
 }
 
 /* now_ms() -> milliseconds on the monotonic clock */
@@ -982,6 +1165,9 @@ static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"now_ms", l_now_ms},
     {"log_fields", l_log_fields},
+    {"offline_handoff", l_offline_handoff},
+    {"wall_ms", l_wall_ms},
+    {"config", l_config},
     {"rpc", imp_lua_rpc},
     {"redis", imp_lua_redis},
     {"http", imp_lua_http},
@@ -1113,6 +1299,10 @@ static struct imp_worker *worker_alloc(struct imp_engine *e, int id)
                                       "topic=\"toPush\",result=\"script_budget\"", NULL);
     w->m_memory = imp_metrics_counter("impulse_messages_total",
                                       "topic=\"toPush\",result=\"script_memory\"", NULL);
+    w->m_lua_ms = imp_metrics_histogram("impulse_script_lua_ms", NULL,
+                                        "Lua time per message, ms (what scriptBudgetMs bounds)");
+    w->m_msg_ms = imp_metrics_histogram("impulse_message_duration_ms", NULL,
+                                        "From the start of a message to its end, ms");
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
                                     "Messages older than longTimePushMs when consumed");
     return w;

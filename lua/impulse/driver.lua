@@ -56,8 +56,10 @@ local function logger(opid)
   return { debug = at("debug"), info = at("info"), warn = at("warn"), error = at("error") }
 end
 
+local wall_ms = core.wall_ms
+
 local function new_ctx(opid)
-  return { operationID = opid, log = logger(opid) }
+  return { operationID = opid, log = logger(opid), now_ms = wall_ms }
 end
 _M.new_ctx = new_ctx
 
@@ -105,13 +107,17 @@ function _M.handle(policy, fields, opid)
       end
       res.offline, res.notice = to, notice
       if #to > 0 then
-        -- the offline hand-off (toOfflinePush) comes with the providers
         core.log_fields("info", ctx.operationID, "offline push decided", encode {
           clientMsgID = clientMsgID,
           users = #to > 20 and { unpack(to, 1, 20) } or to,
           count = #to,
           title = type(notice) == "table" and notice.title or nil,
         })
+        -- to toOfflinePush; the message ends (and its offset is stored)
+        -- only once the records are acknowledged
+        local waiting, ok, herr = core.offline_handoff(to, type(notice) == "table" and notice or nil)
+        if waiting then ok, herr = engine_yield() end
+        if not ok then return nil, herr end
       end
     end
   end

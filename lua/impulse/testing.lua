@@ -19,10 +19,12 @@ local tostring, tonumber, unpack = tostring, tonumber, unpack
 _M.calls = {}
 _M.logs = {}
 _M.clock_ms = 1000000
+_M.wall_ms = 1764000000000 -- 2025-11-24T16:00:00Z: "now" for messages built by testing.message
 
 -- Moves the stubs' clock forward.
 function _M.advance(ms)
   _M.clock_ms = _M.clock_ms + ms
+  _M.wall_ms = _M.wall_ms + ms
 end
 
 local function copy(t)
@@ -59,6 +61,17 @@ local function make_core(opts)
   function core.now_ms()
     return _M.clock_ms
   end
+  function core.wall_ms()
+    return _M.wall_ms
+  end
+  function core.config()
+    return opts.config or { imAdminUserID = "imAdmin", toPushTopic = "toPush",
+                            toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000 }
+  end
+  function core.offline_handoff(users, notice)
+    _M.handed_off[#_M.handed_off + 1] = { users = copy(users), notice = notice }
+    return false, true
+  end
   local events = 0
   function core.event()
     events = events + 1
@@ -71,10 +84,21 @@ local function make_core(opts)
   function core.signal()
     return 0
   end
-  -- OpenIM RPCs: opts.rpc = { [method] = function(request) -> reply | nil, err, code }
+  -- OpenIM RPCs: opts.rpc = { [method] = function(request) -> reply | nil, err, code };
+  -- without one, the calls of the default policy answer as a plain
+  -- deployment would (nobody muted, max seq 0, dismiss succeeds)
+  local defaults = {
+    -- nobody muted offline pushes
+    ["/openim.conversation.conversation/GetConversationOfflinePushUserIDs"] = function(req)
+      return { userIDs = copy(req.userIDs or {}) }
+    end,
+    ["/openim.msg.msg/GetConversationMaxSeq"] = function() return { maxSeq = 0 } end,
+    ["/openim.conversation.conversation/SetConversationMaxSeq"] = function() return {} end,
+    ["/openim.group.group/dismissGroup"] = function() return {} end,
+  }
   function core.rpc(method, request, opuserid)
     _M.calls[#_M.calls + 1] = { "rpc", method, request, opuserid }
-    local h = (opts.rpc or {})[method]
+    local h = (opts.rpc or {})[method] or defaults[method]
     if not h then return false, nil, "no stub for " .. method, "UNAVAILABLE" end
     return false, h(request, opuserid)
   end
@@ -134,6 +158,7 @@ function _M.setup(opts)
   _M.logs = {}
   _M.produced = {}
   _M.metrics = {}
+  _M.handed_off = {}
   for name in pairs(package.loaded) do
     if name:match("^impulse%.") and name ~= "impulse.testing" then
       package.loaded[name] = nil
@@ -165,7 +190,7 @@ function _M.message(fields)
   local f = {
     sendID = "", recvID = "", groupID = "", clientMsgID = "cmsg-1", serverMsgID = "",
     senderPlatformID = 0, senderNickname = "", senderFaceURL = "", sessionType = 1,
-    msgFrom = 100, contentType = 101, content = "", seq = 0, sendTime = 0, createTime = 0,
+    msgFrom = 100, contentType = 101, content = "", seq = 0, sendTime = _M.wall_ms, createTime = _M.wall_ms,
     status = 2, isRead = false, options = {}, atUserIDList = {}, attachedInfo = "", ex = "",
     conversationID = "",
   }

@@ -8,28 +8,13 @@ local kafka = require "spec.helpers.kafka"
 local pb = require "spec.helpers.pb"
 local bit = require "bit"
 
-local bxor, lshift, tobit, tohex = bit.bxor, bit.lshift, bit.tobit, bit.tohex
-local byte, format = string.byte, string.format
-local fmod, abs = math.fmod, math.abs
+local tohex = bit.tohex
+local format = string.format
 
 local PARTITIONS = 8
 
--- FNV-1a 32 as OpenIM's producer (Sarama NewHashPartitioner) computes it.
--- Returns int32(h). h * 16777619 mod 2^32 is (h << 24) + h * 403: every
--- term is exact in a double, tobit reduces modulo 2^32.
-local function fnv1a32(s)
-  local h = tobit(0x811c9dc5)
-  for i = 1, #s do
-    h = bxor(h, byte(s, i))
-    h = tobit(lshift(h, 24) + h * 403)
-  end
-  return h
-end
-
--- p = abs(int32(h) % n) with Go's truncated remainder.
-local function openim_partition(key, n)
-  return abs(fmod(fnv1a32(key), n))
-end
+local fnv1a32 = kafka.fnv1a32
+local openim_partition = kafka.openim_partition
 
 local HEADER_NAMES = { "operationID", "opUserID", "platform", "connID" }
 

@@ -890,4 +890,23 @@ function _M.mock_cluster(opts)
   return self
 end
 
+-- FNV-1a 32 as OpenIM's producer (Sarama's hash partitioner) computes it,
+-- as int32(h): h * 16777619 mod 2^32 is (h << 24) + h * 403, every term
+-- exact in a double, bit.tobit reducing modulo 2^32.
+function _M.fnv1a32(s)
+  local bit = require "bit"
+  local h = bit.tobit(0x811c9dc5)
+  for i = 1, #s do
+    h = bit.bxor(h, s:byte(i))
+    h = bit.tobit(bit.lshift(h, 24) + h * 403)
+  end
+  return h
+end
+
+-- The partition OpenIM's producer picks: abs(int32(h) % n), Go's
+-- truncated remainder.
+function _M.openim_partition(key, n)
+  return math.abs(math.fmod(_M.fnv1a32(key), n))
+end
+
 return _M
