@@ -347,6 +347,29 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
              "prometheus is enabled but no port is given");
 
+    /* webhooks (webhooks.yml): only the three push hooks are read */
+    s = imp_yaml_get(root, "webhooks");
+    c->webhook_url = get_str(r, s, "webhooks", "url", "");
+    struct {
+        const char *name;
+        struct imp_webhook *wh;
+    } hooks[] = {{"beforeOnlinePush", &c->wh_before_online},
+                 {"beforeGroupOnlinePush", &c->wh_before_group_online},
+                 {"beforeOfflinePush", &c->wh_before_offline}};
+    for (size_t i = 0; i < IMP_ARRAY_LEN(hooks); i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "%s.enable", hooks[i].name);
+        hooks[i].wh->enable = get_bool(r, s, "webhooks", k, false);
+        snprintf(k, sizeof(k), "%s.timeout", hooks[i].name);
+        hooks[i].wh->timeout_s = (int)get_int(r, s, "webhooks", k, 5, 0, 600);
+        snprintf(k, sizeof(k), "%s.failedContinue", hooks[i].name);
+        hooks[i].wh->failed_continue = get_bool(r, s, "webhooks", k, true);
+        if (hooks[i].wh->enable && (!c->webhook_url || !c->webhook_url[0])) {
+            snprintf(k, sizeof(k), "%s.enable", hooks[i].name);
+            fail(r, "webhooks", "url", lookup(s, "url"), "is empty but webhooks.%s is true", k);
+        }
+    }
+
     /* local-cache */
     s = imp_yaml_get(root, "local-cache");
     read_lru(r, s, "group", &c->cache_group, "DELETE_CACHE_GROUP");
@@ -509,6 +532,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->group_offline_push,
         &c->dlq_push,
         &c->dlq_offline_push,
+        &c->webhook_url,
         &c->redis_addr,
         &c->redis_username,
         &c->redis_password,

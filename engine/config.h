@@ -29,6 +29,12 @@ struct imp_lru_config {
     int failed_expire_s;
 };
 
+struct imp_webhook {
+    bool enable;
+    int timeout_s;        /* 0 means OpenIM's client default, 15 s */
+    bool failed_continue; /* on a failed call, push anyway (OpenIM ignores it) */
+};
+
 struct imp_config {
     char *path;
 
@@ -74,6 +80,12 @@ struct imp_config {
     bool full_user_cache;
     bool prometheus_enable;
     int prometheus_port;
+
+    /* webhooks */
+    char *webhook_url;
+    struct imp_webhook wh_before_online;
+    struct imp_webhook wh_before_group_online;
+    struct imp_webhook wh_before_offline;
 
     /* local-cache */
     struct imp_lru_config cache_group;

@@ -1061,6 +1061,24 @@ static int l_config(lua_State *L)
     lua_setfield(L, -2, "fullUserCache");
     lua_pushnumber(L, cfg->rpc_timeout_ms);
     lua_setfield(L, -2, "rpcTimeoutMs");
+    /* webhooks = { url = ..., beforeOnlinePush = { enable, timeout, failedContinue }, ... } */
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, cfg->webhook_url ? cfg->webhook_url : "");
+    lua_setfield(L, -2, "url");
+    const struct imp_webhook *hooks[] = {&cfg->wh_before_online, &cfg->wh_before_group_online,
+                                         &cfg->wh_before_offline};
+    const char *names[] = {"beforeOnlinePush", "beforeGroupOnlinePush", "beforeOfflinePush"};
+    for (int i = 0; i < 3; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushboolean(L, hooks[i]->enable);
+        lua_setfield(L, -2, "enable");
+        lua_pushnumber(L, hooks[i]->timeout_s);
+        lua_setfield(L, -2, "timeout");
+        lua_pushboolean(L, hooks[i]->failed_continue);
+        lua_setfield(L, -2, "failedContinue");
+        lua_setfield(L, -2, names[i]);
+    }
+    lua_setfield(L, -2, "webhooks");
     return 1;
 }
 

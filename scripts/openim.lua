@@ -7,6 +7,7 @@ local json = require "impulse.json"
 local metrics = require "impulse.metrics"
 local config = require "impulse.config"
 local const = require "impulse.msg"
+local webhooks = require "webhooks"
 
 local ipairs, type, tostring = ipairs, type, tostring
 
@@ -78,9 +79,18 @@ local function leaving(msg, ctx, users)
   return users
 end
 
--- The group way: members, plus the special handling of quit, kick and
+-- The group way: beforeGroupOnlinePush may name the recipients itself;
+-- otherwise the members, plus the special handling of quit, kick and
 -- dismiss notifications.
 function _M.route_group(msg, ctx)
+  local body = webhooks.base("beforeGroupOnlinePush", msg, ctx)
+  body.seq = msg.seq
+  local reply, werr = webhooks.call("beforeGroupOnlinePush", msg, body, ctx)
+  if reply == nil then return nil, werr end
+  if reply == false then return {} end
+  if type(reply.userIDList) == "table" and #reply.userIDList > 0 then
+    return reply.userIDList -- and, as in OpenIM, no quit/kick/dismiss handling
+  end
   local members, err = group.member_ids(msg.groupID)
   if not members then
     ctx.log.warn("group %s: cannot read members: %s", msg.groupID, err)
@@ -121,6 +131,11 @@ function _M.route(msg, ctx)
   if msg.options.senderSync and msg.sendID ~= msg.recvID then
     users[#users + 1] = msg.sendID
   end
+  local body = webhooks.base("beforeOnlinePush", msg, ctx)
+  body.userIDList = users
+  local reply, werr = webhooks.call("beforeOnlinePush", msg, body, ctx)
+  if reply == nil then return nil, werr end
+  if reply == false then return {} end
   return users
 end
 
@@ -177,7 +192,28 @@ function _M.offline(msg, ctx, result)
   if msg.sessionType == READ_GROUP then
     users = _M.filter_group(msg, ctx, users)
   end
-  return users, _M.notice(msg)
+  if #users == 0 then return users end
+  local notice = _M.notice(msg)
+  -- beforeOfflinePush: the targets and the push info, flattened
+  local body = webhooks.base("beforeOfflinePush", msg, ctx)
+  body.userIDList = users
+  local info = msg.offlinePushInfo
+  if info then
+    for _, k in ipairs { "title", "desc", "ex", "iOSPushSound", "signalInfo" } do
+      if info[k] ~= "" then body[k] = info[k] end
+    end
+    if info.iOSBadgeCount then body.iOSBadgeCount = true end
+  end
+  local reply, werr = webhooks.call("beforeOfflinePush", msg, body, ctx)
+  if reply == nil then return nil, werr end
+  if reply == false then return {} end
+  if type(reply.userIDList) == "table" and #reply.userIDList > 0 then users = reply.userIDList end
+  if type(reply.offlinePushInfo) == "table" then
+    local r = reply.offlinePushInfo
+    notice = { title = r.title ~= nil and r.title ~= "" and r.title or notice.title,
+               content = r.desc ~= nil and r.desc ~= "" and r.desc or notice.content }
+  end
+  return users, notice
 end
 
 return _M

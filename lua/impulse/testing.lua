@@ -65,8 +65,11 @@ local function make_core(opts)
     return _M.wall_ms
   end
   function core.config()
+    local off = { enable = false, timeout = 5, failedContinue = true }
     return opts.config or { imAdminUserID = "imAdmin", toPushTopic = "toPush",
-                            toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000 }
+                            toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000,
+                            webhooks = { url = "", beforeOnlinePush = off, beforeGroupOnlinePush = off,
+                                         beforeOfflinePush = off } }
   end
   function core.offline_handoff(users, notice)
     _M.handed_off[#_M.handed_off + 1] = { users = copy(users), notice = notice }

@@ -1,5 +1,6 @@
 -- Every example policy loads in the engine as scripts/push.lua (next to
--- scripts/openim.lua): impulse check runs its sandbox load and check().
+-- scripts/openim.lua and webhooks.lua): impulse check runs its sandbox
+-- load and check().
 local h = require "spec.helpers"
 
 describe("example policies #engine", function()
@@ -7,7 +8,9 @@ describe("example policies #engine", function()
     it(name .. ".lua passes impulse check as the policy", function()
       local dir = h.tmpdir() .. "/example-" .. name
       os.execute("mkdir -p " .. dir)
-      h.write_file(dir .. "/openim.lua", h.read_file("scripts/openim.lua"))
+      for _, f in ipairs { "openim.lua", "webhooks.lua" } do -- what push.lua builds on
+        h.write_file(dir .. "/" .. f, h.read_file("scripts/" .. f))
+      end
       h.write_file(dir .. "/push.lua", h.read_file("examples/policies/" .. name .. ".lua"))
       local cfg = dir .. "/impulse.yml"
       h.write_file(cfg, "kafka: {address: [127.0.0.1:9092]}\nredis: {address: [127.0.0.1:6379]}\n"

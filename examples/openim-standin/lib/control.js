@@ -25,7 +25,13 @@ function startControl(routes, host, port) {
       if (size <= MAX_BODY) chunks.push(c);
     });
     req.on('end', async () => {
-      const route = routes[`${req.method} ${url.pathname}`];
+      // exact routes first, then prefix routes written "METHOD /prefix/*"
+      let route = routes[`${req.method} ${url.pathname}`];
+      if (!route) {
+        for (const [k, fn] of Object.entries(routes)) {
+          if (k.endsWith('/*') && `${req.method} ${url.pathname}`.startsWith(k.slice(0, -1))) route = fn;
+        }
+      }
       if (!route) {
         const known = Object.keys(routes).join(', ');
         return reply(404, { error: `no route ${req.method} ${url.pathname}; known: ${known}` });
@@ -33,11 +39,18 @@ function startControl(routes, host, port) {
       if (size > MAX_BODY) return reply(400, { error: 'body too large' });
       let body = null;
       const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() !== '') {
+      if (text.trim() !== '' && !route.raw) {
         try { body = JSON.parse(text); } catch (e) { return reply(400, { error: `invalid JSON: ${e.message}` }); }
       }
       try {
-        reply(200, await route(body, url));
+        const out = await route(body, url, req, text);
+        // a handler may answer with its own status and raw body
+        if (out && out.__status !== undefined) {
+          const raw = out.__raw !== undefined ? out.__raw : JSON.stringify(out.__body) + '\n';
+          res.writeHead(out.__status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(raw) });
+          return res.end(raw);
+        }
+        reply(200, out);
       } catch (e) {
         if (e instanceof BadRequest) {
           log(`control ${req.method} ${url.pathname}: 400 ${e.message}`);

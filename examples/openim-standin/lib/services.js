@@ -123,7 +123,37 @@ async function runServices(opts, life) {
     for (const [k, v] of list) if (v !== null) check(v, `${what} ${k}`);
     return list;
   };
+  // ---- webhooks: OpenIM's callback receiver (webhooks.yml url) --------------
+  // Records every callback; answers as the test scripted per command.
+  let webhookCalls = [];
+  const webhookModes = {}; // command → {reply, status, delayMs, raw}
+  const webhook = async (body, url, req, text) => {
+    const command = url.pathname.split('/').pop();
+    let parsed = null;
+    try { parsed = JSON.parse(text); } catch (e) { parsed = null; }
+    webhookCalls.push({
+      at: Date.now(), command, path: url.pathname, headers: req.headers, body: parsed, raw: text,
+    });
+    const mode = webhookModes[command] || {};
+    if (mode.delayMs) await new Promise((r) => setTimeout(r, mode.delayMs));
+    if (mode.raw !== undefined) return { __status: mode.status || 200, __raw: mode.raw };
+    return { __status: mode.status || 200,
+      __body: mode.reply || { actionCode: 0, errCode: 0, errMsg: '', nextCode: 0 } };
+  };
+  webhook.raw = true;
+
   const control = await startControl({
+    'POST /webhook/*': webhook,
+    'GET /webhook-calls': () => webhookCalls,
+    'POST /webhook-reset': () => { const n = webhookCalls.length; webhookCalls = []; return { cleared: n }; },
+    // {"command": "...", "reply": {...}, "status": 200, "delayMs": 0, "raw": "..."}; reply null clears
+    'POST /webhook-mode': (body) => {
+      requireObject(body, 'POST /webhook-mode');
+      if (typeof body.command !== 'string') throw new BadRequest('POST /webhook-mode: command expected');
+      if (body.reply === null) delete webhookModes[body.command];
+      else webhookModes[body.command] = { reply: body.reply, status: body.status, delayMs: body.delayMs, raw: body.raw };
+      return webhookModes;
+    },
     'GET /': () => ({ kind: 'services', grpc: grpcAddr, methods: paths, calls: calls.length, dropped }),
     'GET /state': state,
     'GET /online': () => state().online,
