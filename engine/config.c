@@ -240,6 +240,8 @@ static const char *impulse_keys[] = {
     "deadLetterTopic",
     "offlineDeadLetterTopic",
     "fetchWaitMs",
+    "serveRpc",
+    "registerTtlS",
     NULL,
 };
 
@@ -346,6 +348,27 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->prometheus_enable && c->prometheus_port == 0)
         fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
              "prometheus is enabled but no port is given");
+    /* the push service's own gRPC listener (openim.push.PushMsgService) */
+    c->rpc_listen_ip = get_str(r, s, "openim-push", "rpc.listenIP", "0.0.0.0");
+    if (!c->rpc_listen_ip[0]) {
+        free(c->rpc_listen_ip);
+        c->rpc_listen_ip = imp_xstrdup("0.0.0.0");
+    }
+    c->rpc_register_ip = get_str(r, s, "openim-push", "rpc.registerIP", "");
+    c->rpc_port = 0; /* autoSetPorts: a free port */
+    if (!get_bool(r, s, "openim-push", "rpc.autoSetPorts", true)) {
+        get_list(r, s, "openim-push", "rpc.ports", &ports);
+        char *end = NULL;
+        long p = ports.n ? strtol(ports.v[0], &end, 10) : 0;
+        if (!ports.n)
+            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc"),
+                 "rpc.autoSetPorts is false but no port is given");
+        else if (*end || p <= 0 || p > 65535)
+            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc.ports"), "'%s' is not a port",
+                 ports.v[0]);
+        c->rpc_port = (int)p;
+        free_list(&ports);
+    }
 
     /* webhooks (webhooks.yml): only the three push hooks are read */
     s = imp_yaml_get(root, "webhooks");
@@ -417,6 +440,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->script_budget_ms = (int)get_int(r, s, "impulse", "scriptBudgetMs", 50, 0, 60000);
     c->script_memory_mb = (int)get_int(r, s, "impulse", "scriptMemoryMB", 256, 16, 65536);
     c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
+    c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
+    c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
     char dlq[512];
     snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
@@ -538,6 +563,8 @@ void imp_config_destroy(struct imp_config *c)
         &c->redis_password,
         &c->etcd_root,
         &c->etcd_username,
+        &c->rpc_listen_ip,
+        &c->rpc_register_ip,
         &c->etcd_password,
         &c->svc_gateway,
         &c->svc_user,

@@ -80,6 +80,9 @@ struct imp_config {
     bool full_user_cache;
     bool prometheus_enable;
     int prometheus_port;
+    char *rpc_listen_ip;   /* rpc.listenIP */
+    char *rpc_register_ip; /* rpc.registerIP; "" = the first non-loopback IPv4 */
+    int rpc_port;          /* rpc.ports[0]; 0 with rpc.autoSetPorts (a free port) */
 
     /* webhooks */
     char *webhook_url;
@@ -112,6 +115,8 @@ struct imp_config {
     int script_budget_ms; /* Lua time per message; 0 = unlimited */
     int script_memory_mb; /* per worker VM */
     bool script_jit;      /* JIT on: faster, but the budget cannot stop a compiled loop */
+    bool serve_rpc;       /* serve openim.push.PushMsgService and register in etcd */
+    int register_ttl_s;   /* lease of the etcd registration */
 };
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */

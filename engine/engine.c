@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 
+#include "announce.h"
+#include "pushsvc.h"
 #include "watcher.h"
 #include "worker.h"
 
@@ -59,6 +61,15 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
         imp_buf_printf(out, "%s{\"id\":%d,\"partitions\":%d,\"inflight\":%d}", i ? "," : "", i,
                        imp_worker_partitions(e->workers[i]), imp_worker_inflight(e->workers[i]));
     imp_buf_puts(out, "],");
+    if (e->pushsvc) {
+        imp_buf_puts(out, "\"pushService\":{\"addr\":");
+        imp_buf_json_cstr(out, imp_pushsvc_addr(e->pushsvc));
+        if (e->announce) {
+            imp_buf_puts(out, ",\"etcd\":");
+            imp_announce_status_json(e->announce, out);
+        }
+        imp_buf_puts(out, "},");
+    }
     imp_watcher_scripts_json(e->watcher, out);
     imp_buf_putc(out, '}');
     imp_buf_dispose(&why);

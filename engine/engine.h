@@ -17,6 +17,8 @@ struct imp_worker;
 struct imp_watcher;
 struct imp_localcache;
 struct imp_slot;
+struct imp_pushsvc;
+struct imp_announce;
 
 struct imp_engine {
     struct imp_config *cfg;
@@ -27,6 +29,8 @@ struct imp_engine {
     struct imp_watcher *watcher;
     struct imp_worker **workers;
     int nworkers;
+    struct imp_pushsvc *pushsvc;   /* main thread */
+    struct imp_announce *announce; /* main thread */
     atomic_int online_loaded; /* the first full online load finished */
     atomic_int consuming;     /* workers were told to join the groups */
     atomic_int stopping;

@@ -15,9 +15,11 @@
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "log.h"
@@ -29,7 +31,14 @@ struct imp_grpc_channel {
     char *addr;
 };
 
+/* Every tag given to the completion queue starts with this: the
+ * completion thread calls on_event and nothing else. */
+struct tag {
+    void (*on_event)(struct tag *t, int ok);
+};
+
 struct imp_grpc_call {
+    struct tag tag; /* first */
     /* Release/acquire handoff to the completion thread: gRPC passes the tag
      * through its own synchronization, which ThreadSanitizer cannot see in
      * Debian's uninstrumented libgrpc; this makes the ordering explicit. */
@@ -108,6 +117,18 @@ static void call_complete(void *arg)
     call_free(c);
 }
 
+/* Completion thread: a client call is forwarded to its owner's inbox. */
+static void call_event(struct tag *tag, int ok)
+{
+    struct imp_grpc_call *c = (struct imp_grpc_call *)tag;
+    (void)atomic_load_explicit(&c->published, memory_order_acquire);
+    c->ok = ok;
+    if (imp_inbox_post(c->inbox, call_complete, c) != 0) {
+        imp_warn(NULL, "grpc: completion for a closed loop dropped");
+        call_free(c);
+    }
+}
+
 static void *cq_main(void *arg)
 {
     (void)arg;
@@ -115,13 +136,8 @@ static void *cq_main(void *arg)
         grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
         if (ev.type != GRPC_OP_COMPLETE) continue;
-        struct imp_grpc_call *c = ev.tag;
-        (void)atomic_load_explicit(&c->published, memory_order_acquire);
-        c->ok = ev.success;
-        if (imp_inbox_post(c->inbox, call_complete, c) != 0) {
-            imp_warn(NULL, "grpc: completion for a closed loop dropped");
-            call_free(c);
-        }
+        struct tag *t = ev.tag;
+        t->on_event(t, ev.success);
     }
     return NULL;
 }
@@ -176,6 +192,13 @@ struct imp_grpc_channel *imp_grpc_channel_create(const char *addr, int max_msg)
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, .value.integer = 1000},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = 30000},
         {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 10000},
+        /* per-call cost (bench/cpu.lua): no transparent retries (the retry
+         * filter copies every send), no channelz bookkeeping, the minimal
+         * filter stack (sizes are bounded by the callers), deadlines kept */
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_RETRIES, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_CHANNELZ, .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MINIMAL_STACK, .value.integer = 1},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ENABLE_DEADLINE_CHECKS, .value.integer = 1},
     };
     grpc_channel_args cargs = {IMP_ARRAY_LEN(args), args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
@@ -209,6 +232,7 @@ int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *
     grpc_slice mslice = grpc_slice_from_copied_string(method);
 
     atomic_fetch_add(&in_flight, 1);
+    c->tag.on_event = call_event;
     c->inbox = inbox;
     c->cb = cb;
     c->arg = arg;
@@ -245,11 +269,253 @@ int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *
     ops[5].data.recv_status_on_client.status = &c->status;
     ops[5].data.recv_status_on_client.status_details = &c->details;
     atomic_store_explicit(&c->published, 1, memory_order_release);
-    if (grpc_call_start_batch(c->call, ops, IMP_ARRAY_LEN(ops), c, NULL) != GRPC_CALL_OK) goto fail;
+    if (grpc_call_start_batch(c->call, ops, IMP_ARRAY_LEN(ops), &c->tag, NULL) != GRPC_CALL_OK)
+        goto fail;
     return 0;
 fail:
     call_free(c);
     return IMP_EIO;
+}
+
+/* ---------- server ---------- */
+
+#define REQUESTS_OUTSTANDING 4
+
+enum { SC_REQUESTED, SC_RECEIVING, SC_REPLYING };
+
+struct imp_grpc_server {
+    grpc_server *srv;
+    imp_grpc_handler handler;
+    void *arg;
+    struct tag shutdown_tag;
+    atomic_int shutting;
+    atomic_long calls; /* server calls alive */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int shut_done;
+};
+
+struct imp_grpc_scall {
+    struct tag tag; /* first */
+    atomic_int published;
+    int stage;
+    struct imp_grpc_server *s;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *recv;
+    grpc_slice payload;
+    char method[128];
+    grpc_byte_buffer *send;
+    grpc_slice status_details;
+    int cancelled;
+};
+
+static void scall_event(struct tag *tag, int ok);
+
+static void scall_free(struct imp_grpc_scall *c)
+{
+    struct imp_grpc_server *s = c->s;
+    if (c->call) grpc_call_unref(c->call);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->recv) grpc_byte_buffer_destroy(c->recv);
+    if (c->send) grpc_byte_buffer_destroy(c->send);
+    grpc_slice_unref(c->payload);
+    grpc_slice_unref(c->status_details);
+    free(c);
+    atomic_fetch_sub(&s->calls, 1);
+}
+
+/* Asks gRPC for the next incoming call (completion thread or start). */
+static void request_next(struct imp_grpc_server *s)
+{
+    if (atomic_load(&s->shutting)) return;
+    struct imp_grpc_scall *c = imp_xcalloc(1, sizeof(*c));
+    c->tag.on_event = scall_event;
+    c->s = s;
+    c->stage = SC_REQUESTED;
+    c->payload = grpc_empty_slice();
+    c->status_details = grpc_empty_slice();
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    atomic_fetch_add(&s->calls, 1);
+    atomic_store_explicit(&c->published, 1, memory_order_release);
+    if (grpc_server_request_call(s->srv, &c->call, &c->details, &c->md, cq, cq, &c->tag) !=
+        GRPC_CALL_OK) {
+        imp_warn(NULL, "grpc server: cannot request a call");
+        scall_free(c);
+    }
+}
+
+/* Completion thread. */
+static void scall_event(struct tag *tag, int ok)
+{
+    struct imp_grpc_scall *c = (struct imp_grpc_scall *)tag;
+    (void)atomic_load_explicit(&c->published, memory_order_acquire);
+    switch (c->stage) {
+    case SC_REQUESTED: {
+        if (!ok) { /* the server is shutting down */
+            scall_free(c);
+            return;
+        }
+        request_next(c->s);
+        size_t ml = GRPC_SLICE_LENGTH(c->details.method);
+        if (ml >= sizeof(c->method)) ml = sizeof(c->method) - 1;
+        memcpy(c->method, GRPC_SLICE_START_PTR(c->details.method), ml);
+        c->method[ml] = '\0';
+        grpc_op op;
+        memset(&op, 0, sizeof(op));
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &c->recv;
+        c->stage = SC_RECEIVING;
+        atomic_store_explicit(&c->published, 1, memory_order_release);
+        if (grpc_call_start_batch(c->call, &op, 1, &c->tag, NULL) != GRPC_CALL_OK) scall_free(c);
+        return;
+    }
+    case SC_RECEIVING:
+        if (!ok || !c->recv) {
+            imp_grpc_scall_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message", NULL, 0);
+            return;
+        }
+        {
+            grpc_byte_buffer_reader rd;
+            if (grpc_byte_buffer_reader_init(&rd, c->recv)) {
+                c->payload = grpc_byte_buffer_reader_readall(&rd);
+                grpc_byte_buffer_reader_destroy(&rd);
+            }
+        }
+        c->s->handler(c->s->arg, c, c->method, GRPC_SLICE_START_PTR(c->payload),
+                      GRPC_SLICE_LENGTH(c->payload));
+        return;
+    default:
+        scall_free(c);
+    }
+}
+
+static void server_shutdown_event(struct tag *tag, int ok)
+{
+    (void)ok;
+    struct imp_grpc_server *s =
+        (struct imp_grpc_server *)((char *)tag - offsetof(struct imp_grpc_server, shutdown_tag));
+    pthread_mutex_lock(&s->mu);
+    s->shut_done = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+struct imp_grpc_server *imp_grpc_server_start(const char *listen, int max_msg,
+                                              imp_grpc_handler handler, void *arg, int *port,
+                                              char *err, size_t errlen)
+{
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = 64 << 20},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+         .value.integer = max_msg},
+    };
+    grpc_channel_args cargs = {IMP_ARRAY_LEN(args), args};
+    struct imp_grpc_server *s = imp_xcalloc(1, sizeof(*s));
+    s->handler = handler;
+    s->arg = arg;
+    s->shutdown_tag.on_event = server_shutdown_event;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    s->srv = grpc_server_create(&cargs, NULL);
+    grpc_server_register_completion_queue(s->srv, cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    *port = grpc_server_add_http2_port(s->srv, listen, creds);
+    grpc_server_credentials_release(creds);
+    if (*port <= 0) {
+        snprintf(err, errlen, "cannot listen on %s", listen);
+        grpc_server_destroy(s->srv);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s);
+        return NULL;
+    }
+    grpc_server_start(s->srv);
+    for (int i = 0; i < REQUESTS_OUTSTANDING; i++) request_next(s);
+    return s;
+}
+
+const char *imp_grpc_scall_md(const struct imp_grpc_scall *c, const char *key, char *buf,
+                              size_t buflen)
+{
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < c->md.count; i++) {
+        const grpc_metadata *m = &c->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) != kl || memcmp(GRPC_SLICE_START_PTR(m->key), key, kl) != 0)
+            continue;
+        size_t vl = GRPC_SLICE_LENGTH(m->value);
+        if (vl >= buflen) vl = buflen - 1;
+        memcpy(buf, GRPC_SLICE_START_PTR(m->value), vl);
+        buf[vl] = '\0';
+        return buf;
+    }
+    return NULL;
+}
+
+void imp_grpc_scall_reply(struct imp_grpc_scall *c, int status, const char *details,
+                          const void *reply, size_t len)
+{
+    grpc_op ops[4];
+    size_t n = 0;
+    memset(ops, 0, sizeof(ops));
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    n++;
+    if (status == GRPC_STATUS_OK) {
+        grpc_slice body = grpc_slice_from_copied_buffer(reply ? reply : "", len);
+        c->send = grpc_raw_byte_buffer_create(&body, 1);
+        grpc_slice_unref(body);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->send;
+        n++;
+    }
+    c->status_details = grpc_slice_from_copied_string(details ? details : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)status;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+    n++;
+    c->stage = SC_REPLYING;
+    atomic_store_explicit(&c->published, 1, memory_order_release);
+    if (grpc_call_start_batch(c->call, ops, n, &c->tag, NULL) != GRPC_CALL_OK) scall_free(c);
+}
+
+void imp_grpc_server_shutdown(struct imp_grpc_server *s)
+{
+    int was = 0;
+    if (!s || !atomic_compare_exchange_strong(&s->shutting, &was, 1)) return;
+    grpc_server_shutdown_and_notify(s->srv, cq, &s->shutdown_tag);
+}
+
+void imp_grpc_server_destroy(struct imp_grpc_server *s)
+{
+    if (!s) return;
+    imp_grpc_server_shutdown(s);
+    grpc_server_cancel_all_calls(s->srv);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&s->mu);
+    while (!s->shut_done)
+        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) != 0) break;
+    int done = s->shut_done;
+    pthread_mutex_unlock(&s->mu);
+    if (!done) {
+        /* never destroy a server gRPC still reports to: leak it instead */
+        imp_warn(NULL, "grpc server: shutdown did not complete in 10 s");
+        return;
+    }
+    grpc_server_destroy(s->srv);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
 }
 
 const char *imp_grpc_status_name(int status, char *buf, size_t buflen)

@@ -59,6 +59,37 @@ int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *
                    int timeout_ms, const struct imp_grpc_md *md, size_t nmd,
                    struct imp_inbox *inbox, imp_grpc_cb cb, void *arg);
 
+/* ---------- server ---------- */
+
+struct imp_grpc_server;
+struct imp_grpc_scall; /* one incoming call */
+
+/* An incoming unary call with its request message. Runs on the completion
+ * thread: it must only hand the call on (post it to an inbox) or reply.
+ * req stays valid until the call is replied to. */
+typedef void (*imp_grpc_handler)(void *arg, struct imp_grpc_scall *c, const char *method,
+                                 const uint8_t *req, size_t len);
+
+/* Listens on listen ("ip:port", port 0 picks a free one) without TLS and
+ * hands every call to handler. Sets *port to the bound port. NULL with err
+ * set when the address cannot be bound. After imp_grpc_start. */
+struct imp_grpc_server *imp_grpc_server_start(const char *listen, int max_msg,
+                                              imp_grpc_handler handler, void *arg, int *port,
+                                              char *err, size_t errlen);
+/* The value of the request metadata key (lower-case), copied into buf;
+ * NULL when absent. */
+const char *imp_grpc_scall_md(const struct imp_grpc_scall *c, const char *key, char *buf,
+                              size_t buflen);
+/* Answers the call (from any thread) and releases it: status 0 sends reply
+ * (len bytes, may be 0) as the message; any other status sends details. */
+void imp_grpc_scall_reply(struct imp_grpc_scall *c, int status, const char *details,
+                          const void *reply, size_t len);
+/* Stops taking new calls; calls in progress go on. Idempotent. */
+void imp_grpc_server_shutdown(struct imp_grpc_server *s);
+/* Cancels what is left, waits for gRPC to let go, frees. Every handler's
+ * inbox must be closed or drained first. Before imp_grpc_stop. */
+void imp_grpc_server_destroy(struct imp_grpc_server *s);
+
 /* Calls started and not yet completed, process-wide (for shutdown checks). */
 long imp_grpc_calls_in_flight(void);
 

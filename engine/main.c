@@ -21,7 +21,9 @@
 #include "config.h"
 #include "engine.h"
 #include "group.h"
+#include "announce.h"
 #include "grpc.h"
+#include "pushsvc.h"
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
@@ -121,13 +123,26 @@ struct main_ctx {
     ev_io sig_io;
 };
 
+/* Second half of a shutdown, once OpenIM no longer finds impulse in etcd:
+ * refuse new calls, drain the workers. */
+static void after_revoke(void *arg)
+{
+    struct main_ctx *m = arg;
+    imp_pushsvc_shutdown(m->e->pushsvc);
+    for (int i = 0; i < m->e->nworkers; i++) imp_worker_stop(m->e->workers[i]);
+    ev_break(m->loop, EVBREAK_ALL);
+}
+
 static void begin_shutdown(struct main_ctx *m, const char *why)
 {
     int was = 0;
     if (atomic_compare_exchange_strong(&m->e->stopping, &was, 1))
         imp_info(NULL, "%s: stopping (drain up to %d ms)", why, m->e->cfg->drain_timeout_ms);
-    for (int i = 0; i < m->e->nworkers; i++) imp_worker_stop(m->e->workers[i]);
-    ev_break(m->loop, EVBREAK_ALL);
+    /* the etcd registration goes first, so callers stop choosing impulse */
+    if (m->e->announce)
+        imp_announce_revoke(m->e->announce, after_revoke, m);
+    else
+        after_revoke(m);
 }
 
 static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
@@ -272,16 +287,31 @@ static int cmd_run(const char *path)
     imp_watcher_set_active_scripts(e.watcher, scripts_hash);
     imp_watcher_start(e.watcher);
     for (int i = 0; i < e.nworkers; i++) imp_worker_start(e.workers[i]);
+    if (cfg->serve_rpc) {
+        e.pushsvc = imp_pushsvc_start(&e, err, sizeof(err));
+        if (!e.pushsvc) {
+            fprintf(stderr, "%s\n", err);
+            imp_error(NULL, "%s", err);
+            rc = 2;
+            begin_shutdown(&m, "push service");
+        } else if (cfg->etcd_addrs.n) {
+            e.announce = imp_announce_start(m.loop, cfg, imp_pushsvc_addr(e.pushsvc));
+        }
+    }
 
-    ev_run(m.loop, 0);
+    if (!rc) ev_run(m.loop, 0);
 
     for (int i = 0; i < e.nworkers; i++) imp_worker_join(e.workers[i]);
+    imp_pushsvc_destroy(e.pushsvc);
+    e.pushsvc = NULL;
+    imp_announce_destroy(e.announce);
+    e.announce = NULL;
     imp_watcher_stop(e.watcher);
     ev_io_stop(m.loop, &m.sig_io);
     close(m.sfd);
     imp_admin_destroy(prom);
     imp_admin_destroy(admin);
-    if (atomic_load(&e.stopping) == 2) rc = 1;
+    if (atomic_load(&e.stopping) == 2 && !rc) rc = 1;
 out:
     for (int i = 0; i < e.nworkers; i++)
         if (e.workers[i]) imp_worker_join(e.workers[i]);

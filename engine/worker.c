@@ -48,11 +48,18 @@
 #define TASKS_KEY   IMP_VM_TASKS_KEY
 #define ADOPTED_KEY IMP_VM_ADOPTED_KEY
 
+/* Where a message came from: a toPush record, or a call to the push
+ * service (PushMsg, DelUserPushToken) answered when the task ends. */
+enum { K_KAFKA, K_PUSHMSG, K_DELTOKEN };
+
 struct task {
     struct imp_keyq_node qnode; /* first: container of the node */
     struct task *next, *prev;   /* worker's task list */
     struct task *run_next;
     struct imp_worker *w;
+    int kind;
+    struct imp_grpc_scall *rpc; /* K_PUSHMSG, K_DELTOKEN: the call to answer */
+    Openim__Push__DelUserPushTokenReq *del;
     rd_kafka_message_t *rkm;
     struct imp_msgref ref;
     Openim__Push__PushMsgReq *req;
@@ -95,6 +102,15 @@ struct evwait {
     double event;
 };
 
+/* A push-service call waiting to reach the worker's loop. */
+struct rpc_job {
+    struct rpc_job *next;
+    struct imp_grpc_scall *c;
+    int kind;
+    const uint8_t *req;
+    size_t len;
+};
+
 struct imp_worker {
     struct imp_engine *e;
     const struct imp_config *cfg;
@@ -127,6 +143,9 @@ struct imp_worker {
     atomic_int assigned_once;
     atomic_int partitions;
     atomic_int inflight_pub;
+    pthread_mutex_t rpc_lock; /* guards rpc_jobs, rpc_closed */
+    struct rpc_job *rpc_jobs;
+    int rpc_closed;
     struct imp_metric *m_lua_ms, *m_msg_ms;
     struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_budget, *m_memory, *m_long;
 };
@@ -257,6 +276,7 @@ static void task_free(struct task *t)
         luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
     }
     if (t->req) openim__push__push_msg_req__free_unpacked(t->req, NULL);
+    if (t->del) openim__push__del_user_push_token_req__free_unpacked(t->del, NULL);
     if (t->rkm) rd_kafka_message_destroy(t->rkm);
     for (int i = 0; i < 4; i++) free(t->hdr[i]);
     imp_buf_dispose(&t->msgdata);
@@ -287,18 +307,44 @@ static void runq_push(struct imp_worker *w, struct task *t)
     w->runq_tail = t;
 }
 
+static const char *const rpc_names[] = {"", "PushMsg", "DelUserPushToken"};
+
+/* A push-service call's task ended: answer it (an empty reply message, or
+ * INTERNAL with the failure) and count it. */
+static void rpc_answer(struct task *t)
+{
+    char labels[96], detail[600];
+    const char *result = t->fail_reason ? t->fail_reason : "ok";
+    snprintf(labels, sizeof(labels), "method=\"%s\",result=\"%s\"", rpc_names[t->kind], result);
+    imp_metrics_inc("impulse_rpc_total", labels, 1);
+    if (t->fail_reason) {
+        int bad = strcmp(t->fail_reason, "bad_request") == 0;
+        snprintf(detail, sizeof(detail), "%s: %s", t->fail_reason,
+                 t->fail_error ? t->fail_error : "");
+        imp_grpc_scall_reply(t->rpc, bad ? 3 /* INVALID_ARGUMENT */ : 13 /* INTERNAL */, detail,
+                             NULL, 0);
+    } else {
+        imp_grpc_scall_reply(t->rpc, 0, "", NULL, 0);
+    }
+    t->rpc = NULL;
+}
+
 /* The message is fully handled: store its offset, release the next
  * message of its key, resume fetching when below the low-water mark. */
 static void task_done(struct task *t)
 {
     struct imp_worker *w = t->w;
-    /* a dead-lettered message's offset waits for the dead letter's ack */
-    if (w->consumer && !t->dead_lettered) imp_consumer_done(w->consumer, t->ref);
+    if (t->kind != K_KAFKA) {
+        rpc_answer(t);
+    } else if (w->consumer && !t->dead_lettered) {
+        /* a dead-lettered message's offset waits for the dead letter's ack */
+        imp_consumer_done(w->consumer, t->ref);
+    }
     if (t->started && !w->test_mode) {
         imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
         imp_metric_observe(w->m_msg_ms, (double)(imp_now_ms() - t->start_ms));
     }
-    if (t->started) {
+    if (t->started && t->kind == K_KAFKA) {
         struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
         if (next) runq_push(w, (struct task *)next);
     }
@@ -371,17 +417,46 @@ static void push_fields(lua_State *L, const struct task *t)
 #undef I
 }
 
+/* The message's coroutine, registered as a task, with driver.handle and
+ * the policy pushed on it. */
+static void task_coroutine(struct task *t)
+{
+    lua_State *L = t->vm->L;
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->handle_ref);
+    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->policy_ref);
+}
+
 /* Starts a runnable message: coroutine running driver.handle. */
 static void task_start(struct task *t)
 {
     struct imp_worker *w = t->w;
     t->vm = w->vm; /* a reload from now on does not move this message */
     t->vm->tasks++;
-    lua_State *L = t->vm->L;
-    Openim__Sdkws__MsgData *m = t->req->msgdata;
 
     t->started = 1;
     t->start_ms = imp_now_ms();
+    if (t->kind == K_DELTOKEN) {
+        task_coroutine(t);
+        lua_pushnil(t->co);
+        lua_pushstring(t->co, opid_of(t));
+        lua_createtable(t->co, 0, 3);
+        lua_pushliteral(t->co, "del_push_token");
+        lua_setfield(t->co, -2, "op");
+        lua_pushstring(t->co, t->del->userid ? t->del->userid : "");
+        lua_setfield(t->co, -2, "userID");
+        lua_pushinteger(t->co, t->del->platformid);
+        lua_setfield(t->co, -2, "platformID");
+        task_resume(t, 4);
+        return;
+    }
+    Openim__Sdkws__MsgData *m = t->req->msgdata;
     if (m->status == 1) m->status = 2; /* sending → sent, as OpenIM does */
     int64_t age = (int64_t)imp_wall_ms() - m->sendtime;
     if (m->sendtime > 0 && age > w->cfg->long_time_push_ms) imp_metric_add(w->m_long, 1);
@@ -390,18 +465,22 @@ static void task_start(struct task *t)
     openim__sdkws__msg_data__pack(m, (uint8_t *)t->msgdata.data);
     t->msgdata.len = len;
 
-    t->co = lua_newthread(L);
-    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
-    lua_pushlightuserdata(L, t);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
-
-    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->handle_ref);
-    lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->policy_ref);
+    task_coroutine(t);
     push_fields(t->co, t);
     lua_pushstring(t->co, opid_of(t));
+    if (t->kind == K_PUSHMSG) { /* the users are given: no route() */
+        lua_createtable(t->co, 0, 2);
+        lua_pushliteral(t->co, "push");
+        lua_setfield(t->co, -2, "op");
+        lua_createtable(t->co, (int)t->req->n_userids, 0);
+        for (size_t i = 0; i < t->req->n_userids; i++) {
+            lua_pushstring(t->co, t->req->userids[i] ? t->req->userids[i] : "");
+            lua_rawseti(t->co, -2, (int)i + 1);
+        }
+        lua_setfield(t->co, -2, "users");
+        task_resume(t, 4);
+        return;
+    }
     task_resume(t, 3);
 }
 
@@ -416,8 +495,11 @@ static void log_failure(struct task *t, const char *what, const char *detail)
         imp_buf_puts(&b, ",\"clientMsgID\":");
         imp_buf_json_cstr(&b, m->clientmsgid);
     }
-    imp_buf_printf(&b, ",\"partition\":%d,\"offset\":%lld", (int)t->ref.partition,
-                   t->rkm ? (long long)t->rkm->offset : -1LL);
+    if (t->kind != K_KAFKA)
+        imp_buf_printf(&b, ",\"rpc\":\"%s\"", rpc_names[t->kind]);
+    else
+        imp_buf_printf(&b, ",\"partition\":%d,\"offset\":%lld", (int)t->ref.partition,
+                       t->rkm ? (long long)t->rkm->offset : -1LL);
     imp_log_fields(IMP_LOG_ERROR, opid_of(t), what, b.data);
     imp_buf_dispose(&b);
 }
@@ -431,9 +513,11 @@ static void task_fail(struct task *t, const char *reason, const char *what, cons
     struct imp_worker *w = t->w;
     char labels[96];
     log_failure(t, what, detail);
-    snprintf(labels, sizeof(labels), "topic=\"toPush\",result=\"%s\"", reason);
-    imp_metrics_inc("impulse_messages_total", labels, 1);
     (void)w;
+    if (t->kind == K_KAFKA) { /* calls are counted when answered */
+        snprintf(labels, sizeof(labels), "topic=\"toPush\",result=\"%s\"", reason);
+        imp_metrics_inc("impulse_messages_total", labels, 1);
+    }
     t->fail_reason = reason;
     free(t->fail_error);
     t->fail_error = imp_xstrdup(detail);
@@ -559,7 +643,7 @@ static void task_resume(struct task *t, int nargs)
         if (lua_gettop(t->co) >= 2 && lua_isnil(t->co, 1)) {
             const char *e = lua_tostring(t->co, 2);
             task_fail(t, "route_failed", "route failed", e ? e : "(no reason)");
-        } else {
+        } else if (t->kind == K_KAFKA) {
             imp_metric_add(w->m_ok, 1);
         }
     } else if (st == IMP_ETIMEDOUT) {
@@ -648,6 +732,133 @@ static void on_assigned(void *arg, int n)
     atomic_store(&w->assigned_once, 1);
 }
 
+/* ---------- push-service calls ---------- */
+
+static void rpc_refuse(struct imp_grpc_scall *c, int kind, const char *why)
+{
+    char labels[96];
+    snprintf(labels, sizeof(labels), "method=\"%s\",result=\"unavailable\"", rpc_names[kind]);
+    imp_metrics_inc("impulse_rpc_total", labels, 1);
+    imp_grpc_scall_reply(c, 14 /* UNAVAILABLE */, why, NULL, 0);
+}
+
+/* A call reached the loop: it becomes a task like a toPush record, except
+ * that it has no Kafka key (calls are not ordered among themselves: the
+ * caller waits for each) and its end answers the call. */
+static void rpc_start(struct imp_worker *w, struct rpc_job *j)
+{
+    static const char *const md_keys[4] = {"operationid", "opuserid", "platform", "connid"};
+    char v[512];
+    if (w->stopping) {
+        rpc_refuse(j->c, j->kind, "impulse is stopping");
+        return;
+    }
+    struct task *t = imp_xcalloc(1, sizeof(*t));
+    t->w = w;
+    t->kind = j->kind;
+    t->rpc = j->c;
+    t->co_ref = LUA_NOREF;
+    imp_buf_init(&t->msgdata);
+    imp_strset_init(&t->users);
+    t->next = w->tasks;
+    if (w->tasks) w->tasks->prev = t;
+    w->tasks = t;
+    w->inflight++;
+    atomic_store(&w->inflight_pub, w->inflight);
+    for (int i = 0; i < 4; i++) {
+        const char *val = imp_grpc_scall_md(j->c, md_keys[i], v, sizeof(v));
+        if (val) t->hdr[i] = imp_xstrdup(val);
+    }
+    const char *bad = NULL;
+    if (t->kind == K_PUSHMSG) {
+        t->req = openim__push__push_msg_req__unpack(NULL, j->len, j->req);
+        if (!t->req || !t->req->msgdata)
+            bad = "the request is not a PushMsgReq with msgData";
+    } else {
+        t->del = openim__push__del_user_push_token_req__unpack(NULL, j->len, j->req);
+        if (!t->del)
+            bad = "the request is not a DelUserPushTokenReq";
+        else if (!t->del->userid || !t->del->userid[0])
+            bad = "userID is empty";
+    }
+    if (bad) {
+        task_fail(t, "bad_request", "bad request", bad);
+        task_done(t);
+        return;
+    }
+    if (t->kind == K_PUSHMSG && t->req->n_userids == 0) { /* nobody to push to */
+        task_done(t);
+        return;
+    }
+    runq_push(w, t);
+    run_ready(w);
+}
+
+static void cmd_rpc(void *arg)
+{
+    struct imp_worker *w = arg;
+    pthread_mutex_lock(&w->rpc_lock);
+    struct rpc_job *jobs = w->rpc_jobs, *rev = NULL;
+    w->rpc_jobs = NULL;
+    pthread_mutex_unlock(&w->rpc_lock);
+    while (jobs) { /* oldest first */
+        struct rpc_job *n = jobs->next;
+        jobs->next = rev;
+        rev = jobs;
+        jobs = n;
+    }
+    while (rev) {
+        struct rpc_job *n = rev->next;
+        rpc_start(w, rev);
+        free(rev);
+        rev = n;
+    }
+}
+
+int imp_worker_rpc(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const uint8_t *req,
+                   size_t len)
+{
+    struct rpc_job *j = imp_xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->kind = kind;
+    j->req = req;
+    j->len = len;
+    pthread_mutex_lock(&w->rpc_lock);
+    if (w->rpc_closed) {
+        pthread_mutex_unlock(&w->rpc_lock);
+        free(j);
+        return IMP_ECLOSED;
+    }
+    int first = w->rpc_jobs == NULL;
+    j->next = w->rpc_jobs;
+    w->rpc_jobs = j;
+    pthread_mutex_unlock(&w->rpc_lock);
+    if (first) imp_inbox_post(&w->inbox, cmd_rpc, w);
+    return 0;
+}
+
+/* The worker is ending: calls not answered yet get UNAVAILABLE (the caller
+ * can retry on another node); later ones are refused by imp_worker_rpc. */
+static void rpc_close(struct imp_worker *w)
+{
+    pthread_mutex_lock(&w->rpc_lock);
+    w->rpc_closed = 1;
+    struct rpc_job *jobs = w->rpc_jobs;
+    w->rpc_jobs = NULL;
+    pthread_mutex_unlock(&w->rpc_lock);
+    while (jobs) {
+        struct rpc_job *n = jobs->next;
+        rpc_refuse(jobs->c, jobs->kind, "impulse is stopping");
+        free(jobs);
+        jobs = n;
+    }
+    for (struct task *t = w->tasks; t; t = t->next) {
+        if (!t->rpc) continue;
+        rpc_refuse(t->rpc, t->kind, "impulse stopped before the call finished");
+        t->rpc = NULL;
+    }
+}
+
 /* ---------- task.h: what engine calls need ---------- */
 
 struct task *imp_task_current(lua_State *L) { return current_task(L); }
@@ -726,6 +937,7 @@ static void log_route(struct task *t, const struct imp_fanout *f)
     char **tmp;
     size_t n;
 
+    if (imp_log_level() > IMP_LOG_INFO) return;
     imp_buf_init(&b);
     imp_buf_puts(&b, "\"clientMsgID\":");
     imp_buf_json_cstr(&b, m->clientmsgid);
@@ -974,8 +1186,13 @@ static int l_offline_handoff(lua_State *L)
     imp_buf_init(&key);
     imp_buf_printf(&key, "%s_%s", a, b);
 
-    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *orig = NULL, *made = NULL;
     if (t->rkm) rd_kafka_message_headers(t->rkm, &orig);
+    if (t->kind == K_PUSHMSG) { /* a call: the four headers from its metadata */
+        made = orig = rd_kafka_headers_new(4);
+        for (int i = 0; i < 4; i++)
+            rd_kafka_header_add(made, header_names[i], -1, t->hdr[i] ? t->hdr[i] : "", -1);
+    }
 
     struct handoff *ho = imp_xcalloc(1, sizeof(*ho));
     ho->t = t;
@@ -1017,6 +1234,7 @@ static int l_offline_handoff(lua_State *L)
     imp_buf_dispose(&rec);
     imp_buf_dispose(&key);
     imp_buf_dispose(&md);
+    if (made) rd_kafka_headers_destroy(made);
     imp_metrics_inc("impulse_offline_handoff_records_total", NULL, (int64_t)records);
     imp_metrics_inc("impulse_offline_handoff_users_total", NULL, (int64_t)n);
     imp_vm_exclude(t->vm, t0);
@@ -1207,6 +1425,7 @@ static void finish(struct imp_worker *w)
     if (w->finished) return;
     w->finished = 1;
     ev_timer_stop(w->loop, &w->drain_timer);
+    rpc_close(w);
     /* Every worker is drained (or past the deadline) and has committed
      * before any leaves the group: a leave starts a rebalance, and the group
      * refuses commits while one is in progress. */
@@ -1303,6 +1522,7 @@ static struct imp_worker *worker_alloc(struct imp_engine *e, int id)
     w->loop = ev_loop_new(EVFLAG_AUTO);
     imp_inbox_init(&w->inbox, w->loop);
     imp_keyq_init(&w->keyq);
+    pthread_mutex_init(&w->rpc_lock, NULL);
     ev_timer_init(&w->drain_timer, on_drain_timeout, 0., 0.);
     w->drain_timer.data = w;
     w->m_ok = imp_metrics_counter("impulse_messages_total", "topic=\"toPush\",result=\"ok\"",
@@ -1426,6 +1646,12 @@ void imp_worker_destroy(struct imp_worker *w)
         imp_vm_destroy(vm);
     }
     imp_keyq_dispose(&w->keyq);
+    while (w->rpc_jobs) { /* never reached the loop (it never ran) */
+        struct rpc_job *j = w->rpc_jobs;
+        w->rpc_jobs = j->next;
+        free(j);
+    }
+    pthread_mutex_destroy(&w->rpc_lock);
     imp_inbox_dispose(&w->inbox);
     ev_loop_destroy(w->loop);
     free(w);

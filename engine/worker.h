@@ -12,6 +12,7 @@
 #define IMP_WORKER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct imp_vm;
 
@@ -31,6 +32,15 @@ void imp_worker_stop(struct imp_worker *w);
 void imp_worker_join(struct imp_worker *w);
 /* Frees the worker; its thread must be joined and gRPC stopped. */
 void imp_worker_destroy(struct imp_worker *w);
+
+/* Push-service calls (openim.push.PushMsgService) the worker runs. */
+enum { IMP_RPC_PUSHMSG = 1, IMP_RPC_DELTOKEN = 2 };
+struct imp_grpc_scall;
+/* Hands a call to the worker (any thread; req valid until the call is
+ * answered). The worker answers it when its task ends. IMP_ECLOSED when the
+ * worker has finished: the caller answers. */
+int imp_worker_rpc(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const uint8_t *req,
+                   size_t len);
 
 /* Readiness: the consumer has had its first assignment. Thread-safe. */
 int imp_worker_assigned(const struct imp_worker *w);

@@ -318,6 +318,9 @@ function _M.impulse_config(env, opts)
     "    address: [" .. env.etcd.addr .. "]",
     "openim-push:",
     "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
+    "  rpc:",
+    "    listenIP: 127.0.0.1",
+    "    registerIP: 127.0.0.1",
     "impulse:",
     "  workers: " .. (opts.workers or 2),
     "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
@@ -484,7 +487,7 @@ end
 function _M.routes(imp)
   local by = {}
   for _, l in ipairs(_M.log_lines(imp, "push")) do
-    by[l.clientMsgID] = l
+    if l.clientMsgID then by[l.clientMsgID] = l end
   end
   return by
 end
@@ -505,6 +508,52 @@ function _M.delivered(env, client_msg_id)
     out[i] = set
   end
   return out
+end
+
+-- A unary gRPC call through the stand-in's client (examples/openim-standin):
+-- returns the reply as a table, or nil and {code=, details=} for a gRPC
+-- error. metadata defaults to an operationid.
+function _M.grpc_call(addr, path, req, metadata, timeout_ms)
+  ensure_npm()
+  local cmd = format("node %s/standin-client.js call %s %s %s --timeout %d%s 2>&1",
+    shell_quote(_M.standin_dir), addr, path, shell_quote(cjson.encode(req)), timeout_ms or 10000,
+    metadata and (" --metadata " .. shell_quote(cjson.encode(metadata))) or "")
+  local f = io.popen(cmd)
+  local out = f:read("*a")
+  f:close()
+  local j = cjson.decode((out:gsub("%s+$", "")):match("([^\n]*)$"))
+  if type(j) ~= "table" then error("grpc_call " .. path .. ": " .. out, 2) end
+  if j.code and j.details ~= nil then return nil, j end
+  return j
+end
+
+-- impulse's own address as registered in etcd (openim/push/<ip:port>).
+function _M.push_service_addr(env)
+  return _M.wait_until(function()
+    for k in pairs(_M.etcd_keys(env.etcd, "openim/push/")) do
+      return (k:match("^openim/push/(.+)$"))
+    end
+  end, 15000, "impulse registered in etcd")
+end
+
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+-- Standard base64 (padding optional) to bytes.
+function _M.base64_decode(s)
+  local out, bits, nbits = {}, 0, 0
+  for c in s:gmatch("[^=%s]") do
+    local v = B64:find(c, 1, true)
+    assert(v, "not base64: " .. c)
+    bits = bits * 64 + (v - 1)
+    nbits = nbits + 6
+    if nbits >= 8 then
+      nbits = nbits - 8
+      local byte = math.floor(bits / 2 ^ nbits)
+      out[#out + 1] = string.char(byte)
+      bits = bits - byte * 2 ^ nbits
+    end
+  end
+  return concat(out)
 end
 
 function _M.sorted_keys(t)

@@ -77,16 +77,42 @@ local function check_users(users)
   return users
 end
 
--- handle(policy, fields, opid) -> result | nil, err
+-- DelUserPushToken: the policy's del_push_token(userID, platformID, ctx)
+-- when it has one, else OpenIM's DEL FCM_TOKEN:<userID>:<platformID>.
+local function del_push_token(policy, call, ctx)
+  local hook = policy.del_push_token
+  if hook then
+    local ok, err = hook(call.userID, call.platformID, ctx)
+    if not ok then return nil, "del_push_token() failed: " .. tostring(err) end
+    return true
+  end
+  local res, err = require("impulse.redis").call("DEL",
+    "FCM_TOKEN:" .. call.userID .. ":" .. call.platformID)
+  if res == nil then return nil, "redis: " .. tostring(err) end
+  return true
+end
+
+-- handle(policy, fields, opid[, call]) -> result | nil, err
+-- call is nil for a toPush record; for a push-service call it is
+-- {op = "push", users = {...}} (PushMsg: the users are given, route() is
+-- skipped) or {op = "del_push_token", userID =, platformID =}.
 -- Errors raised by the policy propagate (the worker logs the traceback);
 -- a route() that returns nil, err is reported as err.
-function _M.handle(policy, fields, opid)
+function _M.handle(policy, fields, opid, call)
+  local ctx = new_ctx(opid)
+  if call and call.op == "del_push_token" then
+    return del_push_token(policy, call, ctx)
+  end
   local clientMsgID = fields.clientMsgID
   local msg = message_view(fields)
-  local ctx = new_ctx(opid)
-  local users, err = policy.route(msg, ctx)
-  if users == nil then
-    return nil, "route() failed: " .. tostring(err)
+  local users, err
+  if call then
+    users = call.users
+  else
+    users, err = policy.route(msg, ctx)
+    if users == nil then
+      return nil, "route() failed: " .. tostring(err)
+    end
   end
   users, err = check_users(users)
   if not users then

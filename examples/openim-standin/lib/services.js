@@ -5,6 +5,8 @@
 // every call is recorded; each method can be made to fail, stall or
 // answer garbage.
 
+const path = require('path');
+const protobuf = require('protobufjs');
 const g = require('./grpcutil');
 const { startControl } = require('./control');
 const { Registrar, registrationValue } = require('./etcd');
@@ -142,7 +144,27 @@ async function runServices(opts, life) {
   };
   webhook.raw = true;
 
+  // ---- an encoder independent of impulse's: protobufjs from the .proto files
+  // {"type": "openim.msg.PushMsgDataToMQ", "value": {...}} → {"base64": "..."}
+  // (bytes fields as base64, 64-bit integers as strings or numbers).
+  const pbRoot = new protobuf.Root();
+  const protoDir = opts.protoDir || g.DEFAULT_PROTO_DIR;
+  pbRoot.resolvePath = (origin, target) => path.join(protoDir, path.basename(target));
+  pbRoot.loadSync(['sdkws.proto', 'push.proto', 'msg.proto'], { keepCase: true });
+  const encode = (body) => {
+    requireObject(body, 'POST /encode');
+    let type;
+    try { type = pbRoot.lookupType(String(body.type)); } catch (e) {
+      throw new BadRequest(`POST /encode: unknown type ${body.type}`);
+    }
+    const err = type.verify(type.fromObject(body.value || {}));
+    if (err) throw new BadRequest(`POST /encode: ${err}`);
+    const bytes = type.encode(type.fromObject(body.value || {})).finish();
+    return { base64: Buffer.from(bytes).toString('base64'), length: bytes.length };
+  };
+
   const control = await startControl({
+    'POST /encode': encode,
     'POST /webhook/*': webhook,
     'GET /webhook-calls': () => webhookCalls,
     'POST /webhook-reset': () => { const n = webhookCalls.length; webhookCalls = []; return { cleared: n }; },

@@ -1,0 +1,124 @@
+-- bench/cpu.lua: impulse's CPU time per message (user + system, the whole
+-- process: Kafka, Lua, gRPC, everything), by workload.
+--
+--   luajit bench/cpu.lua [single_messages] [scale]
+--
+-- Starts the local stand-ins (Redis, etcd, the Kafka mock cluster, two
+-- Node gateways, the services) and impulse (2 workers, the default
+-- scripts), then runs one workload after another on the same engine:
+--   single: `single_messages` single-chat messages over 1,000
+--           conversations, every receiver online on a phone, half on each
+--           gateway (no offline push);
+--   group N: messages to an N-member group (N = 1,000, 10,000, 100,000),
+--           half of it online (split over the two gateways), the other
+--           half handed over to toOfflinePush after the conversation
+--           filter call.
+-- For each workload: CPU of the impulse process (/proc/<pid>/stat) from
+-- before the first message is produced to the last one counted in
+-- impulse_messages_total, divided by the messages. The idle CPU of the
+-- engine (consumers polling) is measured first and reported; the figures
+-- are raw (idle not subtracted) and idle-corrected.
+package.path = "./?.lua;./lua/?.lua;" .. package.path
+local h = require "spec.helpers"
+
+local SINGLE = tonumber(arg[1]) or 20000
+local SCALE = tonumber(arg[2]) or 1
+local format = string.format
+
+local TICK = tonumber((h.run("getconf CLK_TCK"):gsub("%s+", ""))) or 100
+
+local function cpu_s(pid)
+  local f = assert(io.open("/proc/" .. pid .. "/stat"))
+  local s = f:read("*a")
+  f:close()
+  -- fields after the ")" of the command: state is field 3; utime 14, stime 15
+  local rest = s:match("%) (.*)$")
+  local fields = {}
+  for x in rest:gmatch("%S+") do fields[#fields + 1] = x end
+  return (tonumber(fields[12]) + tonumber(fields[13])) / TICK
+end
+
+local env
+local ok, err = pcall(function()
+  env = h.start_env { gateways = 0 }
+  env.gateways = {
+    h.start_gateway(env.etcd, "--quiet --max-records 10"),
+    h.start_gateway(env.etcd, "--quiet --max-records 10"),
+  }
+  local online = { {}, {} }
+  local all = {}
+  for i = 1, 1000 do
+    local u = "chat" .. i
+    online[i % 2 + 1][u] = { 1 }
+    all[u] = { 1 }
+  end
+  local sizes = { 1000, 10000, 100000 }
+  for _, n in ipairs(sizes) do
+    local members = {}
+    for i = 1, n do
+      local u = format("g%d-member%06d", n, i)
+      members[i] = u
+      if i % 2 == 0 then
+        online[i % 4 == 0 and 1 or 2][u] = { 2 }
+        all[u] = { 2 }
+      end
+    end
+    h.set_group(env, "group" .. n, members)
+  end
+  h.http_json("POST", env.services.control .. "/online", all)
+  h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
+  h.http_json("POST", env.gateways[2].control .. "/conns", online[2])
+
+  local imp = h.start_impulse(env, { workers = 2, log_level = "warn",
+                                     impulse = { maxInflight = 4096 } })
+  local function handled()
+    return h.metric(imp, "impulse_messages_total", 'topic="toPush",result="ok"')
+  end
+
+  -- idle: the engine with nothing to do
+  local c0, t0 = cpu_s(imp.pid), h.now_ms()
+  h.sleep_ms(5000)
+  local idle = (cpu_s(imp.pid) - c0) / ((h.now_ms() - t0) / 1000)
+  print(format("idle: %.1f ms CPU per second", idle * 1000))
+
+  local done = 0
+  local function run(name, count, make)
+    -- warm-up message: caches filled, channels connected
+    h.produce(env, make(0))
+    done = done + 1
+    h.wait_until(function() return handled() >= done end, 120000, name .. " warm-up")
+    local cpu0, wall0 = cpu_s(imp.pid), h.now_ms()
+    for i = 1, count do
+      h.produce(env, make(i), { no_flush = true })
+      if i % 2000 == 0 then env.producer:flush(60000) end
+    end
+    env.producer:flush(60000)
+    done = done + count
+    h.wait_until(function() return handled() >= done end, 1800000, name)
+    local cpu = cpu_s(imp.pid) - cpu0
+    local wall = (h.now_ms() - wall0) / 1000
+    local corrected = cpu - idle * wall
+    print(format("%-14s %7d msgs in %6.2f s: CPU %6.2f s = %8.1f us/msg (idle-corrected %8.1f us/msg)",
+      name, count, wall, cpu, cpu / count * 1e6, corrected / count * 1e6))
+    return cpu / count, corrected / count
+  end
+
+  run("single chat", SINGLE, function(i)
+    return h.push_msg { sendID = "chat" .. ((i + 1) % 1000 + 1), recvID = "chat" .. (i % 1000 + 1),
+                        options = { senderSync = false } }
+  end)
+  local counts = { [1000] = 1000 * SCALE, [10000] = 200 * SCALE, [100000] = 20 * SCALE }
+  for _, n in ipairs(sizes) do
+    run(format("group %d", n), counts[n], function()
+      return h.push_msg { sendID = format("g%d-member000001", n), recvID = "", groupID = "group" .. n,
+                          sessionType = 3 }
+    end)
+  end
+  local rss = h.run("ps -o rss= -p " .. imp.pid):gsub("%s+", "")
+  print(format("impulse RSS after the run: %d KiB", tonumber(rss) or -1))
+end)
+h.stop_env(env)
+if not ok then
+  io.stderr:write("bench failed: " .. tostring(err) .. "\n")
+  os.exit(1)
+end
