@@ -41,10 +41,9 @@ end
 local env
 local ok, err = pcall(function()
   env = h.start_env { gateways = 0 }
-  env.gateways = {
-    h.start_gateway(env.etcd, "--quiet --max-records 10"),
-    h.start_gateway(env.etcd, "--quiet --max-records 10"),
-  }
+  local NGW = tonumber(os.getenv("GATEWAYS")) or 2
+  env.gateways = {}
+  for i = 1, NGW do env.gateways[i] = h.start_gateway(env.etcd, "--quiet --max-records 10") end
   local online = { {}, {} }
   local all = {}
   for i = 1, 1000 do
@@ -67,7 +66,12 @@ local ok, err = pcall(function()
   end
   h.http_json("POST", env.services.control .. "/online", all)
   h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
-  h.http_json("POST", env.gateways[2].control .. "/conns", online[2])
+  if NGW > 1 then
+    h.http_json("POST", env.gateways[2].control .. "/conns", online[2])
+  else
+    for u, p in pairs(online[2]) do online[1][u] = p end
+    h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
+  end
 
   local imp = h.start_impulse(env, { workers = 2, log_level = "warn",
                                      impulse = { maxInflight = 4096 } })
@@ -114,6 +118,10 @@ local ok, err = pcall(function()
                           sessionType = 3 }
     end)
   end
+  local _, mt = h.http("GET", imp.admin .. "/metrics")
+  local lsum = tonumber(mt:match("impulse_script_lua_ms_sum (%S+)")) or 0
+  local lcount = tonumber(mt:match("impulse_script_lua_ms_count (%S+)")) or 1
+  print(format("Lua time per message (all workloads): %.1f us", lsum / lcount * 1000))
   local rss = h.run("ps -o rss= -p " .. imp.pid):gsub("%s+", "")
   print(format("impulse RSS after the run: %d KiB", tonumber(rss) or -1))
 end)

@@ -21,12 +21,14 @@ for i = 1, 200 do members[i] = "member" .. i end
 
 local function fields_single()
   return { sendID = "alice", recvID = "bob", clientMsgID = "c1", sessionType = 1, contentType = 101,
-           content = '{"content":"hi"}', options = {}, atUserIDList = {}, groupID = "" }
+           content = '{"content":"hi"}', options = {}, atUserIDList = {}, groupID = "",
+           senderPlatformID = 1, sendTime = os.time() * 1000 }
 end
 
 local function fields_group()
   return { sendID = "alice", recvID = "", clientMsgID = "c2", sessionType = 3, contentType = 101,
-           content = '{"content":"hi"}', options = {}, atUserIDList = {}, groupID = "g" }
+           content = '{"content":"hi"}', options = {}, atUserIDList = {}, groupID = "g",
+           senderPlatformID = 1, sendTime = os.time() * 1000 }
 end
 
 local function run(label, policy_path, make_fields, jit_on)

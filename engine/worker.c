@@ -1079,6 +1079,15 @@ static int l_push_online(lua_State *L)
     return 1;
 }
 
+/* log_level() -> "debug" | "info" | "warn" | "error" (fixed at start) */
+static int l_log_level(lua_State *L)
+{
+    static const char *const names[] = {"debug", "info", "warn", "error"};
+    int lv = imp_log_level();
+    lua_pushstring(L, names[lv >= 0 && lv < 4 ? lv : 1]);
+    return 1;
+}
+
 /* log_fields(level, operationID, msg, json) -- json: an encoded object whose
  * members become fields of the log line */
 static int l_log_fields(lua_State *L)
@@ -1401,6 +1410,7 @@ static const luaL_Reg core_funcs[] = {
     {"log", l_log},
     {"now_ms", l_now_ms},
     {"log_fields", l_log_fields},
+    {"log_level", l_log_level},
     {"offline_handoff", l_offline_handoff},
     {"wall_ms", l_wall_ms},
     {"config", l_config},

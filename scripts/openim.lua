@@ -83,13 +83,15 @@ end
 -- otherwise the members, plus the special handling of quit, kick and
 -- dismiss notifications.
 function _M.route_group(msg, ctx)
-  local body = webhooks.base("beforeGroupOnlinePush", msg, ctx)
-  body.seq = msg.seq
-  local reply, werr = webhooks.call("beforeGroupOnlinePush", msg, body, ctx)
-  if reply == nil then return nil, werr end
-  if reply == false then return {} end
-  if type(reply.userIDList) == "table" and #reply.userIDList > 0 then
-    return reply.userIDList -- and, as in OpenIM, no quit/kick/dismiss handling
+  if webhooks.enabled("beforeGroupOnlinePush", msg) then
+    local body = webhooks.base("beforeGroupOnlinePush", msg, ctx)
+    body.seq = msg.seq
+    local reply, werr = webhooks.call("beforeGroupOnlinePush", msg, body, ctx)
+    if reply == nil then return nil, werr end
+    if reply == false then return {} end
+    if type(reply.userIDList) == "table" and #reply.userIDList > 0 then
+      return reply.userIDList -- and, as in OpenIM, no quit/kick/dismiss handling
+    end
   end
   local members, err = group.member_ids(msg.groupID)
   if not members then
@@ -131,11 +133,13 @@ function _M.route(msg, ctx)
   if msg.options.senderSync and msg.sendID ~= msg.recvID then
     users[#users + 1] = msg.sendID
   end
-  local body = webhooks.base("beforeOnlinePush", msg, ctx)
-  body.userIDList = users
-  local reply, werr = webhooks.call("beforeOnlinePush", msg, body, ctx)
-  if reply == nil then return nil, werr end
-  if reply == false then return {} end
+  if webhooks.enabled("beforeOnlinePush", msg) then
+    local body = webhooks.base("beforeOnlinePush", msg, ctx)
+    body.userIDList = users
+    local reply, werr = webhooks.call("beforeOnlinePush", msg, body, ctx)
+    if reply == nil then return nil, werr end
+    if reply == false then return {} end
+  end
   return users
 end
 
@@ -194,6 +198,7 @@ function _M.offline(msg, ctx, result)
   end
   if #users == 0 then return users end
   local notice = _M.notice(msg)
+  if not webhooks.enabled("beforeOfflinePush", msg) then return users, notice end
   -- beforeOfflinePush: the targets and the push info, flattened
   local body = webhooks.base("beforeOfflinePush", msg, ctx)
   body.userIDList = users

@@ -52,9 +52,16 @@ end
 -- call(name, body, ctx) -> reply | false (the webhook stopped the push) |
 -- nil, err (it failed and failedContinue is false). A webhook that is off,
 -- or skipped (typing messages), answers {}.
+-- Whether the webhook is to be called for this message (enabled, and not
+-- a typing message); callers skip building the body when it is not.
+function _M.enabled(name, msg)
+  local hook = config.webhooks[name]
+  return hook and hook.enable and msg.contentType ~= const.content.TYPING or false
+end
+
 function _M.call(name, msg, body, ctx)
   local hook = config.webhooks[name]
-  if not hook or not hook.enable or msg.contentType == const.content.TYPING then
+  if not _M.enabled(name, msg) then
     return {}
   end
   local command = _M.COMMANDS[name]

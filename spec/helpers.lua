@@ -530,9 +530,8 @@ end
 -- impulse's own address as registered in etcd (openim/push/<ip:port>).
 function _M.push_service_addr(env)
   return _M.wait_until(function()
-    for k in pairs(_M.etcd_keys(env.etcd, "openim/push/")) do
-      return (k:match("^openim/push/(.+)$"))
-    end
+    local k = next(_M.etcd_keys(env.etcd, "openim/push/"))
+    return k and k:match("^openim/push/(.+)$")
   end, 15000, "impulse registered in etcd")
 end
 

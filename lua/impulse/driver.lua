@@ -58,10 +58,25 @@ end
 
 local wall_ms = core.wall_ms
 
+-- ctx.log is made on first use: most messages never log.
+local ctx_mt = {
+  __index = function(ctx, k)
+    if k == "log" then
+      local l = logger(ctx.operationID)
+      rawset(ctx, "log", l)
+      return l
+    end
+  end,
+}
+
 local function new_ctx(opid)
-  return { operationID = opid, log = logger(opid), now_ms = wall_ms }
+  return setmetatable({ operationID = opid, now_ms = wall_ms }, ctx_mt)
 end
 _M.new_ctx = new_ctx
+
+-- the route decision's log line costs a JSON encode: only when it is shown
+local level = core.log_level and core.log_level() or "info"
+local info_on = level == "debug" or level == "info"
 
 -- Checks what route() returned: a list of non-empty strings.
 local function check_users(users)
@@ -133,12 +148,12 @@ function _M.handle(policy, fields, opid, call)
       end
       res.offline, res.notice = to, notice
       if #to > 0 then
-        core.log_fields("info", ctx.operationID, "offline push decided", encode {
+        if info_on then core.log_fields("info", ctx.operationID, "offline push decided", encode {
           clientMsgID = clientMsgID,
           users = #to > 20 and { unpack(to, 1, 20) } or to,
           count = #to,
           title = type(notice) == "table" and notice.title or nil,
-        })
+        }) end
         -- to toOfflinePush; the message ends (and its offset is stored)
         -- only once the records are acknowledged
         local waiting, ok, herr = core.offline_handoff(to, type(notice) == "table" and notice or nil)

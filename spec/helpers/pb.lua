@@ -116,6 +116,10 @@ S["openim.push.PushMsgReq"] = {
   { 3, "userIDs", "repeated string" },
 }
 S["openim.push.PushMsgResp"] = {}
+S["openim.msg.PushMsgDataToMQ"] = {
+  { 1, "msgData", "message", "openim.sdkws.MsgData" },
+  { 2, "conversationID", "string" },
+}
 S["openim.push.DelUserPushTokenReq"] = {
   { 1, "userID", "string" },
   { 2, "platformID", "int32" },
