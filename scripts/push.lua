@@ -10,6 +10,9 @@
 --   ctx  ctx.operationID, and ctx.log.info/warn/error(fmt, ...)
 -- offline(msg, ctx, result) -> { userID, ... }, { title, content }
 --   result.reached / result.not_reached: who the online push reached
+-- del_push_token(userID, platformID, ctx) -> true | nil, err (optional):
+--   replaces the engine's DEL FCM_TOKEN:<userID>:<platformID> for the
+--   push service's DelUserPushToken
 -- check() -> true | nil, err: run before the scripts go live (optional)
 local openim = require "openim"
 

@@ -48,6 +48,39 @@ describe("impulse.driver", function()
     assert.has_error(function() driver.handle(policy, {}, "op1") end)
   end)
 
+  it("pushes a PushMsg call to the given users without calling route()", function()
+    local routed = false
+    local policy = { route = function() routed = true; return { "x" } end }
+    local res = driver.handle(policy, { recvID = "u1" }, "op1", { op = "push", users = { "u2", "u3" } })
+    assert.is_false(routed)
+    assert.equal(2, res.recipients)
+    assert.same({ "push_online", { "u2", "u3" } }, testing.calls[1])
+  end)
+
+  it("deletes FCM_TOKEN:<userID>:<platformID> for DelUserPushToken", function()
+    testing.redis_store["FCM_TOKEN:u1:2"] = "tok"
+    testing.redis_store["FCM_TOKEN:u1:1"] = "other"
+    local ok = driver.handle({ route = function() end }, {}, "op1",
+      { op = "del_push_token", userID = "u1", platformID = 2 })
+    assert.is_true(ok)
+    assert.is_nil(testing.redis_store["FCM_TOKEN:u1:2"])
+    assert.equal("other", testing.redis_store["FCM_TOKEN:u1:1"])
+    assert.same({ "redis", "DEL", "FCM_TOKEN:u1:2" }, testing.calls[1])
+  end)
+
+  it("lets a policy's del_push_token hook replace the Redis delete, and reports its failure", function()
+    local seen
+    local policy = { route = function() end,
+                     del_push_token = function(u, p, ctx) seen = { u, p, ctx.operationID }; return true end }
+    assert.is_true(driver.handle(policy, {}, "op9", { op = "del_push_token", userID = "u1", platformID = 5 }))
+    assert.same({ "u1", 5, "op9" }, seen)
+    assert.same({}, testing.calls)
+    policy.del_push_token = function() return nil, "token store down" end
+    local res, err = driver.handle(policy, {}, "op9", { op = "del_push_token", userID = "u1", platformID = 5 })
+    assert.is_nil(res)
+    assert.equal("del_push_token() failed: token store down", err)
+  end)
+
   it("gives hooks a logger tagged with the operationID", function()
     local ctx = driver.new_ctx("op-7")
     ctx.log.info("hello %s", "world")
