@@ -1,7 +1,7 @@
 -- bench/cpu.lua: impulse's CPU time per message (user + system, the whole
 -- process: Kafka, Lua, gRPC, everything), by workload.
 --
---   luajit bench/cpu.lua [single_messages] [scale]
+--   [GATEWAYS=1|2] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
 --
 -- Starts the local stand-ins (Redis, etcd, the Kafka mock cluster, two
 -- Node gateways, the services) and impulse (2 workers, the default
@@ -23,6 +23,8 @@ local h = require "spec.helpers"
 
 local SINGLE = tonumber(arg[1]) or 20000
 local SCALE = tonumber(arg[2]) or 1
+-- RATE=<msg/s>: produce at that steady rate instead of as fast as possible
+local RATE = tonumber(os.getenv("RATE")) or 0
 local format = string.format
 
 local TICK = tonumber((h.run("getconf CLK_TCK"):gsub("%s+", ""))) or 100
@@ -92,9 +94,23 @@ local ok, err = pcall(function()
     done = done + 1
     h.wait_until(function() return handled() >= done end, 120000, name .. " warm-up")
     local cpu0, wall0 = cpu_s(imp.pid), h.now_ms()
-    for i = 1, count do
-      h.produce(env, make(i), { no_flush = true })
-      if i % 2000 == 0 then env.producer:flush(60000) end
+    if RATE > 0 then
+      -- paced: message i is due at wall0 + i / RATE seconds, produced in
+      -- 10 ms ticks, so the engine sees a steady stream, not a backlog
+      local i = 0
+      while i < count do
+        local due = math.min(count, math.floor((h.now_ms() - wall0) * RATE / 1000) + 1)
+        while i < due do
+          i = i + 1
+          h.produce(env, make(i), { no_flush = true })
+        end
+        h.sleep_ms(10)
+      end
+    else
+      for i = 1, count do
+        h.produce(env, make(i), { no_flush = true })
+        if i % 2000 == 0 then env.producer:flush(60000) end
+      end
     end
     env.producer:flush(60000)
     done = done + count

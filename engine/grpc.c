@@ -7,6 +7,7 @@
  */
 #include "grpc.h"
 
+#include <dlfcn.h>
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -150,8 +151,32 @@ static void grpc_log_bridge(gpr_log_func_args *a)
     imp_log(level, NULL, "grpc: %s (%s:%d)", a->message, a->file, a->line);
 }
 
+/* Debian's abseil is built with deadlock detection on: every absl::Mutex
+ * lock inside gRPC updates a global lock graph (GraphCycles: ~3% of the
+ * engine's CPU in bench/cpu.lua). It is a debugging aid; turn it off
+ * through absl::SetMutexDeadlockDetectionMode(OnDeadlockCycle::kIgnore),
+ * looked up at run time so another abseil build simply skips this. */
+static void absl_deadlock_detection_off(void)
+{
+    static const char *const names[] = {
+        "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+        "_ZN4absl12lts_2022062329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE",
+        "_ZN4absl29SetMutexDeadlockDetectionModeENS_15OnDeadlockCycleE",
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        void *sym = dlsym(RTLD_DEFAULT, names[i]);
+        if (sym) {
+            void (*set_mode)(int);
+            memcpy(&set_mode, &sym, sizeof set_mode);
+            set_mode(0); /* kIgnore */
+            return;
+        }
+    }
+}
+
 int imp_grpc_start(void)
 {
+    absl_deadlock_detection_off();
     gpr_set_log_function(grpc_log_bridge);
     gpr_set_log_verbosity(GPR_LOG_SEVERITY_ERROR);
     grpc_init();
