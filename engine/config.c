@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -241,6 +242,7 @@ static const char *impulse_keys[] = {
     "offlineDeadLetterTopic",
     "fetchWaitMs",
     "serveRpc",
+    "consumeOffline",
     "registerTtlS",
     NULL,
 };
@@ -348,6 +350,21 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->prometheus_enable && c->prometheus_port == 0)
         fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
              "prometheus is enabled but no port is given");
+    /* the offline provider: OpenIM's `enable`, lower-cased as OpenIM does
+     * (geTui works); OpenIM falls back to a dummy pusher on anything else,
+     * impulse refuses it rather than drop every offline push */
+    {
+        char *p = get_str(r, s, "openim-push", "enable", "");
+        if (p) {
+            for (char *q = p; *q; q++) *q = (char)tolower((unsigned char)*q);
+            if (strcmp(p, "none") == 0 || strcmp(p, "dummy") == 0) p[0] = '\0';
+            if (p[0] && strcmp(p, "getui") && strcmp(p, "fcm") && strcmp(p, "jpush") &&
+                strcmp(p, "apns") && strcmp(p, "log"))
+                fail(r, "openim-push", "enable", lookup(s, "enable"),
+                     "'%s' is not a provider: expected getui, fcm, jpush, apns, log or none", p);
+        }
+        c->offline_provider = p;
+    }
     /* the push service's own gRPC listener (openim.push.PushMsgService) */
     c->rpc_listen_ip = get_str(r, s, "openim-push", "rpc.listenIP", "0.0.0.0");
     if (!c->rpc_listen_ip[0]) {
@@ -441,6 +458,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->script_memory_mb = (int)get_int(r, s, "impulse", "scriptMemoryMB", 256, 16, 65536);
     c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
     c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
+    c->consume_offline = get_bool(r, s, "impulse", "consumeOffline", true);
     c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
     char dlq[512];
@@ -580,6 +598,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->admin_listen,
         &c->auto_offset_reset,
         &c->log_level,
+        &c->offline_provider,
     };
     for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
     free(c);

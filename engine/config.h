@@ -116,6 +116,8 @@ struct imp_config {
     int script_memory_mb; /* per worker VM */
     bool script_jit;      /* JIT on: faster, but the budget cannot stop a compiled loop */
     bool serve_rpc;       /* serve openim.push.PushMsgService and register in etcd */
+    bool consume_offline; /* consume toOfflinePush (group offlinePush) */
+    char *offline_provider; /* openim-push.enable, lower-cased; "" = none */
     int register_ttl_s;   /* lease of the etcd registration */
 };
 

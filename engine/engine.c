@@ -58,8 +58,11 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
                    imp_watcher_etcd_synced(e->watcher) ? "true" : "false",
                    imp_watcher_online_loads(e->watcher));
     for (int i = 0; i < e->nworkers; i++)
-        imp_buf_printf(out, "%s{\"id\":%d,\"partitions\":%d,\"inflight\":%d}", i ? "," : "", i,
-                       imp_worker_partitions(e->workers[i]), imp_worker_inflight(e->workers[i]));
+        imp_buf_printf(out,
+                       "%s{\"id\":%d,\"partitions\":%d,\"offlinePartitions\":%d,"
+                       "\"inflight\":%d}",
+                       i ? "," : "", i, imp_worker_partitions(e->workers[i], 0),
+                       imp_worker_partitions(e->workers[i], 1), imp_worker_inflight(e->workers[i]));
     imp_buf_puts(out, "],");
     if (e->pushsvc) {
         imp_buf_puts(out, "\"pushService\":{\"addr\":");

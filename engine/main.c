@@ -23,6 +23,7 @@
 #include "group.h"
 #include "announce.h"
 #include "grpc.h"
+#include "provider.h"
 #include "pushsvc.h"
 #include "log.h"
 #include "metrics.h"
@@ -283,6 +284,16 @@ static int cmd_run(const char *path)
 
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
+    if (!cfg->consume_offline)
+        imp_info(NULL, "toOfflinePush is not consumed (impulse.consumeOffline is false)");
+    else if (!cfg->offline_provider || !cfg->offline_provider[0])
+        imp_info(NULL, "no offline provider (openim-push.enable): offline pushes are counted, "
+                       "not sent, unless the policy's provider() names one");
+    else if (!imp_provider_known(cfg->offline_provider))
+        imp_warn(NULL,
+                 "offline provider %s has no transport in this build: its records go to %s "
+                 "(impulse replay sends them again)",
+                 cfg->offline_provider, cfg->dlq_offline_push);
     e.watcher = imp_watcher_create(&e);
     imp_watcher_set_active_scripts(e.watcher, scripts_hash);
     imp_watcher_start(e.watcher);

@@ -33,6 +33,7 @@
 #include "inbox.h"
 #include "kafka.h"
 #include "keyq.h"
+#include "provider.h"
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
@@ -52,12 +53,33 @@
  * service (PushMsg, DelUserPushToken) answered when the task ends. */
 enum { K_KAFKA, K_PUSHMSG, K_DELTOKEN };
 
+/* The two consumed topics. toPush records are routed and pushed online;
+ * toOfflinePush records (PushMsgReq{msgData, userIDs}) go to the offline
+ * providers. Each has its own consumer group, keyed queue and in-flight
+ * count (a full stream pauses only its own partitions), and the same
+ * at-least-once rules. */
+enum { S_PUSH, S_OFFLINE, S_COUNT };
+
+struct stream {
+    struct imp_worker *w;
+    int id;
+    const char *topic, *group, *dlq; /* from the config */
+    const char *label;               /* metrics: "toPush" | "toOfflinePush" */
+    struct imp_consumer *consumer;
+    struct imp_keyq keyq;
+    int inflight;
+    atomic_int assigned_once;
+    atomic_int partitions;
+    struct imp_metric *m_ok;
+};
+
 struct task {
     struct imp_keyq_node qnode; /* first: container of the node */
     struct task *next, *prev;   /* worker's task list */
     struct task *run_next;
     struct imp_worker *w;
     int kind;
+    struct stream *s;           /* K_KAFKA: where the record came from */
     struct imp_grpc_scall *rpc; /* K_PUSHMSG, K_DELTOKEN: the call to answer */
     Openim__Push__DelUserPushTokenReq *del;
     rd_kafka_message_t *rkm;
@@ -123,14 +145,14 @@ struct imp_worker {
     struct imp_vm *vm;      /* new messages start here */
     struct imp_vm *retired; /* replaced VMs still running messages */
     int test_mode;          /* impulse test: one task, no Kafka */
-    struct imp_consumer *consumer;
+    struct stream streams[S_COUNT];
+    int nstreams;                  /* S_OFFLINE too when impulse.consumeOffline */
     struct imp_producer *producer; /* dead letters, scripts' produce */
     struct imp_api_clients *api;   /* scripts' Redis and HTTP clients */
     int dead_pending;              /* dead letters sent, not acknowledged */
-    struct imp_keyq keyq;
     struct task *tasks;
     struct task *runq_head, *runq_tail;
-    int inflight;
+    int inflight; /* tasks of every stream, and calls */
     int stopping;
     int finished;
     ev_timer drain_timer;
@@ -140,14 +162,12 @@ struct imp_worker {
     size_t service_rr;
     struct evwait *evwaits; /* coroutines blocked in core.wait */
     double next_event;      /* ids handed out by core.event */
-    atomic_int assigned_once;
-    atomic_int partitions;
     atomic_int inflight_pub;
     pthread_mutex_t rpc_lock; /* guards rpc_jobs, rpc_closed */
     struct rpc_job *rpc_jobs;
     int rpc_closed;
     struct imp_metric *m_lua_ms, *m_msg_ms;
-    struct imp_metric *m_ok, *m_bad, *m_route_err, *m_script_err, *m_budget, *m_memory, *m_long;
+    struct imp_metric *m_long;
 };
 
 static void run_ready(struct imp_worker *w);
@@ -334,26 +354,30 @@ static void rpc_answer(struct task *t)
 static void task_done(struct task *t)
 {
     struct imp_worker *w = t->w;
+    struct stream *s = t->kind == K_KAFKA ? t->s : NULL;
     if (t->kind != K_KAFKA) {
         rpc_answer(t);
-    } else if (w->consumer && !t->dead_lettered) {
+    } else if (s->consumer && !t->dead_lettered) {
         /* a dead-lettered message's offset waits for the dead letter's ack */
-        imp_consumer_done(w->consumer, t->ref);
+        imp_consumer_done(s->consumer, t->ref);
     }
     if (t->started && !w->test_mode) {
         imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
         imp_metric_observe(w->m_msg_ms, (double)(imp_now_ms() - t->start_ms));
     }
-    if (t->started && t->kind == K_KAFKA) {
-        struct imp_keyq_node *next = imp_keyq_pop(&w->keyq, &t->qnode);
+    if (t->started && s) {
+        struct imp_keyq_node *next = imp_keyq_pop(&s->keyq, &t->qnode);
         if (next) runq_push(w, (struct task *)next);
     }
     task_free(t);
     w->inflight--;
     atomic_store(&w->inflight_pub, w->inflight);
-    if (w->consumer && imp_consumer_paused(w->consumer) && !w->stopping &&
-        w->inflight <= w->cfg->max_inflight / 2)
-        imp_consumer_resume(w->consumer);
+    if (s) {
+        s->inflight--;
+        if (s->consumer && imp_consumer_paused(s->consumer) && !w->stopping &&
+            s->inflight <= w->cfg->max_inflight / 2)
+            imp_consumer_resume(s->consumer);
+    }
     maybe_finish(w);
 }
 
@@ -457,6 +481,25 @@ static void task_start(struct task *t)
         return;
     }
     Openim__Sdkws__MsgData *m = t->req->msgdata;
+    if (t->kind == K_KAFKA && t->s->id == S_OFFLINE) {
+        /* a toOfflinePush record: its users, and the payload modules */
+        task_coroutine(t);
+        push_fields(t->co, t);
+        lua_pushstring(t->co, opid_of(t));
+        lua_createtable(t->co, 0, 3);
+        lua_pushliteral(t->co, "offline");
+        lua_setfield(t->co, -2, "op");
+        lua_createtable(t->co, (int)t->req->n_userids, 0);
+        for (size_t i = 0; i < t->req->n_userids; i++) {
+            lua_pushstring(t->co, t->req->userids[i] ? t->req->userids[i] : "");
+            lua_rawseti(t->co, -2, (int)i + 1);
+        }
+        lua_setfield(t->co, -2, "users");
+        lua_getfield(t->co, LUA_REGISTRYINDEX, "impulse.providers");
+        lua_setfield(t->co, -2, "providers");
+        task_resume(t, 4);
+        return;
+    }
     if (m->status == 1) m->status = 2; /* sending → sent, as OpenIM does */
     int64_t age = (int64_t)imp_wall_ms() - m->sendtime;
     if (m->sendtime > 0 && age > w->cfg->long_time_push_ms) imp_metric_add(w->m_long, 1);
@@ -498,7 +541,8 @@ static void log_failure(struct task *t, const char *what, const char *detail)
     if (t->kind != K_KAFKA)
         imp_buf_printf(&b, ",\"rpc\":\"%s\"", rpc_names[t->kind]);
     else
-        imp_buf_printf(&b, ",\"partition\":%d,\"offset\":%lld", (int)t->ref.partition,
+        imp_buf_printf(&b, ",\"topic\":\"%s\",\"partition\":%d,\"offset\":%lld",
+                       t->s->label, (int)t->ref.partition,
                        t->rkm ? (long long)t->rkm->offset : -1LL);
     imp_log_fields(IMP_LOG_ERROR, opid_of(t), what, b.data);
     imp_buf_dispose(&b);
@@ -515,7 +559,7 @@ static void task_fail(struct task *t, const char *reason, const char *what, cons
     log_failure(t, what, detail);
     (void)w;
     if (t->kind == K_KAFKA) { /* calls are counted when answered */
-        snprintf(labels, sizeof(labels), "topic=\"toPush\",result=\"%s\"", reason);
+        snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"%s\"", t->s->label, reason);
         imp_metrics_inc("impulse_messages_total", labels, 1);
     }
     t->fail_reason = reason;
@@ -526,6 +570,7 @@ static void task_fail(struct task *t, const char *reason, const char *what, cons
 struct dead {
     ev_timer retry;
     struct imp_worker *w;
+    struct stream *s;
     struct imp_msgref ref;
     rd_kafka_message_t *rkm; /* the original record */
     const char *reason;
@@ -549,23 +594,24 @@ static void on_dead_ack(void *arg, int err, const char *errstr)
 {
     struct dead *d = arg;
     struct imp_worker *w = d->w;
+    struct stream *s = d->s;
     char labels[128];
     if (err) {
         int delay = d->attempts < 6 ? 500 << d->attempts : 30000;
         imp_warn(NULL,
                  "dead letter to %s failed (%s); retrying in %d ms; the offset of "
                  "%s[%d]@%lld waits",
-                 w->cfg->dlq_push, errstr, delay, w->cfg->topic_push, (int)d->ref.partition,
+                 s->dlq, errstr, delay, s->topic, (int)d->ref.partition,
                  (long long)d->rkm->offset);
-        snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"retry\"", w->cfg->dlq_push);
+        snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"retry\"", s->dlq);
         imp_metrics_inc("impulse_dead_letters_total", labels, 1);
         ev_timer_set(&d->retry, delay / 1000.0, 0.);
         ev_timer_start(w->loop, &d->retry);
         return;
     }
-    snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"ok\"", w->cfg->dlq_push);
+    snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"ok\"", s->dlq);
     imp_metrics_inc("impulse_dead_letters_total", labels, 1);
-    if (w->consumer) imp_consumer_done(w->consumer, d->ref);
+    if (s->consumer) imp_consumer_done(s->consumer, d->ref);
     dead_free(d);
 }
 
@@ -588,13 +634,13 @@ static void dead_send(struct dead *d)
         h = rd_kafka_headers_copy(orig);
     else
         h = rd_kafka_headers_new(4);
-    snprintf(origin, sizeof(origin), "%s/%d/%lld", w->cfg->topic_push, (int)d->ref.partition,
+    snprintf(origin, sizeof(origin), "%s/%d/%lld", d->s->topic, (int)d->ref.partition,
              (long long)d->rkm->offset);
     rd_kafka_header_add(h, "impulse-reason", -1, d->reason, -1);
     rd_kafka_header_add(h, "impulse-error", -1, d->error, (ssize_t)IMP_MIN(strlen(d->error), 4000));
     rd_kafka_header_add(h, "impulse-origin", -1, origin, -1);
     int rc = w->producer
-                 ? imp_producer_send(w->producer, w->cfg->dlq_push, d->rkm->key, d->rkm->key_len,
+                 ? imp_producer_send(w->producer, d->s->dlq, d->rkm->key, d->rkm->key_len,
                                      d->rkm->payload, d->rkm->len, h, on_dead_ack, d)
                  : -1;
     if (rc != 0) {
@@ -611,6 +657,7 @@ static void dead_letter(struct task *t)
     if (!t->fail_reason || !t->rkm) return;
     struct dead *d = imp_xcalloc(1, sizeof(*d));
     d->w = w;
+    d->s = t->s;
     d->ref = t->ref;
     d->rkm = t->rkm;
     t->rkm = NULL; /* the dead letter owns the record now */
@@ -642,9 +689,12 @@ static void task_resume(struct task *t, int nargs)
     } else if (st == 0) {
         if (lua_gettop(t->co) >= 2 && lua_isnil(t->co, 1)) {
             const char *e = lua_tostring(t->co, 2);
-            task_fail(t, "route_failed", "route failed", e ? e : "(no reason)");
+            if (t->kind == K_KAFKA && t->s->id == S_OFFLINE)
+                task_fail(t, "push_failed", "offline push failed", e ? e : "(no reason)");
+            else
+                task_fail(t, "route_failed", "route failed", e ? e : "(no reason)");
         } else if (t->kind == K_KAFKA) {
-            imp_metric_add(w->m_ok, 1);
+            imp_metric_add(t->s->m_ok, 1);
         }
     } else if (st == IMP_ETIMEDOUT) {
         task_fail(t, "script_budget", "script stopped", err);
@@ -691,11 +741,13 @@ static char *header_dup(rd_kafka_headers_t *h, const char *name)
 
 static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
 {
-    struct imp_worker *w = arg;
+    struct stream *s = arg;
+    struct imp_worker *w = s->w;
     struct task *t = imp_xcalloc(1, sizeof(*t));
     rd_kafka_headers_t *hdrs = NULL;
 
     t->w = w;
+    t->s = s;
     t->rkm = m;
     t->ref = ref;
     t->co_ref = LUA_NOREF;
@@ -705,6 +757,7 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
     if (w->tasks) w->tasks->prev = t;
     w->tasks = t;
     w->inflight++;
+    s->inflight++;
     atomic_store(&w->inflight_pub, w->inflight);
 
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -720,16 +773,16 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
         task_done(t);
         return;
     }
-    if (imp_keyq_push(&w->keyq, m->key, m->key_len, &t->qnode)) runq_push(w, t);
-    if (w->inflight >= w->cfg->max_inflight) imp_consumer_pause(w->consumer);
+    if (imp_keyq_push(&s->keyq, m->key, m->key_len, &t->qnode)) runq_push(w, t);
+    if (s->inflight >= w->cfg->max_inflight) imp_consumer_pause(s->consumer);
     run_ready(w);
 }
 
 static void on_assigned(void *arg, int n)
 {
-    struct imp_worker *w = arg;
-    atomic_store(&w->partitions, n);
-    atomic_store(&w->assigned_once, 1);
+    struct stream *s = arg;
+    atomic_store(&s->partitions, n);
+    atomic_store(&s->assigned_once, 1);
 }
 
 /* ---------- push-service calls ---------- */
@@ -1288,6 +1341,8 @@ static int l_config(lua_State *L)
     lua_setfield(L, -2, "fullUserCache");
     lua_pushnumber(L, cfg->rpc_timeout_ms);
     lua_setfield(L, -2, "rpcTimeoutMs");
+    lua_pushstring(L, cfg->offline_provider ? cfg->offline_provider : "");
+    lua_setfield(L, -2, "offlineProvider");
     /* webhooks = { url = ..., beforeOnlinePush = { enable, timeout, failedContinue }, ... } */
     lua_createtable(L, 0, 4);
     lua_pushstring(L, cfg->webhook_url ? cfg->webhook_url : "");
@@ -1425,6 +1480,8 @@ static const luaL_Reg core_funcs[] = {
     {"signal", l_signal},
     {"group_member_ids", imp_lua_group_member_ids},
     {"push_online", l_push_online},
+    {"provider_send", imp_lua_provider_send},
+    {"provider_skip", imp_lua_provider_skip},
     {NULL, NULL},
 };
 
@@ -1446,11 +1503,13 @@ static void finish(struct imp_worker *w)
         imp_producer_destroy(w->producer, 5000);
         w->producer = NULL;
     }
-    if (w->consumer) imp_consumer_commit(w->consumer);
+    for (int i = 0; i < w->nstreams; i++)
+        if (w->streams[i].consumer) imp_consumer_commit(w->streams[i].consumer);
     pthread_barrier_wait(&w->e->drain_barrier);
-    if (w->consumer) {
-        imp_consumer_close(w->consumer);
-        w->consumer = NULL;
+    for (int i = 0; i < w->nstreams; i++) {
+        if (!w->streams[i].consumer) continue;
+        imp_consumer_close(w->streams[i].consumer);
+        w->streams[i].consumer = NULL;
     }
     imp_info(NULL, "worker %d stopped (%d messages abandoned)", w->id, w->inflight);
     ev_break(w->loop, EVBREAK_ALL);
@@ -1481,20 +1540,22 @@ static void cmd_consume(void *arg)
 {
     struct imp_worker *w = arg;
     char err[512];
-    if (w->consumer || w->stopping) return;
-    struct imp_consumer_handler h = {on_message, on_assigned, w};
-    w->consumer = imp_consumer_create(w->loop, w->cfg, w->cfg->topic_push, w->cfg->group_push,
-                                      w->client_id, &h, err, sizeof(err));
-    if (!w->consumer || imp_consumer_start(w->consumer, err, sizeof(err)) != 0) {
-        imp_error(NULL, "worker %d: %s", w->id, err);
-        atomic_store(&w->e->stopping, 2);
-        kill(getpid(), SIGTERM);
-        return;
-    }
+    if (w->streams[S_PUSH].consumer || w->stopping) return;
     w->producer = imp_producer_create(w->loop, w->cfg, w->client_id, err, sizeof(err));
     if (!w->producer) imp_error(NULL, "worker %d: no dead-letter producer: %s", w->id, err);
-    imp_info(NULL, "worker %d joined group %s on %s", w->id, w->cfg->group_push,
-             w->cfg->topic_push);
+    for (int i = 0; i < w->nstreams; i++) {
+        struct stream *s = &w->streams[i];
+        struct imp_consumer_handler h = {on_message, on_assigned, s};
+        s->consumer = imp_consumer_create(w->loop, w->cfg, s->topic, s->group, w->client_id, &h,
+                                          err, sizeof(err));
+        if (!s->consumer || imp_consumer_start(s->consumer, err, sizeof(err)) != 0) {
+            imp_error(NULL, "worker %d: %s", w->id, err);
+            atomic_store(&w->e->stopping, 2);
+            kill(getpid(), SIGTERM);
+            return;
+        }
+        imp_info(NULL, "worker %d joined group %s on %s", w->id, s->group, s->topic);
+    }
 }
 
 static void cmd_stop(void *arg)
@@ -1502,7 +1563,8 @@ static void cmd_stop(void *arg)
     struct imp_worker *w = arg;
     if (w->stopping) return;
     w->stopping = 1;
-    if (w->consumer) imp_consumer_stop_fetching(w->consumer);
+    for (int i = 0; i < w->nstreams; i++)
+        if (w->streams[i].consumer) imp_consumer_stop_fetching(w->streams[i].consumer);
     if (w->inflight == 0) {
         finish(w);
         return;
@@ -1531,22 +1593,38 @@ static struct imp_worker *worker_alloc(struct imp_engine *e, int id)
     snprintf(w->client_id, sizeof(w->client_id), "impulse-%s-w%d", host, id);
     w->loop = ev_loop_new(EVFLAG_AUTO);
     imp_inbox_init(&w->inbox, w->loop);
-    imp_keyq_init(&w->keyq);
+    for (int i = 0; i < S_COUNT; i++) {
+        struct stream *s = &w->streams[i];
+        s->w = w;
+        s->id = i;
+        imp_keyq_init(&s->keyq);
+    }
+    w->streams[S_PUSH].topic = w->cfg->topic_push;
+    w->streams[S_PUSH].group = w->cfg->group_push;
+    w->streams[S_PUSH].dlq = w->cfg->dlq_push;
+    w->streams[S_PUSH].label = "toPush";
+    w->streams[S_OFFLINE].topic = w->cfg->topic_offline_push;
+    w->streams[S_OFFLINE].group = w->cfg->group_offline_push;
+    w->streams[S_OFFLINE].dlq = w->cfg->dlq_offline_push;
+    w->streams[S_OFFLINE].label = "toOfflinePush";
+    w->nstreams = w->cfg->consume_offline ? 2 : 1;
     pthread_mutex_init(&w->rpc_lock, NULL);
     ev_timer_init(&w->drain_timer, on_drain_timeout, 0., 0.);
     w->drain_timer.data = w;
-    w->m_ok = imp_metrics_counter("impulse_messages_total", "topic=\"toPush\",result=\"ok\"",
-                                  "Messages handled, by outcome");
-    w->m_bad = imp_metrics_counter("impulse_messages_total",
-                                   "topic=\"toPush\",result=\"bad_record\"", NULL);
-    w->m_route_err = imp_metrics_counter("impulse_messages_total",
-                                         "topic=\"toPush\",result=\"route_failed\"", NULL);
-    w->m_script_err = imp_metrics_counter("impulse_messages_total",
-                                          "topic=\"toPush\",result=\"script_error\"", NULL);
-    w->m_budget = imp_metrics_counter("impulse_messages_total",
-                                      "topic=\"toPush\",result=\"script_budget\"", NULL);
-    w->m_memory = imp_metrics_counter("impulse_messages_total",
-                                      "topic=\"toPush\",result=\"script_memory\"", NULL);
+    /* the outcomes, registered so they show (at 0) before the first one */
+    static const char *const results[] = {"ok",           "bad_record",   "route_failed",
+                                          "push_failed",  "script_error", "script_budget",
+                                          "script_memory"};
+    for (int i = 0; i < S_COUNT; i++) {
+        char labels[96];
+        for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
+            snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"%s\"",
+                     w->streams[i].label, results[r]);
+            struct imp_metric *m = imp_metrics_counter("impulse_messages_total", labels,
+                                                       "Messages handled, by topic and outcome");
+            if (r == 0) w->streams[i].m_ok = m;
+        }
+    }
     w->m_lua_ms = imp_metrics_histogram("impulse_script_lua_ms", NULL,
                                         "Lua time per message, ms (what scriptBudgetMs bounds)");
     w->m_msg_ms = imp_metrics_histogram("impulse_message_duration_ms", NULL,
@@ -1593,6 +1671,7 @@ int imp_worker_run_tests(struct imp_engine *e, int argc, char **argv)
 
     struct task *t = imp_xcalloc(1, sizeof(*t));
     t->w = w;
+    t->s = &w->streams[S_PUSH];
     t->co_ref = LUA_NOREF;
     imp_buf_init(&t->msgdata);
     imp_strset_init(&t->users);
@@ -1614,7 +1693,7 @@ int imp_worker_run_tests(struct imp_engine *e, int argc, char **argv)
     imp_inbox_start(&w->inbox);
     task_resume(t, 0);
     if (w->inflight) ev_run(w->loop, 0); /* engine calls in flight: serve them */
-    return imp_metric_value(w->m_ok) > 0 ? 0 : 1;
+    return imp_metric_value(w->streams[S_PUSH].m_ok) > 0 ? 0 : 1;
 }
 
 int imp_worker_start(struct imp_worker *w)
@@ -1655,7 +1734,7 @@ void imp_worker_destroy(struct imp_worker *w)
         w->retired = vm->next;
         imp_vm_destroy(vm);
     }
-    imp_keyq_dispose(&w->keyq);
+    for (int i = 0; i < S_COUNT; i++) imp_keyq_dispose(&w->streams[i].keyq);
     while (w->rpc_jobs) { /* never reached the loop (it never ran) */
         struct rpc_job *j = w->rpc_jobs;
         w->rpc_jobs = j->next;
@@ -1669,11 +1748,16 @@ void imp_worker_destroy(struct imp_worker *w)
 
 int imp_worker_assigned(const struct imp_worker *w)
 {
-    return atomic_load(&((struct imp_worker *)w)->assigned_once);
+    struct imp_worker *mw = (struct imp_worker *)w;
+    for (int i = 0; i < mw->nstreams; i++)
+        if (!atomic_load(&mw->streams[i].assigned_once)) return 0;
+    return 1;
 }
-int imp_worker_partitions(const struct imp_worker *w)
+int imp_worker_partitions(const struct imp_worker *w, int offline)
 {
-    return atomic_load(&((struct imp_worker *)w)->partitions);
+    struct imp_worker *mw = (struct imp_worker *)w;
+    int i = offline ? S_OFFLINE : S_PUSH;
+    return i < mw->nstreams ? atomic_load(&mw->streams[i].partitions) : -1;
 }
 int imp_worker_inflight(const struct imp_worker *w)
 {

@@ -42,10 +42,13 @@ struct imp_grpc_scall;
 int imp_worker_rpc(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const uint8_t *req,
                    size_t len);
 
-/* Readiness: the consumer has had its first assignment. Thread-safe. */
+/* Readiness: every consumer (toPush, and toOfflinePush unless
+ * impulse.consumeOffline is off) has had its first assignment. */
 int imp_worker_assigned(const struct imp_worker *w);
-/* Partitions held now, messages in flight. Thread-safe (approximate). */
-int imp_worker_partitions(const struct imp_worker *w);
+/* Partitions of toPush (offline 0) or toOfflinePush (offline 1) held now,
+ * -1 when that topic is not consumed; messages in flight. Thread-safe
+ * (approximate). */
+int imp_worker_partitions(const struct imp_worker *w, int offline);
 int imp_worker_inflight(const struct imp_worker *w);
 
 /* impulse test: runs busted (argv: its arguments) in one engine coroutine

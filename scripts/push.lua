@@ -10,6 +10,7 @@
 --   ctx  ctx.operationID, and ctx.log.info/warn/error(fmt, ...)
 -- offline(msg, ctx, result) -> { userID, ... }, { title, content }
 --   result.reached / result.not_reached: who the online push reached
+-- notice(msg) -> { title, content }: the text of an offline notification
 -- del_push_token(userID, platformID, ctx) -> true | nil, err (optional):
 --   replaces the engine's DEL FCM_TOKEN:<userID>:<platformID> for the
 --   push service's DelUserPushToken
@@ -24,6 +25,12 @@ end
 
 function _M.offline(msg, ctx, result)
   return openim.offline(msg, ctx, result)
+end
+
+-- The title and text of an offline notification, for the providers'
+-- payloads (scripts/providers/*.lua).
+function _M.notice(msg)
+  return openim.notice(msg)
 end
 
 return _M

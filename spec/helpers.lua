@@ -318,6 +318,7 @@ function _M.impulse_config(env, opts)
     "    address: [" .. env.etcd.addr .. "]",
     "openim-push:",
     "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
+    opts.provider and ("  enable: " .. opts.provider) or "  enable: none",
     "  rpc:",
     "    listenIP: 127.0.0.1",
     "    registerIP: 127.0.0.1",

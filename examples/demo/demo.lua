@@ -94,6 +94,18 @@ local function show(i, label, m, gw)
   for _, l in ipairs(h.log_lines(imp, "offline push decided")) do
     if l.clientMsgID == m.clientMsgID then
       print("   offline push → " .. concat(l.users, ", ") .. dim(format("  %q", l.title or "")))
+      -- the offline leg: toOfflinePush, then the provider (here "log")
+      local ok, sent = pcall(h.wait_until, function()
+        for _, o in ipairs(h.log_lines(imp, "offline push")) do
+          if o.msg == "offline push" and o.clientMsgID == m.clientMsgID then return o end
+        end
+      end, 10000, "the offline push")
+      if ok then
+        print("   via toOfflinePush, provider " .. sent.provider .. ": " ..
+          green("notified " .. concat(sent.body.users or {}, ", ")))
+      else
+        print("   " .. red("offline push not sent yet: ") .. tostring(sent))
+      end
     end
   end
 end
@@ -145,7 +157,7 @@ local ok, err = pcall(function()
   h.set_group(env, "team", { "alice", "bob", "carol", "dave", "erin" })
 
   step("starting impulse (scripts/push.lua) and waiting for /readyz")
-  imp = h.start_impulse(env, { workers = 2, log_level = "info" })
+  imp = h.start_impulse(env, { workers = 2, log_level = "info", provider = "log" })
   print()
   round(gw)
   print()

@@ -110,13 +110,17 @@ end
 -- handle(policy, fields, opid[, call]) -> result | nil, err
 -- call is nil for a toPush record; for a push-service call it is
 -- {op = "push", users = {...}} (PushMsg: the users are given, route() is
--- skipped) or {op = "del_push_token", userID =, platformID =}.
+-- skipped), {op = "del_push_token", userID =, platformID =}, or, for a
+-- toOfflinePush record, {op = "offline", users =, providers =}.
 -- Errors raised by the policy propagate (the worker logs the traceback);
 -- a route() that returns nil, err is reported as err.
 function _M.handle(policy, fields, opid, call)
   local ctx = new_ctx(opid)
   if call and call.op == "del_push_token" then
     return del_push_token(policy, call, ctx)
+  end
+  if call and call.op == "offline" then -- a toOfflinePush record
+    return require("impulse.offline").handle(policy, message_view(fields), ctx, call)
   end
   local clientMsgID = fields.clientMsgID
   local msg = message_view(fields)

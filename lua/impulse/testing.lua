@@ -68,6 +68,7 @@ local function make_core(opts)
     local off = { enable = false, timeout = 5, failedContinue = true }
     return opts.config or { imAdminUserID = "imAdmin", toPushTopic = "toPush",
                             toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000,
+                            offlineProvider = opts.offline_provider or "",
                             webhooks = { url = "", beforeOnlinePush = off, beforeGroupOnlinePush = off,
                                          beforeOfflinePush = off } }
   end
@@ -143,6 +144,17 @@ local function make_core(opts)
   function core.metric(kind, name, labels, v)
     _M.metrics[#_M.metrics + 1] = { kind = kind, name = name, labels = labels, value = v }
   end
+  -- providers: testing.sent records each provider_send; opts.provider_send
+  -- (name, requests, nusers) -> ok, err scripts an outcome
+  function core.provider_send(name, requests, nusers, client_msg_id)
+    _M.sent[#_M.sent + 1] = { provider = name, requests = requests, users = nusers,
+                              clientMsgID = client_msg_id }
+    if opts.provider_send then return false, opts.provider_send(name, requests, nusers) end
+    return false, true
+  end
+  function core.provider_skip(nusers)
+    _M.skipped = _M.skipped + nusers
+  end
   function core.push_online(users)
     _M.calls[#_M.calls + 1] = { "push_online", copy(users) }
     return false, { recipients = #users, reached = copy(users), not_reached = {} }
@@ -162,6 +174,8 @@ function _M.setup(opts)
   _M.produced = {}
   _M.metrics = {}
   _M.handed_off = {}
+  _M.sent = {}
+  _M.skipped = 0
   for name in pairs(package.loaded) do
     if name:match("^impulse%.") and name ~= "impulse.testing" then
       package.loaded[name] = nil
@@ -186,10 +200,8 @@ function _M.load_policy(path, scripts_dir)
   return policy
 end
 
--- A read-only message as the engine hands it to hooks: MsgData fields with
--- defaults (empty strings, zeros); options default to true when missing.
-function _M.message(fields)
-  local driver = require "impulse.driver"
+-- MsgData fields with defaults (empty strings, zeros), overridden by fields.
+local function default_fields(fields)
   local f = {
     sendID = "", recvID = "", groupID = "", clientMsgID = "cmsg-1", serverMsgID = "",
     senderPlatformID = 0, senderNickname = "", senderFaceURL = "", sessionType = 1,
@@ -198,6 +210,35 @@ function _M.message(fields)
     conversationID = "",
   }
   for k, v in pairs(fields or {}) do f[k] = v end
+  return f
+end
+
+-- Loads scripts_dir/providers/<name>.lua (default scripts_dir: "scripts")
+-- as the engine does, into the sandbox.
+function _M.load_provider(name, scripts_dir)
+  return require("impulse.sandbox").load_provider(scripts_dir or "scripts", name)
+end
+
+-- Runs a toOfflinePush record through the offline leg as the engine does:
+-- fields as for testing.message, users the record's userIDs, providers
+-- { name = payload module } (default: every module under scripts/providers
+-- that is asked for, loaded on demand). Returns the result or nil, err;
+-- testing.sent holds what was given to the transports.
+function _M.offline(policy, fields, users, providers)
+  local driver = require "impulse.driver"
+  local f = default_fields(fields)
+  providers = providers or setmetatable({}, { __index = function(t, name)
+    local ok, m = pcall(_M.load_provider, name)
+    if ok then rawset(t, name, m) return m end
+  end })
+  return driver.handle(policy, f, "op-test", { op = "offline", users = users, providers = providers })
+end
+
+-- A read-only message as the engine hands it to hooks: MsgData fields with
+-- defaults (empty strings, zeros); options default to true when missing.
+function _M.message(fields)
+  local driver = require "impulse.driver"
+  local f = default_fields(fields)
   return driver.message_view(f)
 end
 
