@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "common.h"
 #include "yamltree.h"
 
@@ -243,9 +244,64 @@ static const char *impulse_keys[] = {
     "fetchWaitMs",
     "serveRpc",
     "consumeOffline",
+    "providers",
     "registerTtlS",
     NULL,
 };
+
+/* A YAML subtree as JSON: unquoted true/false become booleans, unquoted
+ * numbers numbers, other scalars strings. */
+static void yaml_json(struct imp_buf *b, const struct imp_yaml *y)
+{
+    if (!y) {
+        imp_buf_puts(b, "null");
+        return;
+    }
+    if (y->kind == IMP_YAML_SCALAR) {
+        const char *v = y->scalar ? y->scalar : "";
+        char *end;
+        if (!y->quoted && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) {
+            imp_buf_puts(b, v);
+            return;
+        }
+        if (!y->quoted && v[0] && (strtod(v, &end), *end == '\0') && strspn(v, "0123456789.-+eE") == strlen(v)) {
+            imp_buf_puts(b, v);
+            return;
+        }
+        imp_buf_json_cstr(b, v);
+        return;
+    }
+    imp_buf_putc(b, y->kind == IMP_YAML_MAP ? '{' : '[');
+    for (size_t i = 0; i < y->n; i++) {
+        if (i) imp_buf_putc(b, ',');
+        if (y->kind == IMP_YAML_MAP) {
+            imp_buf_json_cstr(b, y->keys[i]);
+            imp_buf_putc(b, ':');
+        }
+        yaml_json(b, y->items[i]);
+    }
+    imp_buf_putc(b, y->kind == IMP_YAML_MAP ? '}' : ']');
+}
+
+/* The providers' settings as one JSON object for the transports (Lua):
+ * OpenIM's geTui, fcm, jpush and iosPush of openim-push, and
+ * impulse.providers. Validated by the transports, at first use. */
+static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *imp)
+{
+    static const char *const openim[] = {"geTui", "fcm", "jpush", "iosPush"};
+    struct imp_buf b;
+    imp_buf_init(&b);
+    imp_buf_putc(&b, '{');
+    for (size_t i = 0; i < IMP_ARRAY_LEN(openim); i++) {
+        imp_buf_printf(&b, "\"%s\":", openim[i]);
+        yaml_json(&b, push ? imp_yaml_get(push, openim[i]) : NULL);
+        imp_buf_putc(&b, ',');
+    }
+    imp_buf_puts(&b, "\"impulse\":");
+    yaml_json(&b, imp ? imp_yaml_get(imp, "providers") : NULL);
+    imp_buf_putc(&b, '}');
+    return imp_buf_steal(&b, NULL);
+}
 
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
 {
@@ -417,6 +473,12 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
 
     /* impulse */
     s = imp_yaml_get(root, "impulse");
+    {
+        const struct imp_yaml *pv = s ? imp_yaml_get(s, "providers") : NULL;
+        if (pv && pv->kind != IMP_YAML_MAP)
+            fail(r, "impulse", "providers", pv, "must be a map of provider settings");
+        c->providers_json = providers_json(imp_yaml_get(root, "openim-push"), s);
+    }
     if (s && s->kind == IMP_YAML_MAP) {
         for (size_t i = 0; i < s->n; i++) {
             int known = 0;
@@ -599,6 +661,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->auto_offset_reset,
         &c->log_level,
         &c->offline_provider,
+        &c->providers_json,
     };
     for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
     free(c);

@@ -118,6 +118,7 @@ struct imp_config {
     bool serve_rpc;       /* serve openim.push.PushMsgService and register in etcd */
     bool consume_offline; /* consume toOfflinePush (group offlinePush) */
     char *offline_provider; /* openim-push.enable, lower-cased; "" = none */
+    char *providers_json;   /* geTui, fcm, jpush, iosPush, impulse.providers */
     int register_ttl_s;   /* lease of the etcd registration */
 };
 

@@ -30,6 +30,7 @@ struct imp_http_req {
     char *body;
     struct imp_buf resp;
     imp_http_chunk_cb on_chunk;
+    imp_http_header_cb on_header;
     imp_http_done_cb on_done;
     void *arg;
     int aborted_by_chunk;
@@ -136,6 +137,13 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct imp_http_req *r = userdata;
+    r->on_header(r->arg, ptr, size * nmemb);
+    return size * nmemb;
+}
+
 static void check_done(struct imp_http *h)
 {
     CURLMsg *m;
@@ -174,6 +182,11 @@ struct imp_http *imp_http_create(struct ev_loop *loop)
     return h;
 }
 
+void imp_http_set_max_host_connections(struct imp_http *h, long n)
+{
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
+}
+
 void imp_http_destroy(struct imp_http *h)
 {
     if (!h) return;
@@ -188,6 +201,7 @@ struct imp_http_req *imp_http_request(struct imp_http *h, const struct imp_http_
     struct imp_http_req *r = imp_xcalloc(1, sizeof(*r));
     r->h = h;
     r->on_chunk = o->on_chunk;
+    r->on_header = o->on_header;
     r->on_done = o->on_done;
     r->arg = o->arg;
     imp_buf_init(&r->resp);
@@ -207,6 +221,12 @@ struct imp_http_req *imp_http_request(struct imp_http *h, const struct imp_http_
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(o->connect_timeout_ms ? o->connect_timeout_ms : 3000));
     if (o->timeout_ms) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)o->timeout_ms);
+    if (o->on_header) {
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    }
+    if (o->ca_file && o->ca_file[0]) curl_easy_setopt(e, CURLOPT_CAINFO, o->ca_file);
+    if (o->pipewait) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (o->method && strcmp(o->method, "GET") != 0)
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
     if (o->body) {

@@ -23,6 +23,9 @@ typedef void (*imp_http_done_cb)(void *arg, int err, long status, const char *bo
 /* A streaming chunk; return 0 to go on, non-zero to abort the transfer
  * (done is then called with IMP_ECLOSED). */
 typedef int (*imp_http_chunk_cb)(void *arg, const char *data, size_t len);
+/* A response header line as received ("Name: value\r\n"), for callers
+ * that need one (Retry-After). */
+typedef void (*imp_http_header_cb)(void *arg, const char *line, size_t len);
 
 struct imp_http_opts {
     const char *method; /* "GET", "POST"... */
@@ -33,11 +36,18 @@ struct imp_http_opts {
     int timeout_ms; /* whole transfer; 0 = none (streams) */
     int connect_timeout_ms;
     imp_http_chunk_cb on_chunk; /* NULL: buffer the body for done */
+    imp_http_header_cb on_header;
+    const char *ca_file; /* https: trust these CAs instead of the system's */
+    int pipewait;        /* HTTP/2: wait to multiplex on a connection being set
+                            up rather than open another (a burst shares one) */
     imp_http_done_cb on_done;
     void *arg;
 };
 
 struct imp_http *imp_http_create(struct ev_loop *loop);
+/* At most n connections per host (0: no limit). HTTPS goes over HTTP/2
+ * (libcurl's default) and requests multiplex on them. */
+void imp_http_set_max_host_connections(struct imp_http *h, long n);
 /* Cancels every request (their done callbacks are not called). */
 void imp_http_destroy(struct imp_http *h);
 

@@ -289,7 +289,7 @@ static int cmd_run(const char *path)
     else if (!cfg->offline_provider || !cfg->offline_provider[0])
         imp_info(NULL, "no offline provider (openim-push.enable): offline pushes are counted, "
                        "not sent, unless the policy's provider() names one");
-    else if (!imp_provider_known(cfg->offline_provider))
+    else if (!imp_provider_known(cfg, cfg->offline_provider))
         imp_warn(NULL,
                  "offline provider %s has no transport in this build: its records go to %s "
                  "(impulse replay sends them again)",

@@ -1,29 +1,35 @@
 /*
- * The offline providers' transports: what the engine does with the
- * requests a payload module (scripts/providers/<name>.lua) built for the
- * users of one toOfflinePush record. Lua calls them through impulse.core
- * (lua/impulse/offline.lua); upvalue 1 is the worker.
+ * What the providers' transports (lua/impulse/transport/<name>.lua) need
+ * from C beyond HTTP (httpbatch.h), registered in impulse.core:
  *
- *   provider_send(name, requests, nusers, clientMsgID)
- *       -> true (pending: the coroutine yields for ok, err)
- *        | false, ok, err (done at once)
- *     requests: { { path = string|nil, body = string }, ... }
- *   provider_skip(nusers): users with no provider, counted
- *
- * Transports: "log" (each request becomes a log line; the demo and the
- * tests read them). Getui, FCM, JPush and APNs come with their HTTP/2
- * transports; until then a record for them fails with a clear error and
- * is dead-lettered (impulse replay sends it again later).
+ *   provider_skip(nusers)            users with no provider, counted
+ *   jwt_sign(alg, key_pem, input)    -> signature bytes | nil, err
+ *       RS256 (FCM's service account) or ES256 (APNs: the raw 64-byte
+ *       r‖s JWT needs, converted from OpenSSL's DER); the key never
+ *       appears in an error
+ *   b64url(bytes[, standard])        -> base64url without padding, or
+ *                                       standard padded base64
+ *   sha256_hex(bytes)                -> lower-case hex digest
+ *   token_get(name)                  -> value, expires_ms | nil
+ *   token_set(name, value|nil, expires_ms)
+ *       process-wide store of auth tokens, shared by every worker and
+ *       kept across script reloads (wall-clock milliseconds)
  */
 #ifndef IMP_PROVIDER_H
 #define IMP_PROVIDER_H
 
 #include <lua.h>
 
-int imp_lua_provider_send(lua_State *L);
-int imp_lua_provider_skip(lua_State *L);
+struct imp_config;
 
-/* Whether a transport for provider name exists in this build. */
-int imp_provider_known(const char *name);
+int imp_lua_provider_skip(lua_State *L);
+int imp_lua_jwt_sign(lua_State *L);
+int imp_lua_b64url(lua_State *L);
+int imp_lua_sha256_hex(lua_State *L);
+int imp_lua_token_get(lua_State *L);
+int imp_lua_token_set(lua_State *L);
+
+/* Whether a transport for provider name exists (its Lua module). */
+int imp_provider_known(const struct imp_config *cfg, const char *name);
 
 #endif

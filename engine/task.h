@@ -47,6 +47,8 @@ struct ev_loop *imp_worker_loop(struct imp_worker *w);
 struct imp_grpc_channel *imp_worker_channel(struct imp_worker *w, const char *addr);
 /* The worker's lazily created clients for script engine calls (api.c). */
 struct imp_api_clients **imp_worker_api(struct imp_worker *w);
+/* The worker's batch sender for the providers' transports (httpbatch.c). */
+struct imp_httpbatch **imp_worker_httpbatch(struct imp_worker *w);
 /* The worker's Kafka producer (NULL before it consumes, and in tests). */
 struct imp_producer *imp_worker_producer(struct imp_worker *w);
 /* A node of service name, round robin; NULL when none is registered. */

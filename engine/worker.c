@@ -33,6 +33,7 @@
 #include "inbox.h"
 #include "kafka.h"
 #include "keyq.h"
+#include "httpbatch.h"
 #include "provider.h"
 #include "log.h"
 #include "metrics.h"
@@ -149,6 +150,7 @@ struct imp_worker {
     int nstreams;                  /* S_OFFLINE too when impulse.consumeOffline */
     struct imp_producer *producer; /* dead letters, scripts' produce */
     struct imp_api_clients *api;   /* scripts' Redis and HTTP clients */
+    struct imp_httpbatch *httpbatch; /* the providers' HTTP/2 requests */
     int dead_pending;              /* dead letters sent, not acknowledged */
     struct task *tasks;
     struct task *runq_head, *runq_tail;
@@ -939,6 +941,7 @@ struct imp_grpc_channel *imp_worker_channel(struct imp_worker *w, const char *ad
 }
 
 struct imp_api_clients **imp_worker_api(struct imp_worker *w) { return &w->api; }
+struct imp_httpbatch **imp_worker_httpbatch(struct imp_worker *w) { return &w->httpbatch; }
 struct imp_producer *imp_worker_producer(struct imp_worker *w) { return w->producer; }
 
 struct imp_grpc_channel *imp_worker_service(struct imp_worker *w, const char *name)
@@ -1343,6 +1346,8 @@ static int l_config(lua_State *L)
     lua_setfield(L, -2, "rpcTimeoutMs");
     lua_pushstring(L, cfg->offline_provider ? cfg->offline_provider : "");
     lua_setfield(L, -2, "offlineProvider");
+    lua_pushstring(L, cfg->providers_json ? cfg->providers_json : "{}");
+    lua_setfield(L, -2, "providersJSON");
     /* webhooks = { url = ..., beforeOnlinePush = { enable, timeout, failedContinue }, ... } */
     lua_createtable(L, 0, 4);
     lua_pushstring(L, cfg->webhook_url ? cfg->webhook_url : "");
@@ -1480,8 +1485,13 @@ static const luaL_Reg core_funcs[] = {
     {"signal", l_signal},
     {"group_member_ids", imp_lua_group_member_ids},
     {"push_online", l_push_online},
-    {"provider_send", imp_lua_provider_send},
     {"provider_skip", imp_lua_provider_skip},
+    {"http_batch", imp_lua_http_batch},
+    {"jwt_sign", imp_lua_jwt_sign},
+    {"b64url", imp_lua_b64url},
+    {"sha256_hex", imp_lua_sha256_hex},
+    {"token_get", imp_lua_token_get},
+    {"token_set", imp_lua_token_set},
     {NULL, NULL},
 };
 
@@ -1499,6 +1509,8 @@ static void finish(struct imp_worker *w)
     pthread_barrier_wait(&w->e->drain_barrier);
     imp_api_clients_destroy(w->api);
     w->api = NULL;
+    imp_httpbatch_destroy(w->httpbatch);
+    w->httpbatch = NULL;
     if (w->producer) { /* dead letters still unacknowledged get 5 s */
         imp_producer_destroy(w->producer, 5000);
         w->producer = NULL;
@@ -1728,6 +1740,7 @@ void imp_worker_destroy(struct imp_worker *w)
     free(w->chans);
     imp_svclist_release(w->gw_seen);
     imp_api_clients_destroy(w->api);
+    imp_httpbatch_destroy(w->httpbatch);
     imp_vm_destroy(w->vm);
     while (w->retired) {
         struct imp_vm *vm = w->retired;

@@ -8,7 +8,6 @@
 -- scripts/providers/<name>.lua: build(msg, users, notice, ctx) returns the
 -- requests, which the engine's transport for that provider sends.
 local core = require "impulse.core"
-local engine_yield = require("impulse.coroutine").engine_yield
 local encode = require("cjson.safe").encode
 
 local type = type
@@ -40,7 +39,8 @@ local function notice_of(msg, policy)
 end
 _M.notice_of = notice_of
 
--- Requests as the transports take them: { path = string|nil, body = string }.
+-- Requests as the transports take them: { path = string|nil, body = string,
+-- and whatever else build() put in them (token, key, user...) }.
 local function encode_requests(name, requests)
   if type(requests) ~= "table" then
     return nil, "providers/" .. name .. ".lua: build() returned a " .. type(requests) ..
@@ -63,9 +63,67 @@ local function encode_requests(name, requests)
     if path ~= nil and type(path) ~= "string" then
       return nil, "providers/" .. name .. ".lua: request " .. i .. " has a non-string path"
     end
-    out[i] = { path = path, body = body }
+    local req = { path = path, body = body }
+    if type(r) == "table" and r.body ~= nil then
+      for k, v in pairs(r) do if k ~= "path" and k ~= "body" then req[k] = v end end
+    end
+    out[i] = req
   end
   return out
+end
+
+-- The transport of a provider: lua/impulse/transport/<name>.lua.
+local transports = {}
+local function transport(name)
+  local t = transports[name]
+  if t == nil then
+    local ok, mod = pcall(require, "impulse.transport." .. name)
+    t = ok and mod or false
+    transports[name] = t
+  end
+  return t or nil
+end
+
+-- users per call of build(): bounds the memory and the Redis commands of a
+-- huge group's record (a toOfflinePush record holds up to ~30,000 users)
+_M.chunk_users = 1000
+
+local function count_users(provider, result, n)
+  core.metric("counter", "impulse_offline_push_total", { provider = provider, result = result }, n)
+  if result == "failed" then core.metric("counter", "msg_offline_push_failed_total", nil, n) end
+end
+
+-- One provider's users, chunk by chunk: the transport's prepare (tokens,
+-- badges), the payload module's build, the transport's send.
+local function send_provider(name, mod, tr, msg, users, notice, ctx)
+  local n = #users
+  for first = 1, n, _M.chunk_users do
+    local chunk = users
+    if n > _M.chunk_users then
+      chunk = {}
+      for i = first, math.min(n, first + _M.chunk_users - 1) do chunk[#chunk + 1] = users[i] end
+    end
+    if tr.prepare then
+      local ok, err = tr.prepare(msg, chunk, ctx, notice)
+      if not ok then
+        count_users(name, "failed", #chunk)
+        return nil, name .. ": " .. tostring(err)
+      end
+    end
+    local requests, err = mod.build(msg, chunk, notice, ctx)
+    if requests == nil then
+      return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
+    end
+    requests, err = encode_requests(name, requests)
+    if not requests then return nil, err end
+    local out, serr = tr.send(requests, chunk, msg, ctx)
+    if not out then
+      count_users(name, "failed", #chunk)
+      return nil, name .. ": " .. tostring(serr)
+    end
+    count_users(name, "sent", #chunk)
+  end
+  return true
 end
 
 -- handle(policy, msg, ctx, call) -> result | nil, err
@@ -107,15 +165,13 @@ function _M.handle(policy, msg, ctx, call)
       if not mod then
         return nil, "no payload module scripts/providers/" .. name .. ".lua for provider " .. name
       end
-      local requests, err = mod.build(msg, list, notice, ctx)
-      if requests == nil then
-        return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
+      local tr = transport(name)
+      if not tr then
+        count_users(name, "failed", #list)
+        return nil, "provider " .. name .. " has no transport in this build"
       end
-      requests, err = encode_requests(name, requests)
-      if not requests then return nil, err end
-      local waiting, ok, serr = core.provider_send(name, requests, #list, msg.clientMsgID)
-      if waiting then ok, serr = engine_yield() end
-      if not ok then return nil, serr end
+      local ok, err = send_provider(name, mod, tr, msg, list, notice, ctx)
+      if not ok then return nil, err end
       res.providers[name] = #list
     end
   end

@@ -69,6 +69,7 @@ local function make_core(opts)
     return opts.config or { imAdminUserID = "imAdmin", toPushTopic = "toPush",
                             toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000,
                             offlineProvider = opts.offline_provider or "",
+                            providersJSON = require("cjson").encode(opts.providers or {}),
                             webhooks = { url = "", beforeOnlinePush = off, beforeGroupOnlinePush = off,
                                          beforeOfflinePush = off } }
   end
@@ -144,16 +145,47 @@ local function make_core(opts)
   function core.metric(kind, name, labels, v)
     _M.metrics[#_M.metrics + 1] = { kind = kind, name = name, labels = labels, value = v }
   end
-  -- providers: testing.sent records each provider_send; opts.provider_send
-  -- (name, requests, nusers) -> ok, err scripts an outcome
-  function core.provider_send(name, requests, nusers, client_msg_id)
-    _M.sent[#_M.sent + 1] = { provider = name, requests = requests, users = nusers,
-                              clientMsgID = client_msg_id }
-    if opts.provider_send then return false, opts.provider_send(name, requests, nusers) end
-    return false, true
+  -- providers' HTTP: testing.batches records each batch ({requests,
+  -- opts}); opts.http_batch(request, opts) -> result ({status, body, ...})
+  -- answers each request (default: 200 "{}")
+  function core.http_batch(requests, o)
+    _M.batches[#_M.batches + 1] = { requests = requests, opts = o }
+    local results = {}
+    for i, r in ipairs(requests) do
+      results[i] = opts.http_batch and opts.http_batch(r, o) or { status = 200, body = "{}", attempts = 1 }
+      results[i].attempts = results[i].attempts or 1
+    end
+    return false, results
   end
   function core.provider_skip(nusers)
     _M.skipped = _M.skipped + nusers
+  end
+  -- crypto stand-ins: not real signatures (the engine specs check those
+  -- against an independent implementation)
+  function core.jwt_sign(alg, key, input) return "sig(" .. alg .. "," .. input .. ")" end
+  function core.sha256_hex(s) return "sha256(" .. s .. ")" end
+  local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+  function core.b64url(s, standard)
+    local out = {}
+    for i = 1, #s, 3 do
+      local a, b, c = s:byte(i, i + 2)
+      local n = a * 65536 + (b or 0) * 256 + (c or 0)
+      local q = {}
+      for k = 3, 0, -1 do q[#q + 1] = B64:sub(math.floor(n / 64 ^ k) % 64 + 1, math.floor(n / 64 ^ k) % 64 + 1) end
+      if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
+      out[#out + 1] = table.concat(q)
+    end
+    local r = table.concat(out)
+    if standard then return r end
+    return (r:gsub("=", ""):gsub("+", "-"):gsub("/", "_"))
+  end
+  local tokens = {}
+  function core.token_get(name)
+    local t = tokens[name]
+    if t then return t[1], t[2] end
+  end
+  function core.token_set(name, value, expires)
+    tokens[name] = value and { value, expires } or nil
   end
   function core.push_online(users)
     _M.calls[#_M.calls + 1] = { "push_online", copy(users) }
@@ -174,7 +206,7 @@ function _M.setup(opts)
   _M.produced = {}
   _M.metrics = {}
   _M.handed_off = {}
-  _M.sent = {}
+  _M.batches = {}
   _M.skipped = 0
   for name in pairs(package.loaded) do
     if name:match("^impulse%.") and name ~= "impulse.testing" then
@@ -223,7 +255,8 @@ end
 -- fields as for testing.message, users the record's userIDs, providers
 -- { name = payload module } (default: every module under scripts/providers
 -- that is asked for, loaded on demand). Returns the result or nil, err;
--- testing.sent holds what was given to the transports.
+-- testing.batches holds what the transports sent (the "log" transport
+-- logs instead: testing.logs).
 function _M.offline(policy, fields, users, providers)
   local driver = require "impulse.driver"
   local f = default_fields(fields)

@@ -11,7 +11,7 @@ describe("scripts/providers/log.lua", function()
       offlinePushInfo = { title = "", desc = "", ex = "", iOSPushSound = "", iOSBadgeCount = false, signalInfo = "" },
     }, { "bob" })
     assert.same({ offline = 1, providers = { log = 1 } }, res)
-    local body = cjson.decode(testing.sent[1].requests[1].body)
+    local body = cjson.decode(testing.logs[#testing.logs].fields).body
     assert.same({ clientMsgID = "m9", sendID = "alice", sessionType = 1, title = "[PICTURE]",
                   content = "[PICTURE]", users = { "bob" } }, body)
   end)
@@ -23,7 +23,7 @@ describe("scripts/providers/log.lua", function()
       offlinePushInfo = { title = "Alice", desc = "hello", ex = "", iOSPushSound = "", iOSBadgeCount = false,
                           signalInfo = "" },
     }, { "bob" })
-    local body = cjson.decode(testing.sent[1].requests[1].body)
+    local body = cjson.decode(testing.logs[#testing.logs].fields).body
     assert.equal("Alice", body.title)
     assert.equal("hello", body.content)
   end)

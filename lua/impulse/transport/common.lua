@@ -1,0 +1,166 @@
+-- impulse.transport.common: what the providers' transports share
+-- (engine-internal). A transport is lua/impulse/transport/<name>.lua:
+--
+--   prepare(msg, users, ctx, notice) -> true | nil, err     (optional)
+--       before the payload module's build: look up what it needs (device
+--       tokens into ctx.tokens, badges into ctx.badge)
+--   send(requests, users, msg, ctx) -> outcome | nil, err
+--       requests as build() returned them, bodies encoded:
+--       { path =, body = string, token =, key =, user =, ... }
+--       outcome = { sent = n, rejected = n, dead = n } (requests);
+--       nil, err when a request failed in a way a later replay can fix
+--       (the record is dead-lettered)
+local core = require "impulse.core"
+local engine_yield = require("impulse.coroutine").engine_yield
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+local settings
+
+-- The providers' settings: OpenIM's geTui, fcm, jpush and iosPush, and
+-- impulse.providers (see README), decoded once per VM.
+function _M.settings()
+  if not settings then
+    settings = cjson.decode(core.config().providersJSON or "{}") or {}
+    for _, k in ipairs { "geTui", "fcm", "jpush", "iosPush", "impulse" } do
+      if type(settings[k]) ~= "table" then settings[k] = {} end
+    end
+  end
+  return settings
+end
+
+-- impulse.providers.<name> merged over impulse.providers' common keys.
+function _M.options(name)
+  local all = _M.settings().impulse
+  local own = type(all[name]) == "table" and all[name] or {}
+  return {
+    ca_file = own.caFile or all.caFile,
+    concurrency = tonumber(own.concurrency or all.concurrency) or 64,
+    timeout_ms = tonumber(own.timeoutMs or all.timeoutMs) or 10000,
+    attempts = tonumber(own.attempts or all.attempts) or 4,
+    backoff_ms = tonumber(own.backoffMs or all.backoffMs) or 500,
+    max_backoff_ms = tonumber(own.maxBackoffMs or all.maxBackoffMs) or 30000,
+    deadline_ms = tonumber(own.deadlineMs or all.deadlineMs) or 60000,
+  }, own
+end
+
+-- Sends a batch of requests ({method, url, headers = {"N: v"}, body});
+-- returns the results ({status, body, error, attempts, retry_after_s}).
+function _M.batch(pool, requests, opts)
+  local o = {
+    pool = pool, ca_file = opts.ca_file, concurrency = opts.concurrency,
+    timeout_ms = opts.timeout_ms, attempts = opts.attempts, backoff_ms = opts.backoff_ms,
+    max_backoff_ms = opts.max_backoff_ms, deadline_ms = opts.deadline_ms,
+  }
+  local pending, results = core.http_batch(requests, o)
+  if pending then results = engine_yield() end
+  return results
+end
+
+-- One request, for auth endpoints: result as in batch().
+function _M.one(pool, request, opts)
+  return _M.batch(pool, { request }, opts)[1]
+end
+
+-- What a failed result says, for errors and logs (never the request).
+function _M.describe(r)
+  if r.error then return r.error end
+  local body = r.body or ""
+  if #body > 200 then body = body:sub(1, 200) .. "..." end
+  return "HTTP " .. tostring(r.status) .. " " .. body
+end
+
+-- Counts one request's outcome.
+function _M.count(provider, result, n)
+  core.metric("counter", "impulse_provider_requests_total", { provider = provider, result = result }, n or 1)
+end
+
+-- The file a setting names, read whole; a clear error naming the key.
+function _M.read_file(key, path)
+  if type(path) ~= "string" or path == "" then
+    return nil, key .. " is not set"
+  end
+  local f, err = io.open(path, "rb")
+  if not f then return nil, key .. ": cannot read " .. path .. " (" .. tostring(err) .. ")" end
+  local data = f:read("*a")
+  f:close()
+  return data
+end
+
+-- Wall-clock milliseconds.
+function _M.now_ms() return core.wall_ms() end
+
+-- Redis, for tokens and badges (the engine's connection).
+function _M.redis(...)
+  return require("impulse.redis").call(...)
+end
+
+-- Deletes key only if it still holds token (a token the user registered
+-- meanwhile survives). Returns the number of keys deleted.
+local CAD = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+function _M.delete_token(key, token)
+  return _M.redis("EVAL", CAD, 1, key, token)
+end
+
+-- Device tokens of users from keys <prefix>:<userID>:<platformID>, one
+-- MGET for the whole batch: ctx.tokens[user] = { {token, platformID, key} }.
+function _M.lookup_tokens(prefix, users, platforms)
+  local keys, owners = {}, {}
+  for _, u in ipairs(users) do
+    for _, p in ipairs(platforms) do
+      keys[#keys + 1] = prefix .. ":" .. u .. ":" .. p
+      owners[#keys] = { u, p }
+    end
+  end
+  local out = {}
+  if #keys == 0 then return out end
+  local vals, err = _M.redis("MGET", unpack(keys))
+  if not vals then return nil, "redis MGET " .. prefix .. ": " .. tostring(err) end
+  for i, v in ipairs(owners) do
+    local tok = vals[i]
+    if type(tok) == "string" and tok ~= "" then
+      local list = out[v[1]]
+      if not list then list = {}; out[v[1]] = list end
+      list[#list + 1] = { token = tok, platformID = v[2], key = keys[i] }
+    end
+  end
+  return out
+end
+
+-- Badges as OpenIM computes them (USER_BADGE_UNREAD_COUNT_SUM:<user>:
+-- INCR when the message asks for a badge count, else GET; missing or 0
+-- gives 1), in one EVAL; the increment is guarded per (clientMsgID, user)
+-- for a day, so a replayed record does not count twice.
+local BADGE = [[
+local out = {}
+for i, k in ipairs(KEYS) do
+  local v
+  if ARGV[1] == '1' and redis.call('SET', 'IMPULSE_BADGE_SEEN:' .. ARGV[2] .. ':' .. k, '1', 'NX', 'EX', 86400) then
+    v = redis.call('INCR', k)
+  else
+    v = tonumber(redis.call('GET', k) or '0')
+  end
+  out[i] = v
+end
+return out
+]]
+function _M.badges(users, client_msg_id, incr)
+  local keys = {}
+  for i, u in ipairs(users) do keys[i] = "USER_BADGE_UNREAD_COUNT_SUM:" .. u end
+  local out = {}
+  if #keys == 0 then return out end
+  local args = { "EVAL", BADGE, #keys }
+  for _, k in ipairs(keys) do args[#args + 1] = k end
+  args[#args + 1] = incr and "1" or "0"
+  args[#args + 1] = client_msg_id or ""
+  local vals, err = _M.redis(unpack(args))
+  if vals == nil then return nil, "redis badge: " .. tostring(err) end
+  for i, u in ipairs(users) do
+    local v = tonumber(vals[i]) or 0
+    out[u] = v > 0 and v or 1
+  end
+  return out
+end
+
+return _M
