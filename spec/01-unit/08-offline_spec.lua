@@ -100,7 +100,8 @@ describe("impulse.offline", function()
 
   it("logs each request with the log transport", function()
     setup { offline_provider = "log" }
-    testing.offline({ route = function() end }, { clientMsgID = "m5", offlinePushInfo = info }, { "u1" }, { log = echo })
+    testing.offline({ route = function() end }, { clientMsgID = "m5", offlinePushInfo = info }, { "u1" },
+      { log = echo })
     local l = testing.logs[#testing.logs]
     assert.equal("offline push", l.text)
     local f = cjson.decode(l.fields)

@@ -23,8 +23,8 @@ function parseRule(r, i) {
   if (r.pathContains !== undefined && typeof r.pathContains !== 'string') throw new BadRequest(`${where}: pathContains must be a string`);
   const times = r.times === undefined ? 1 : r.times;
   if (!Number.isInteger(times) || times < -1) throw new BadRequest(`${where}: times must be an integer >= -1`);
-  if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 100 && r.status <= 599)) {
-    throw new BadRequest(`${where}: status must be an integer 100..599`);
+  if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 200 && r.status <= 599)) {
+    throw new BadRequest(`${where}: status must be an integer 200..599`);
   }
   if (r.headers !== undefined && !(isObject(r.headers)
       && Object.values(r.headers).every((v) => typeof v === 'string' || typeof v === 'number'))) {
@@ -49,7 +49,8 @@ function parseRule(r, i) {
     pathContains: r.pathContains === undefined ? null : r.pathContains,
     times,
     status: r.status === undefined ? null : r.status,
-    headers: r.headers || {},
+    // names lower-cased, so they replace the normal reply's headers
+    headers: Object.fromEntries(Object.entries(r.headers || {}).map(([k, v]) => [k.toLowerCase(), String(v)])),
     body: body === undefined ? null : body,
     delayMs: r.delayMs || 0,
     reset: resetCode,
