@@ -6,3 +6,4 @@ exclude_files = { "**/node_modules/**", "build*/**" }
 
 files["spec/**/*_spec.lua"] = { std = "+busted" }
 files["examples/**/*_spec.lua"] = { std = "+busted" }
+files["bench/**/*_spec.lua"] = { std = "+busted" }

@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1344,6 +1345,20 @@ static int l_config(lua_State *L)
     lua_setfield(L, -2, "fullUserCache");
     lua_pushnumber(L, cfg->rpc_timeout_ms);
     lua_setfield(L, -2, "rpcTimeoutMs");
+    {
+        /* the folder of the config (a file's folder, or the folder given):
+         * relative credential paths are resolved against it, as OpenIM does */
+        struct stat st;
+        const char *path = cfg->path ? cfg->path : ".";
+        const char *slash = strrchr(path, '/');
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+            lua_pushstring(L, path);
+        else if (slash)
+            lua_pushlstring(L, path, (size_t)(slash - path));
+        else
+            lua_pushliteral(L, ".");
+        lua_setfield(L, -2, "configDir");
+    }
     lua_pushstring(L, cfg->offline_provider ? cfg->offline_provider : "");
     lua_setfield(L, -2, "offlineProvider");
     lua_pushstring(L, cfg->providers_json ? cfg->providers_json : "{}");

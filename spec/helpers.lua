@@ -319,6 +319,7 @@ function _M.impulse_config(env, opts)
     "openim-push:",
     "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
     opts.provider and ("  enable: " .. opts.provider) or "  enable: none",
+    opts.push_yaml or "", -- more openim-push keys (indented by 2)
     "  rpc:",
     "    listenIP: 127.0.0.1",
     "    registerIP: 127.0.0.1",
@@ -339,6 +340,7 @@ function _M.impulse_config(env, opts)
   for k, v in pairs(opts.impulse or {}) do
     lines[#lines + 1] = "  " .. k .. ": " .. tostring(v)
   end
+  if opts.impulse_yaml then lines[#lines + 1] = opts.impulse_yaml end -- nested impulse keys
   if opts.yaml then lines[#lines + 1] = opts.yaml end -- more top-level sections
   local path = format("%s/impulse-%d.yml", _M.tmpdir(), admin)
   write_file(path, concat(lines, "\n") .. "\n")
@@ -407,6 +409,55 @@ end
 function _M.stop_env(env)
   if env and env.producer then pcall(env.producer.close, env.producer) end
   _M.stop_all()
+end
+
+-- ------------------------------------------------------------ providers
+
+-- A throw-away certificate authority and a server certificate for
+-- 127.0.0.1 it signed, made with the openssl CLI (once per run); also an
+-- RSA key (FCM's service account) and a P-256 key (APNs). Paths.
+local pki
+function _M.test_pki()
+  if pki then return pki end
+  local d = _M.tmpdir() .. "/pki"
+  local q = shell_quote(d)
+  local cmd = table.concat({
+    "set -e", "mkdir -p " .. q, "cd " .. q,
+    "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 "
+      .. "-subj /CN=impulse-test-ca 2>/dev/null",
+    "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null",
+    "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\n' > san.ext",
+    "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
+      .. "-extfile san.ext 2>/dev/null",
+    "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out fcm.key 2>/dev/null",
+    "openssl pkey -in fcm.key -pubout -out fcm.pub 2>/dev/null",
+    "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out apns.p8 2>/dev/null",
+    "openssl pkey -in apns.p8 -pubout -out apns.pub 2>/dev/null",
+  }, "\n")
+  local ok = os_execute(cmd)
+  assert(ok == 0 or ok == true, "making the test PKI failed")
+  pki = { dir = d, ca = d .. "/ca.pem", cert = d .. "/server.pem", key = d .. "/server.key",
+          fcm_key = d .. "/fcm.key", fcm_pub = d .. "/fcm.pub", apns_key = d .. "/apns.p8",
+          apns_pub = d .. "/apns.pub" }
+  return pki
+end
+
+-- The fake providers (examples/openim-standin/providers.js) over HTTPS
+-- with HTTP/2, their certificate signed by the test CA. p.base is
+-- "https://127.0.0.1:PORT", p.control the control API.
+function _M.start_providers()
+  ensure_npm()
+  local k = _M.test_pki()
+  local info = format("%s/providers-%d.json", _M.tmpdir(), _M.free_port())
+  local p = _M.spawn("providers", format("node %s/providers.js --info %s --cert %s --key %s --quiet",
+    shell_quote(_M.standin_dir), shell_quote(info), shell_quote(k.cert), shell_quote(k.key)))
+  local data = _M.wait_until(function()
+    local s = read_file(info)
+    return s and cjson.decode(s)
+  end, 20000, "the fake providers")
+  p.base = "https://" .. data.https
+  p.control = "http://" .. data.control
+  return p
 end
 
 -- ------------------------------------------------------------ OpenIM data
@@ -537,6 +588,23 @@ function _M.push_service_addr(env)
 end
 
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+-- Bytes to standard base64, padded.
+function _M.base64_encode(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local q = {}
+    for k = 3, 0, -1 do
+      local v = math.floor(n / 64 ^ k) % 64 + 1
+      q[#q + 1] = B64:sub(v, v)
+    end
+    if not b then q[3], q[4] = "=", "=" elseif not c then q[4] = "=" end
+    out[#out + 1] = table.concat(q)
+  end
+  return table.concat(out)
+end
 
 -- Standard base64 (padding optional) to bytes.
 function _M.base64_decode(s)

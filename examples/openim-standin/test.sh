@@ -333,4 +333,247 @@ ok "SIGTERM: all stand-ins exited 0"
 [ -z "$(etcd_get openim/ --keys-only)" ] || fail "keys left in etcd: $(etcd_get openim/ --keys-only)"
 ok "etcd keys revoked on shutdown"
 
+# ---- 9. push provider fakes (providers.js) ------------------------------------------------
+
+# A throw-away CA and a server certificate for 127.0.0.1 signed by it (EC
+# P-256: quick to make); curl trusts that CA only. Plus the keys the engine
+# would hold: an RSA key for the FCM service account, a P-256 key for APNs.
+command -v openssl >/dev/null || fail "the openssl CLI is needed (Debian: apt-get install -y openssl)"
+PV="$WORK/providers"
+mkdir -p "$PV"
+cat >"$PV/ca.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+x509_extensions = v3_ca
+prompt = no
+[dn]
+CN = impulse test CA
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+EOF
+printf 'subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n' >"$PV/srv.ext"
+{
+  openssl ecparam -name prime256v1 -genkey -noout -out "$PV/ca.key" &&
+  openssl req -x509 -new -key "$PV/ca.key" -config "$PV/ca.cnf" -days 2 -out "$PV/ca.pem" &&
+  openssl ecparam -name prime256v1 -genkey -noout -out "$PV/srv.key" &&
+  openssl req -new -key "$PV/srv.key" -subj /CN=127.0.0.1 -out "$PV/srv.csr" &&
+  openssl x509 -req -in "$PV/srv.csr" -CA "$PV/ca.pem" -CAkey "$PV/ca.key" -set_serial 1 -days 2 \
+    -extfile "$PV/srv.ext" -out "$PV/srv.pem" &&
+  openssl genrsa -out "$PV/fcm.key" 2048 &&
+  openssl rsa -in "$PV/fcm.key" -pubout -out "$PV/fcm.pub" &&
+  openssl ecparam -name prime256v1 -genkey -noout -out "$PV/apns.key" &&
+  openssl ec -in "$PV/apns.key" -pubout -out "$PV/apns.pub"
+} >"$WORK/openssl.log" 2>&1 || fail "openssl failed (see openssl.log)"
+ok "throw-away CA, a server certificate for IP 127.0.0.1, FCM (RSA) and APNs (P-256) keys"
+
+node providers.js --info "$WORK/prov.json" --cert "$PV/srv.pem" --key "$PV/srv.key" 2>"$WORK/providers.log" &
+PROV_PID=$!
+PIDS+=("$PROV_PID")
+wait_info "$WORK/prov.json" "$PROV_PID"
+PROV_INFO=$(cat "$WORK/prov.json")
+PH=$(jget "$PROV_INFO" https); PC=$(jget "$PROV_INFO" control)
+jcheck "providers info file" "$PROV_INFO" \
+  "v.pid === $PROV_PID && /^127\.0\.0\.1:\d+$/.test(v.https) && /^127\.0\.0\.1:\d+$/.test(v.control) && Object.keys(v).length === 3"
+jequal "providers /healthz" "$(get "$PC/healthz")" '{"ok":true}'
+
+# An HTTPS request to the fakes over HTTP/2 (curl trusting only the test
+# CA), printed as one JSON object
+#   {"curl": exit code, "status": N, "http": "2", "headers": {...}, "body": <JSON, else text>}
+# usage: hreq METHOD PATH [curl args...]
+hreq() {
+  local method=$1 path=$2 meta rc=0
+  shift 2
+  rm -f "$PV/r.body" "$PV/r.hdrs"
+  meta=$(curl -sS --http2 --cacert "$PV/ca.pem" -X "$method" -o "$PV/r.body" -D "$PV/r.hdrs" \
+    -w '%{http_code} %{http_version}' "$@" "https://$PH$path" 2>/dev/null) || rc=$?
+  node -e '
+    const fs = require("fs");
+    const [rc, meta, bodyFile, hdrFile] = process.argv.slice(1);
+    const read = (f) => { try { return fs.readFileSync(f, "utf8"); } catch (e) { return ""; } };
+    const [status, http] = (meta || "0 0").split(" ");
+    const headers = {};
+    for (const line of read(hdrFile).split(/\r?\n/)) {
+      const m = /^([^:\s]+):\s*(.*)$/.exec(line);
+      if (m) headers[m[1].toLowerCase()] = m[2];
+    }
+    const text = read(bodyFile);
+    let body = text;
+    try { body = JSON.parse(text); } catch (e) { /* keep the text */ }
+    console.log(JSON.stringify({ curl: Number(rc), status: Number(status), http, headers, body }));' \
+    "$rc" "$meta" "$PV/r.body" "$PV/r.hdrs"
+}
+# A JWT signed here with node's crypto: sign_jwt RS256|ES256 KEY.pem HEADER_JSON CLAIMS_JSON
+# (ES256 as JOSE wants it: the raw 64-byte r||s, not DER)
+sign_jwt() {
+  node -e '
+    const crypto = require("crypto");
+    const [alg, keyFile, header, claims] = process.argv.slice(1);
+    const b64 = (s) => Buffer.from(s).toString("base64url");
+    const input = Buffer.from(b64(header) + "." + b64(claims));
+    const key = require("fs").readFileSync(keyFile);
+    const sig = alg === "ES256" ? crypto.sign("sha256", input, { key, dsaEncoding: "ieee-p1363" }) : crypto.sign("sha256", input, key);
+    console.log(input + "." + sig.toString("base64url"));' "$@"
+}
+# {"publicKeyPem": <the file's text>} for POST /config/fcm|apns
+pem_config() { node -e 'console.log(JSON.stringify({ publicKeyPem: require("fs").readFileSync(process.argv[1], "utf8") }))' "$1"; }
+JSONCT=(-H 'content-type: application/json')
+
+# -- JPush
+JP='{"platform":"all","audience":{"alias":["u1","u2"]},"notification":{"alert":"hi"},"options":{"sendno":7}}'
+jcheck "JPush push over HTTP/2: 200 {sendno, msg_id}" "$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d "$JP")" \
+  "v.status === 200 && v.http === '2' && v.body.sendno === '7' && /^\d+$/.test(v.body.msg_id)"
+jcheck "JPush wrong Basic auth: 401 code 1004" "$(hreq POST /v3/push -u jkey:wrong "${JSONCT[@]}" -d "$JP")" \
+  "v.status === 401 && v.body.error.code === 1004 && v.body.error.message === 'Authen failed'"
+JP1001=$(node -e 'console.log(JSON.stringify({ platform: "all", notification: { alert: "x" },
+  audience: { alias: Array.from({ length: 1001 }, (_, i) => "u" + i) } }))')
+jcheck "JPush 1001 aliases: 400 code 1003" "$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d "$JP1001")" \
+  "v.status === 400 && v.body.error.code === 1003 && /over 1000/.test(v.body.error.message)"
+jcheck "JPush body that is not JSON: 400 code 1003" "$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d '{"platform":')" \
+  "v.status === 400 && v.body.error.code === 1003 && /invalid JSON/.test(v.body.error.message)"
+
+# -- faults: a 503 with retry-after exactly `times` times, then normal again
+jcheck "POST /faults appends a rule" \
+  "$(post "$PC/faults" '[{"provider":"jpush","pathContains":"/v3/push","times":2,"status":503,"headers":{"Retry-After":"2"},"body":{"error":{"code":1000,"message":"busy"}}}]')" \
+  "v.length === 1 && v[0].times === 2 && v[0].headers['retry-after'] === '2'"
+F1=$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d "$JP")
+F2=$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d "$JP")
+F3=$(hreq POST /v3/push -u jkey:jsecret "${JSONCT[@]}" -d "$JP")
+jcheck "fault 503 + retry-after applied exactly twice" "[$F1,$F2,$F3]" \
+  "v.map(r => r.status).join() === '503,503,200' && v[0].headers['retry-after'] === '2' && v[1].headers['retry-after'] === '2'
+   && !('retry-after' in v[2].headers) && v[0].body.error.code === 1000 && v[2].body.sendno === '7'"
+jcheck "spent rule still listed, applied twice" "$(get "$PC/faults")" "v.length === 1 && v[0].times === 0 && v[0].applied === 2"
+JREQS=$(get "$PC/requests?provider=jpush")
+jcheck "/requests?provider=jpush: every call in order, faulted ones too" "$JREQS" \
+  "v.map(r => r.status).join() === '200,401,400,400,503,503,200' && v.every(r => r.provider === 'jpush' && r.method === 'POST'
+     && r.path === '/v3/push' && r.http === '2.0' && typeof r.at === 'number')
+   && v[0].headers.authorization === 'Basic ' + Buffer.from('jkey:jsecret').toString('base64')
+   && v[0].headers['content-type'] === 'application/json' && v[0].body.options.sendno === 7 && v[0].body.audience.alias.length === 2
+   && v[3].body === '{\"platform\":' && v[4].fault === true && v[5].fault === true && !v[6].fault
+   && v.every((r, i) => i === 0 || r.at >= v[i - 1].at)"
+
+# -- Getui: auth with sign = sha256(appKey + timestamp + masterSecret), then pushes with the token
+TS=$(date +%s%3N)
+SIGN=$(printf '%s' "key1${TS}secret1" | sha256sum | cut -d' ' -f1)
+R=$(hreq POST /v2/app1/auth "${JSONCT[@]}" -d "{\"sign\":\"$SIGN\",\"timestamp\":\"$TS\",\"appkey\":\"key1\"}")
+jcheck "Getui auth with a correct sign: token valid for a day" "$R" \
+  "v.status === 200 && v.body.code === 0 && v.body.msg === 'success' && /^gt-\d+$/.test(v.body.data.token)
+   && typeof v.body.data.expire_time === 'string' && Math.abs(Number(v.body.data.expire_time) - $TS - 86400000) < 60000"
+GT=$(node -pe 'JSON.parse(process.argv[1]).body.data.token' "$R")
+jcheck "Getui auth with a wrong sign: code 20001" \
+  "$(hreq POST /v2/app1/auth "${JSONCT[@]}" -d "{\"sign\":\"${SIGN:0:63}x\",\"timestamp\":\"$TS\",\"appkey\":\"key1\"}")" \
+  "v.status === 200 && v.body.code === 20001 && v.body.msg === 'sign error'"
+GS='{"request_id":"req-0000000001","audience":{"alias":["u1"]},"push_message":{"notification":{"title":"t","body":"b","click_type":"startapp"}}}'
+jcheck "Getui single alias push with the token" "$(hreq POST /v2/app1/push/single/alias -H "token: $GT" "${JSONCT[@]}" -d "$GS")" \
+  "v.status === 200 && v.body.code === 0 && Object.keys(v.body.data).length === 1 && Object.values(v.body.data)[0].u1 === 'successed_online'"
+jcheck "Getui push with a wrong token: code 10001" "$(hreq POST /v2/app1/push/single/alias -H 'token: gt-999' "${JSONCT[@]}" -d "$GS")" \
+  "v.status === 200 && v.body.code === 10001"
+jcheck "Getui request_id shorter than 10: code 20001" \
+  "$(hreq POST /v2/app1/push/single/alias -H "token: $GT" "${JSONCT[@]}" -d "${GS/req-0000000001/short}")" \
+  "v.body.code === 20001 && /request_id/.test(v.body.msg)"
+R=$(hreq POST /v2/app1/push/list/message -H "token: $GT" "${JSONCT[@]}" -d '{"push_message":{"notification":{"title":"t","body":"b","click_type":"startapp"}}}')
+jcheck "Getui list/message gives a taskid" "$R" "v.body.code === 0 && /^RASL-\d+$/.test(v.body.data.taskid)"
+TASK=$(node -pe 'JSON.parse(process.argv[1]).body.data.taskid' "$R")
+jequal "Getui list/alias with that taskid" \
+  "$(hreq POST /v2/app1/push/list/alias -H "token: $GT" "${JSONCT[@]}" -d "{\"audience\":{\"alias\":[\"u1\",\"u2\"]},\"taskid\":\"$TASK\",\"is_async\":false}" | node -pe 'JSON.stringify(JSON.parse(require("fs").readFileSync(0)).body)')" \
+  '{"code":0,"msg":"","data":{}}'
+jcheck "Getui list/alias with an unknown taskid: code 20001" \
+  "$(hreq POST /v2/app1/push/list/alias -H "token: $GT" "${JSONCT[@]}" -d '{"audience":{"alias":["u1"]},"taskid":"RASL-x"}')" "v.body.code === 20001"
+# a garbage reply scripted for Getui pushes only (auth unaffected)
+post "$PC/faults" '{"provider":"getui","pathContains":"/push/","status":200,"body":"<html>oops"}' >/dev/null
+jcheck "garbage body fault: raw <html>oops with HTTP 200" "$(hreq POST /v2/app1/push/single/alias -H "token: $GT" "${JSONCT[@]}" -d "$GS")" \
+  "v.status === 200 && v.body === '<html>oops' && /text\/html/.test(v.headers['content-type'])"
+jcheck "after the garbage: normal again" "$(hreq POST /v2/app1/push/single/alias -H "token: $GT" "${JSONCT[@]}" -d "$GS")" "v.body.code === 0"
+jequal "POST /expire-tokens getui" "$(post "$PC/expire-tokens" '{"provider":"getui"}')" '{"expired":1}'
+jcheck "expired Getui token: code 10001" "$(hreq POST /v2/app1/push/single/alias -H "token: $GT" "${JSONCT[@]}" -d "$GS")" "v.body.code === 10001"
+jequal "DELETE /faults" "$(curl -sS -X DELETE "http://$PC/faults")" '{"cleared":2}'
+
+# -- FCM: exchange an RS256 JWT signed here for an access token, then send
+jcheck "POST /config/fcm sets the key; tokenUri defaults to this server" "$(post "$PC/config/fcm" "$(pem_config "$PV/fcm.pub")")" \
+  "v.tokenUri === 'https://$PH/token' && v.projectId === 'proj1' && /BEGIN PUBLIC KEY/.test(v.publicKeyPem)"
+NOW=$(date +%s)
+CLAIMS="{\"iss\":\"impulse@proj1.iam.gserviceaccount.com\",\"scope\":\"https://www.googleapis.com/auth/firebase.messaging\",\"aud\":\"https://$PH/token\",\"iat\":$NOW,\"exp\":$((NOW + 3600))}"
+FJWT=$(sign_jwt RS256 "$PV/fcm.key" '{"alg":"RS256","typ":"JWT"}' "$CLAIMS")
+GRANT=(--data-urlencode 'grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer')
+R=$(hreq POST /token "${GRANT[@]}" --data-urlencode "assertion=$FJWT")
+jcheck "FCM token exchange with an RS256 JWT signed here" "$R" \
+  "v.status === 200 && /^ya29\.fake-\d+$/.test(v.body.access_token) && v.body.expires_in === 3599 && v.body.token_type === 'Bearer'"
+AT=$(node -pe 'JSON.parse(process.argv[1]).body.access_token' "$R")
+BADAUD=$(sign_jwt RS256 "$PV/fcm.key" '{"alg":"RS256","typ":"JWT"}' "${CLAIMS/\/token/\/other}")
+jcheck "FCM JWT with a wrong aud: 400 invalid_grant" "$(hreq POST /token "${GRANT[@]}" --data-urlencode "assertion=$BADAUD")" \
+  "v.status === 400 && v.body.error === 'invalid_grant' && /aud/.test(v.body.error_description)"
+jcheck "FCM JWT whose signature is another token's: 400 invalid_grant" \
+  "$(hreq POST /token "${GRANT[@]}" --data-urlencode "assertion=${BADAUD%.*}.${FJWT##*.}")" \
+  "v.status === 400 && v.body.error === 'invalid_grant' && /Signature/.test(v.body.error_description)"
+FM='{"message":{"token":"dev-1","notification":{"title":"t","body":"b"},"data":{"k":"v"}}}'
+FSEND=/v1/projects/proj1/messages:send
+jcheck "FCM send with the access token" "$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "$FM")" \
+  "v.status === 200 && /^projects\/proj1\/messages\/\d+$/.test(v.body.name)"
+post "$PC/fcm/unregistered" '["dev-gone"]' >/dev/null
+jcheck "FCM unregistered token: 404 UNREGISTERED" "$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "${FM/dev-1/dev-gone}")" \
+  "v.status === 404 && v.body.error.status === 'NOT_FOUND' && v.body.error.details[0].errorCode === 'UNREGISTERED'"
+jcheck "FCM message without a token: 400 INVALID_ARGUMENT" "$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d '{"message":{}}')" \
+  "v.status === 400 && v.body.error.status === 'INVALID_ARGUMENT' && v.body.error.details[0].errorCode === 'INVALID_ARGUMENT'"
+post "$PC/faults" '{"provider":"fcm","delayMs":300}' >/dev/null
+T0=$(date +%s%N)
+jcheck "delay fault: normal answer after the delay" "$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "$FM")" "v.status === 200"
+[ $(( ($(date +%s%N) - T0) / 1000000 )) -ge 300 ] || fail "delay fault answered before 300 ms"
+# bodyContains: only the message to dev-2 is faulted
+post "$PC/faults" '{"provider":"fcm","bodyContains":"\"dev-2\"","status":429,"headers":{"retry-after":"1"}}' >/dev/null
+F1=$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "$FM")
+F2=$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "${FM/dev-1/dev-2}")
+jcheck "bodyContains fault: only the matching body faulted" "[$F1,$F2]" \
+  "v[0].status === 200 && v[1].status === 429 && v[1].headers['retry-after'] === '1'"
+jequal "POST /expire-tokens fcm" "$(post "$PC/expire-tokens" '{"provider":"fcm"}')" '{"expired":1}'
+jcheck "expired access token: 401 UNAUTHENTICATED" "$(hreq POST $FSEND -H "authorization: Bearer $AT" "${JSONCT[@]}" -d "$FM")" \
+  "v.status === 401 && v.body.error.status === 'UNAUTHENTICATED'"
+jcheck "token exchange recorded with its form fields" "$(get "$PC/requests?provider=fcm-auth")" \
+  "v.length === 3 && v[0].body.grant_type === 'urn:ietf:params:oauth:grant-type:jwt-bearer' && v[0].body.assertion === '$FJWT' && v[0].status === 200"
+
+# -- APNs: an ES256 JWT signed here (kid KEY123, iss TEAM123)
+post "$PC/config/apns" "$(pem_config "$PV/apns.pub")" >/dev/null
+NOW=$(date +%s)
+AJWT=$(sign_jwt ES256 "$PV/apns.key" '{"alg":"ES256","kid":"KEY123"}' "{\"iss\":\"TEAM123\",\"iat\":$NOW}")
+DEV=$(printf 'ab%.0s' {1..32})
+GONE=$(printf 'cd%.0s' {1..32})
+APS='{"aps":{"alert":{"title":"t","body":"b"}}}'
+AH=(-H 'apns-topic: com.example.app' -H 'apns-push-type: alert' -H 'apns-priority: 10' -H 'apns-expiration: 0' "${JSONCT[@]}")
+jcheck "APNs push with an ES256 JWT signed here: 200, empty body, apns-id" \
+  "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $AJWT" "${AH[@]}" -d "$APS")" \
+  "v.status === 200 && v.http === '2' && v.body === '' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(v.headers['apns-id'])"
+post "$PC/apns/unregistered" "[\"$GONE\"]" >/dev/null
+jcheck "APNs unregistered token: 410 Unregistered with a timestamp" \
+  "$(hreq POST "/3/device/$GONE" -H "authorization: bearer $AJWT" "${AH[@]}" -d "$APS")" \
+  "v.status === 410 && v.body.reason === 'Unregistered' && Math.abs(v.body.timestamp - Date.now()) < 60000"
+jcheck "APNs wrong topic: 400 TopicDisallowed" \
+  "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $AJWT" "${AH[@]}" -H 'apns-topic: com.other' -d "$APS")" \
+  "v.status === 400 && v.body.reason === 'TopicDisallowed'"
+jequal "one JWT reused: /apns/jwts counts 1" "$(get "$PC/apns/jwts")" "{\"count\":1,\"lastIat\":$NOW}"
+OLD=$(sign_jwt ES256 "$PV/apns.key" '{"alg":"ES256","kid":"KEY123"}' "{\"iss\":\"TEAM123\",\"iat\":$((NOW - 3700))}")
+jcheck "APNs JWT older than an hour: 403 ExpiredProviderToken" \
+  "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $OLD" "${AH[@]}" -d "$APS")" "v.status === 403 && v.body.reason === 'ExpiredProviderToken'"
+BADKID=$(sign_jwt ES256 "$PV/apns.key" '{"alg":"ES256","kid":"OTHER"}' "{\"iss\":\"TEAM123\",\"iat\":$NOW}")
+jcheck "APNs JWT with another kid: 403 InvalidProviderToken" \
+  "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $BADKID" "${AH[@]}" -d "$APS")" "v.status === 403 && v.body.reason === 'InvalidProviderToken'"
+post "$PC/faults" '{"provider":"apns","reset":true}' >/dev/null
+jcheck "reset fault: RST_STREAM, curl sees the stream closed (exit 92)" \
+  "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $AJWT" "${AH[@]}" -d "$APS")" "v.curl === 92"
+jcheck "APNs after the reset: 200" "$(hreq POST "/3/device/$DEV" -H "authorization: bearer $AJWT" "${AH[@]}" -d "$APS")" "v.status === 200"
+jcheck "/apns/jwts: 3 distinct JWTs seen" "$(get "$PC/apns/jwts")" "v.count === 3"
+
+# -- stats, control errors, shutdown
+jcheck "GET /stats per provider" "$(get "$PC/stats")" \
+  "v.jpush.requests === 7 && v.jpush.byStatus['503'] === 2 && v.jpush.byStatus['200'] === 2 && v.getui.authCalls === 2
+   && v['fcm-auth'].requests === 3 && v.fcm.authCalls === 3 && v.apns.byStatus.reset === 1 && v.apns.byStatus['410'] === 1"
+jcheck "control: bad JSON gets 400" "$(curl -s -o /dev/null -w '{"s":%{http_code}}' -X POST -d '[{' "http://$PC/faults")" "v.s === 400"
+jcheck "control: a bad fault rule gets 400" "$(curl -s -o /dev/null -w '{"s":%{http_code}}' -X POST -d '[{"provider":"nope","status":500}]' "http://$PC/faults")" "v.s === 400"
+jcheck "control: an unknown config key gets 400" "$(curl -s -o /dev/null -w '{"s":%{http_code}}' -X POST -d '{"appID":"x"}' "http://$PC/config/getui")" "v.s === 400"
+jcheck "control: unknown path gets 404" "$(curl -s -o /dev/null -w '{"s":%{http_code}}' "http://$PC/nope")" "v.s === 404"
+jcheck "DELETE /requests" "$(curl -sS -X DELETE "http://$PC/requests")" "v.cleared > 20"
+stop "$PROV_PID"
+[ "$STOP_RC" = 0 ] || fail "providers.js exited $STOP_RC after SIGTERM"
+PIDS=("$ETCD_PID")
+ok "SIGTERM: providers.js exited 0"
+
 echo "all $PASSED checks passed"

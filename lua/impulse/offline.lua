@@ -155,6 +155,9 @@ function _M.handle(policy, msg, ctx, call)
     list[#list + 1] = u
   end
   local notice = notice_of(msg, policy)
+  -- the policy's tokens(provider, users, msg, ctx) replaces the transports'
+  -- own device-token lookups (FCM_TOKEN:..., APNS_TOKEN:...)
+  ctx.tokens_hook = policy.tokens
   for _, name in ipairs(order) do
     local list = by[name]
     if name == "" or name == "none" then

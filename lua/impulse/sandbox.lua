@@ -135,7 +135,7 @@ function _M.load_policy(scripts_dir)
   if type(policy.route) ~= "function" then
     error(scripts_dir .. "/push.lua: the returned table has no route function", 0)
   end
-  for _, hook in pairs { "offline", "check", "notice", "provider", "del_push_token" } do
+  for _, hook in pairs { "offline", "check", "notice", "provider", "tokens", "del_push_token" } do
     if policy[hook] ~= nil and type(policy[hook]) ~= "function" then
       error(scripts_dir .. "/push.lua: hook '" .. hook .. "' must be a function", 0)
     end

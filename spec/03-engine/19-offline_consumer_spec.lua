@@ -10,8 +10,8 @@ local _M = {}
 function _M.route(msg, ctx) return openim.route(msg, ctx) end
 function _M.offline(msg, ctx, result) return openim.offline(msg, ctx, result) end
 function _M.notice(msg) return openim.notice(msg) end
--- users "ios-*" go to apns, which has no payload module here
-function _M.provider(user) if user:sub(1, 4) == "ios-" then return "apns" end end
+-- users "mi-*" go to mipush, which has no payload module
+function _M.provider(user) if user:sub(1, 3) == "mi-" then return "mipush" end end
 return _M
 ]]
 
@@ -91,8 +91,8 @@ describe("offline consumer #engine", function()
       { "operationID", "op-bad" }, { "opUserID", "x" }, { "platform", "iOS" }, { "connID", "c" },
     })
     env.producer:flush(10000)
-    -- a user whose provider (apns) has no payload module
-    local m = h.push_msg { sendID = "zed", recvID = "ios-1", options = { senderSync = false } }
+    -- a user whose provider (mipush) has no payload module
+    local m = h.push_msg { sendID = "zed", recvID = "mi-1", options = { senderSync = false } }
     h.produce(env, m)
     local recs = h.wait_until(function()
       local r = dlq()
@@ -104,10 +104,10 @@ describe("offline consumer #engine", function()
     assert.equal("op-bad", by.bad_record.headers[1][2])
     assert.matches("^toOfflinePush/%d+/%d+$", header(by.bad_record, "impulse-origin"))
     local f = by.push_failed
-    assert.equal("ios-1_zed", f.key)
-    assert.matches("no payload module scripts/providers/apns.lua", header(f, "impulse-error"))
+    assert.equal("mi-1_zed", f.key)
+    assert.matches("no payload module scripts/providers/mipush.lua", header(f, "impulse-error"))
     local req = h.pb.decode("openim.push.PushMsgReq", f.value)
-    assert.same({ "ios-1" }, req.userIDs)
+    assert.same({ "mi-1" }, req.userIDs)
     -- the consumer goes on
     local after = h.push_msg { sendID = "zed", recvID = "amy", options = { senderSync = false } }
     h.produce(env, after)

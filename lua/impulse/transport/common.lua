@@ -38,7 +38,7 @@ function _M.options(name)
     ca_file = own.caFile or all.caFile,
     concurrency = tonumber(own.concurrency or all.concurrency) or 64,
     timeout_ms = tonumber(own.timeoutMs or all.timeoutMs) or 10000,
-    attempts = tonumber(own.attempts or all.attempts) or 4,
+    attempts = tonumber(own.attempts or all.attempts) or 8,
     backoff_ms = tonumber(own.backoffMs or all.backoffMs) or 500,
     max_backoff_ms = tonumber(own.maxBackoffMs or all.maxBackoffMs) or 30000,
     deadline_ms = tonumber(own.deadlineMs or all.deadlineMs) or 60000,

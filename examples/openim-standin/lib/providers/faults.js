@@ -1,8 +1,9 @@
 'use strict';
 // Scriptable faults: rules a test appends over the control API. The first
-// rule matching a request (same provider, path containing pathContains)
-// whose `times` is not 0 applies, and `times` goes down by one (-1 = until
-// cleared). Spent rules stay listed (GET /faults) with their `applied` count.
+// rule matching a request (same provider, path containing pathContains,
+// body containing bodyContains) whose `times` is not 0 applies, and `times`
+// goes down by one (-1 = until cleared). Spent rules stay listed
+// (GET /faults) with their `applied` count.
 
 const { BadRequest } = require('../util');
 const { PROVIDERS, isObject } = require('./common');
@@ -10,7 +11,9 @@ const { PROVIDERS, isObject } = require('./common');
 // RST_STREAM error code used when `reset: true` (NGHTTP2_INTERNAL_ERROR).
 const DEFAULT_RESET_CODE = 2;
 
-const KEYS = ['provider', 'pathContains', 'times', 'status', 'headers', 'body', 'delayMs', 'reset'];
+const KEYS = [
+  'provider', 'pathContains', 'bodyContains', 'times', 'status', 'headers', 'body', 'delayMs', 'reset',
+];
 
 // Validate one rule from the control API; returns the stored form.
 function parseRule(r, i) {
@@ -20,7 +23,9 @@ function parseRule(r, i) {
     if (!KEYS.includes(k)) throw new BadRequest(`${where}: unknown key ${k}; known: ${KEYS.join(', ')}`);
   }
   if (!PROVIDERS.includes(r.provider)) throw new BadRequest(`${where}: provider must be one of ${PROVIDERS.join(', ')}`);
-  if (r.pathContains !== undefined && typeof r.pathContains !== 'string') throw new BadRequest(`${where}: pathContains must be a string`);
+  for (const k of ['pathContains', 'bodyContains']) {
+    if (r[k] !== undefined && typeof r[k] !== 'string') throw new BadRequest(`${where}: ${k} must be a string`);
+  }
   const times = r.times === undefined ? 1 : r.times;
   if (!Number.isInteger(times) || times < -1) throw new BadRequest(`${where}: times must be an integer >= -1`);
   if (r.status !== undefined && !(Number.isInteger(r.status) && r.status >= 200 && r.status <= 599)) {
@@ -47,6 +52,7 @@ function parseRule(r, i) {
   return {
     provider: r.provider,
     pathContains: r.pathContains === undefined ? null : r.pathContains,
+    bodyContains: r.bodyContains === undefined ? null : r.bodyContains,
     times,
     status: r.status === undefined ? null : r.status,
     // names lower-cased, so they replace the normal reply's headers
@@ -71,10 +77,12 @@ class Faults {
 
   clear() { const n = this.rules.length; this.rules = []; return { cleared: n }; }
 
-  // The rule to apply to this request, if any (consumes one use).
-  take(provider, path) {
+  // The rule to apply to this request, if any (consumes one use). `body`
+  // is the request body as text.
+  take(provider, path, body) {
     const rule = this.rules.find((r) => r.times !== 0 && r.provider === provider
-      && (r.pathContains === null || path.includes(r.pathContains)));
+      && (r.pathContains === null || path.includes(r.pathContains))
+      && (r.bodyContains === null || body.includes(r.bodyContains)));
     if (!rule) return null;
     if (rule.times > 0) rule.times--;
     rule.applied++;

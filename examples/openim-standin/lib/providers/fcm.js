@@ -62,15 +62,23 @@ class Fcm {
     let t;
     try { t = jwt.decode(assertion); } catch (e) { return `Invalid JWT: ${e.message}`; }
     if (t.header.alg !== 'RS256') return `Invalid JWT: alg must be RS256, got ${JSON.stringify(t.header.alg)}`;
-    if (t.header.typ !== undefined && t.header.typ !== 'JWT') return `Invalid JWT: typ must be JWT, got ${JSON.stringify(t.header.typ)}`;
-    try { jwt.verifySignature(t, 'RS256', this.key(cfg.publicKeyPem)); } catch (e) { return `Invalid JWT Signature: ${e.message}`; }
+    if (t.header.typ !== undefined && t.header.typ !== 'JWT') {
+      return `Invalid JWT: typ must be JWT, got ${JSON.stringify(t.header.typ)}`;
+    }
+    try { jwt.verifySignature(t, 'RS256', this.key(cfg.publicKeyPem)); } catch (e) {
+      return `Invalid JWT Signature: ${e.message}`;
+    }
     const c = t.claims;
     const now = nowMs / 1000;
     if (c.iss !== cfg.clientEmail) return `Invalid JWT: iss ${JSON.stringify(c.iss)} is not ${cfg.clientEmail}`;
-    if (typeof c.scope !== 'string' || !c.scope.split(/\s+/).includes(SCOPE)) return `Invalid JWT: scope must include ${SCOPE}`;
+    if (typeof c.scope !== 'string' || !c.scope.split(/\s+/).includes(SCOPE)) {
+      return `Invalid JWT: scope must include ${SCOPE}`;
+    }
     if (c.aud !== cfg.tokenUri) return `Invalid JWT: aud ${JSON.stringify(c.aud)} is not ${cfg.tokenUri}`;
     if (typeof c.iat !== 'number' || typeof c.exp !== 'number') return 'Invalid JWT: iat and exp must be numbers';
-    if (Math.abs(c.iat - now) > CLOCK_SKEW_S) return `Invalid JWT: iat ${c.iat} is more than ${CLOCK_SKEW_S} s from now (${Math.floor(now)})`;
+    if (Math.abs(c.iat - now) > CLOCK_SKEW_S) {
+      return `Invalid JWT: iat ${c.iat} is more than ${CLOCK_SKEW_S} s from now (${Math.floor(now)})`;
+    }
     if (c.exp <= now) return `Invalid JWT: expired (exp ${c.exp} <= now ${Math.floor(now)})`;
     if (c.exp - c.iat > MAX_LIFETIME_S) return `Invalid JWT: exp - iat = ${c.exp - c.iat} s, over ${MAX_LIFETIME_S}`;
     return null;
@@ -108,8 +116,9 @@ class Fcm {
     const body = parseJsonObject(ctx.text);
     if (body.error) return invalidArgument(`Invalid JSON payload received. ${body.error}`);
     const msg = body.value.message;
-    if (!isObject(msg)) return invalidArgument('Request contains an invalid argument: message (an object) is required.');
-    if (!nonEmptyString(msg.token)) return invalidArgument('Request contains an invalid argument: message.token (a non-empty string) is required.');
+    const bad = 'Request contains an invalid argument:';
+    if (!isObject(msg)) return invalidArgument(`${bad} message (an object) is required.`);
+    if (!nonEmptyString(msg.token)) return invalidArgument(`${bad} message.token (a non-empty string) is required.`);
     if (Buffer.byteLength(JSON.stringify(msg)) > MAX_MESSAGE_BYTES) return invalidArgument('Message is too big');
     if (this.unregistered.has(msg.token)) return notFound('UNREGISTERED');
     return json(200, { name: `projects/${m[1]}/messages/${++this.seq}` });

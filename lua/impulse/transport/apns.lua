@@ -1,0 +1,152 @@
+-- The APNs transport (beyond OpenIM): HTTP/2 POST /3/device/<token> with an
+-- ES256 provider token.
+--
+-- Settings, impulse.providers.apns: keyFile (the .p8 key), keyId, teamId,
+-- topic (the app's bundle ID), url (default: production or sandbox as
+-- openim-push iosPush.production says), pushType (alert), ttlS (expiration
+-- of a notification, 86400). The provider token is signed once and reused
+-- for 50 minutes (Apple: refresh every 20 to 60 minutes, never more often);
+-- a 403 ExpiredProviderToken makes a new one only if the current one is
+-- older than 20 minutes.
+--
+-- prepare: device tokens from APNS_TOKEN:<userID>:<1|9> (iOS, iPad) unless
+-- the policy has tokens(provider, users, msg, ctx), and badges as for FCM.
+-- send: 410 Unregistered and 400 BadDeviceToken delete that token
+-- (compare-and-delete); other 4xx are rejected for good; 429, 5xx and
+-- network errors are retried and, if they persist, fail the record.
+local core = require "impulse.core"
+local common = require "impulse.transport.common"
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+_M.PRODUCTION = "https://api.push.apple.com"
+_M.SANDBOX = "https://api.sandbox.push.apple.com"
+_M.PLATFORMS = { 1, 9 }
+_M.REUSE_MS = 50 * 60000
+_M.MIN_AGE_MS = 20 * 60000
+
+local conf -- once per VM
+
+local function settings()
+  if conf then return conf end
+  local _, own = common.options("apns")
+  for _, k in ipairs { "keyFile", "keyId", "teamId", "topic" } do
+    if type(own[k]) ~= "string" or own[k] == "" then
+      return nil, "impulse.providers.apns." .. k .. " is not set"
+    end
+  end
+  local path = own.keyFile
+  if path:sub(1, 1) ~= "/" then path = (core.config().configDir or ".") .. "/" .. path end
+  local key, err = common.read_file("impulse.providers.apns.keyFile", path)
+  if not key then return nil, err end
+  local prod = common.settings().iosPush.production
+  conf = {
+    key = key, key_id = own.keyId, team = own.teamId, topic = own.topic,
+    url = own.url or (prod and _M.PRODUCTION or _M.SANDBOX),
+    push_type = own.pushType or "alert",
+    ttl_s = tonumber(own.ttlS) or 86400,
+  }
+  return conf
+end
+
+-- The provider token: reused while younger than REUSE_MS; force (after
+-- a 403) makes a new one only when the current one is old enough.
+local function provider_token(c, force)
+  local name = "apns:" .. c.team .. ":" .. c.key_id
+  local tok, born = core.token_get(name)
+  local now = common.now_ms()
+  if tok and now - born < _M.REUSE_MS and not (force and now - born >= _M.MIN_AGE_MS) then
+    return tok
+  end
+  local input = core.b64url(cjson.encode { alg = "ES256", kid = c.key_id }) .. "." ..
+    core.b64url(cjson.encode { iss = c.team, iat = math.floor(now / 1000) })
+  local sig, err = core.jwt_sign("ES256", c.key, input)
+  if not sig then return nil, "impulse.providers.apns.keyFile: " .. err end
+  tok = input .. "." .. core.b64url(sig)
+  core.token_set(name, tok, now) -- "expires" holds the signing time here
+  return tok
+end
+
+function _M.prepare(msg, users, ctx, notice)
+  local tokens, err
+  if ctx.tokens_hook then
+    tokens, err = ctx.tokens_hook("apns", users, msg, ctx)
+  else
+    tokens, err = common.lookup_tokens("APNS_TOKEN", users, _M.PLATFORMS)
+  end
+  if not tokens then return nil, err end
+  ctx.tokens = tokens
+  local with = {}
+  for _, u in ipairs(users) do if tokens[u] then with[#with + 1] = u end end
+  local badge
+  badge, err = common.badges(with, msg.clientMsgID, notice.badge == true)
+  if not badge then return nil, err end
+  ctx.badge = badge
+  return true
+end
+
+local function reason(body)
+  local j = cjson.decode(body or "")
+  return type(j) == "table" and j.reason or nil
+end
+
+function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
+  local c, err = settings()
+  if not c then return nil, err end
+  local opts = common.options("apns")
+  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+  local todo = requests
+  local expiration = math.floor(common.now_ms() / 1000) + c.ttl_s
+  local collapse = msg.clientMsgID ~= "" and msg.clientMsgID:sub(1, 64) or nil
+  for round = 1, 2 do -- a second round only after a 403 on the provider token
+    local jwt
+    jwt, err = provider_token(c, round == 2)
+    if not jwt then return nil, err end
+    local reqs = {}
+    for i, r in ipairs(todo) do
+      local h = {
+        "authorization: bearer " .. jwt,
+        "apns-topic: " .. (r.topic or c.topic),
+        "apns-push-type: " .. (r.push_type or c.push_type),
+        "apns-expiration: " .. tostring(r.expiration or expiration),
+        "apns-priority: " .. tostring(r.priority or 10),
+        "content-type: application/json",
+      }
+      if collapse then h[#h + 1] = "apns-collapse-id: " .. collapse end
+      reqs[i] = { method = "POST", url = c.url .. "/3/device/" .. tostring(r.token), body = r.body, headers = h }
+    end
+    local results = common.batch("apns", reqs, opts)
+    local again = {}
+    for i, r in ipairs(results) do
+      local st, req = r.status, todo[i]
+      local why = st >= 400 and reason(r.body)
+      if st == 200 then
+        out.sent = out.sent + 1
+        common.count("apns", "sent")
+      elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then
+        out.dead = out.dead + 1
+        common.count("apns", "dead_token")
+        if req.key and req.token then
+          local _, derr = common.delete_token(req.key, req.token)
+          if derr then ctx.log.warn("apns: could not delete dead token of %s: %s", tostring(req.user), derr) end
+        end
+      elseif st == 403 and (why == "ExpiredProviderToken" or why == "InvalidProviderToken") and round == 1 then
+        again[#again + 1] = req
+      elseif st >= 400 and st < 500 and st ~= 403 and st ~= 429 then
+        out.rejected = out.rejected + 1
+        common.count("apns", "rejected")
+        ctx.log.warn("apns rejected a notification for %s: %s", tostring(req.user), common.describe(r))
+      else
+        failed = failed or common.describe(r)
+        common.count("apns", "failed")
+      end
+    end
+    if #again == 0 then break end
+    todo = again
+  end
+  if failed then return nil, failed end
+  return out
+end
+
+return _M

@@ -1,0 +1,168 @@
+-- The FCM HTTP v1 transport.
+--
+-- Credentials: the service-account JSON named by openim-push fcm.filePath
+-- (relative to the config's folder, as OpenIM resolves it). An OAuth2
+-- access token is obtained with an RS256-signed JWT at the account's
+-- token_uri (impulse.providers.fcm.tokenURL overrides it), kept in the
+-- engine's token store until a minute before it expires, and dropped and
+-- fetched again when FCM answers 401.
+--
+-- prepare: the users' device tokens from FCM_TOKEN:<userID>:<1|2|5> (one
+-- MGET; or the policy's tokens(provider, users, msg, ctx)) into ctx.tokens, and their badges (OpenIM's
+-- USER_BADGE_UNREAD_COUNT_SUM, the increment guarded per message and user)
+-- into ctx.badge. send: one POST per device token, multiplexed on HTTP/2;
+-- 404 UNREGISTERED deletes that token (compare-and-delete); 400 is
+-- rejected for good; 429, 5xx and network errors are retried (Retry-After
+-- honoured) and, if they persist, fail the record.
+local core = require "impulse.core"
+local common = require "impulse.transport.common"
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+_M.SEND_URL = "https://fcm.googleapis.com"
+_M.TOKEN_URL = "https://oauth2.googleapis.com/token"
+_M.SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+_M.PLATFORMS = { 1, 2, 5 } -- iOS, Android, Web (OpenIM's)
+
+local account -- the parsed service account, once per VM
+
+local function load_account()
+  if account then return account end
+  local path = common.settings().fcm.filePath
+  if type(path) == "string" and path ~= "" and path:sub(1, 1) ~= "/" then
+    path = (core.config().configDir or ".") .. "/" .. path
+  end
+  local data, err = common.read_file("openim-push fcm.filePath", path)
+  if not data then return nil, err end
+  local sa = cjson.decode(data)
+  if type(sa) ~= "table" then
+    return nil, "openim-push fcm.filePath: " .. path .. " is not JSON"
+  end
+  for _, k in ipairs { "client_email", "private_key", "project_id" } do
+    if type(sa[k]) ~= "string" or sa[k] == "" then
+      return nil, "openim-push fcm.filePath: " .. path .. " has no " .. k
+    end
+  end
+  local _, own = common.options("fcm")
+  account = {
+    email = sa.client_email,
+    key = sa.private_key,
+    project = own.projectId or sa.project_id,
+    token_uri = own.tokenURL or sa.token_uri or _M.TOKEN_URL,
+    send_url = own.sendURL or _M.SEND_URL,
+  }
+  return account
+end
+
+-- A valid access token (from the store, or a new one).
+local function access_token(acc, opts)
+  local name = "fcm:" .. acc.email
+  local tok, exp = core.token_get(name)
+  local now = common.now_ms()
+  if tok and exp - 60000 > now then return tok end
+  local iat = math.floor(now / 1000)
+  local input = core.b64url('{"alg":"RS256","typ":"JWT"}') .. "." .. core.b64url(cjson.encode {
+    iss = acc.email, scope = _M.SCOPE, aud = acc.token_uri, iat = iat, exp = iat + 3600,
+  })
+  local sig, serr = core.jwt_sign("RS256", acc.key, input)
+  if not sig then return nil, "the service account's private_key: " .. serr end
+  local r = common.one("fcm-auth", {
+    method = "POST", url = acc.token_uri,
+    headers = { "Content-Type: application/x-www-form-urlencoded" },
+    body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion="
+      .. input .. "." .. core.b64url(sig),
+  }, opts)
+  local j = r.status == 200 and cjson.decode(r.body)
+  if type(j) ~= "table" or type(j.access_token) ~= "string" then
+    common.count("fcm-auth", "failed")
+    return nil, "token exchange at " .. acc.token_uri .. ": " .. common.describe(r)
+  end
+  common.count("fcm-auth", "sent")
+  tok = j.access_token
+  core.token_set(name, tok, now + (tonumber(j.expires_in) or 3600) * 1000)
+  return tok
+end
+
+function _M.prepare(msg, users, ctx, notice)
+  local tokens, err
+  if ctx.tokens_hook then
+    tokens, err = ctx.tokens_hook("fcm", users, msg, ctx)
+  else
+    tokens, err = common.lookup_tokens("FCM_TOKEN", users, _M.PLATFORMS)
+  end
+  if not tokens then return nil, err end
+  ctx.tokens = tokens
+  local with = {}
+  for _, u in ipairs(users) do if tokens[u] then with[#with + 1] = u end end
+  local badge
+  badge, err = common.badges(with, msg.clientMsgID, notice.badge == true)
+  if not badge then return nil, err end
+  ctx.badge = badge
+  return true
+end
+
+-- FCM's error code of a reply (errorCode in details, else status).
+local function fcm_error(body)
+  local j = cjson.decode(body or "")
+  local e = type(j) == "table" and j.error
+  if type(e) ~= "table" then return nil end
+  if type(e.details) == "table" then
+    for _, d in ipairs(e.details) do
+      if type(d) == "table" and d.errorCode then return d.errorCode end
+    end
+  end
+  return e.status
+end
+
+function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
+  local acc, err = load_account()
+  if not acc then return nil, err end
+  local opts = common.options("fcm")
+  local url = acc.send_url .. "/v1/projects/" .. acc.project .. "/messages:send"
+  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+  local todo = requests
+  for round = 1, 2 do -- a second round only for a 401 (the token was revoked)
+    local tok
+    tok, err = access_token(acc, opts)
+    if not tok then return nil, err end
+    local reqs = {}
+    for i, r in ipairs(todo) do
+      reqs[i] = { method = "POST", url = url, body = r.body,
+                  headers = { "Authorization: Bearer " .. tok, "Content-Type: application/json" } }
+    end
+    local results = common.batch("fcm", reqs, opts)
+    local again = {}
+    for i, r in ipairs(results) do
+      local st, req = r.status, todo[i]
+      local code = st >= 400 and fcm_error(r.body)
+      if st == 200 then
+        out.sent = out.sent + 1
+        common.count("fcm", "sent")
+      elseif code == "UNREGISTERED" or (st == 404 and req.token) then
+        out.dead = out.dead + 1
+        common.count("fcm", "dead_token")
+        if req.key and req.token then
+          local _, derr = common.delete_token(req.key, req.token)
+          if derr then ctx.log.warn("fcm: could not delete dead token of %s: %s", tostring(req.user), derr) end
+        end
+      elseif st == 401 and round == 1 then
+        again[#again + 1] = req
+      elseif st == 400 then
+        out.rejected = out.rejected + 1
+        common.count("fcm", "rejected")
+        ctx.log.warn("fcm rejected a message for %s: %s", tostring(req.user), common.describe(r))
+      else
+        failed = failed or common.describe(r)
+        common.count("fcm", "failed")
+      end
+    end
+    if #again == 0 then break end
+    core.token_set("fcm:" .. acc.email, nil) -- revoked or expired early: a new one
+    todo = again
+  end
+  if failed then return nil, failed end
+  return out
+end
+
+return _M

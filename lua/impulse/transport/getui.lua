@@ -1,0 +1,160 @@
+-- The Getui RestAPI v2 transport. Base URL: openim-push geTui.pushUrl
+-- (https://restapi.getui.com/v2/<appId>).
+--
+-- Auth: POST /auth {sign = sha256_hex(appKey .. timestamp .. masterSecret),
+-- timestamp, appkey}; the token is shared by every impulse and openim-push
+-- instance through Redis GETUI_TOKEN (23 h, as OpenIM), and kept in the
+-- engine's token store. A reply with code 10001 (token expired) drops the
+-- token (compare-and-delete in Redis), gets a new one and sends that
+-- request once more (OpenIM refreshes but loses the push).
+--
+-- A list request ({path = "/push/list/message", alias_chunks = {...}})
+-- creates the task, then posts each chunk to /push/list/alias with its
+-- taskid, once. Code 0 is success; other codes are rejected for good
+-- (logged); 429, 5xx and network errors are retried and, if they persist,
+-- fail the record.
+local core = require "impulse.core"
+local common = require "impulse.transport.common"
+local cjson = require "cjson.safe"
+
+local _M = {}
+
+_M.REDIS_KEY = "GETUI_TOKEN"
+_M.TTL_S = 23 * 3600
+_M.EXPIRED = 10001
+
+local function settings()
+  local g = common.settings().geTui
+  for _, k in ipairs { "pushUrl", "appKey", "masterSecret" } do
+    if type(g[k]) ~= "string" or g[k] == "" then return nil, "openim-push geTui." .. k .. " is not set" end
+  end
+  if g.pushUrl:find("$appId", 1, true) then
+    return nil, "openim-push geTui.pushUrl still holds the placeholder $appId"
+  end
+  return g
+end
+
+-- The auth token: the store, then Redis, then /auth.
+local function token(g, opts)
+  local name = "getui:" .. g.pushUrl
+  local tok, exp = core.token_get(name)
+  local now = common.now_ms()
+  if tok and exp > now then return tok end
+  local shared = common.redis("GET", _M.REDIS_KEY)
+  if type(shared) == "string" and shared ~= "" then
+    local ttl = common.redis("PTTL", _M.REDIS_KEY)
+    ttl = tonumber(ttl) or 0
+    core.token_set(name, shared, now + (ttl > 0 and ttl or 60000))
+    return shared
+  end
+  local ts = tostring(math.floor(now))
+  local r = common.one("getui-auth", {
+    method = "POST", url = g.pushUrl .. "/auth",
+    headers = { "Content-Type: application/json;charset=utf-8" },
+    body = cjson.encode { sign = core.sha256_hex(g.appKey .. ts .. g.masterSecret), timestamp = ts,
+                          appkey = g.appKey },
+  }, opts)
+  local j = r.status == 200 and cjson.decode(r.body)
+  local data = type(j) == "table" and j.code == 0 and type(j.data) == "table" and j.data
+  if not data or type(data.token) ~= "string" then
+    common.count("getui-auth", "failed")
+    return nil, "auth at " .. g.pushUrl .. "/auth: " .. common.describe(r)
+  end
+  common.count("getui-auth", "sent")
+  common.redis("SET", _M.REDIS_KEY, data.token, "EX", _M.TTL_S)
+  core.token_set(name, data.token, now + _M.TTL_S * 1000)
+  return data.token
+end
+
+local function drop_token(g, tok)
+  core.token_set("getui:" .. g.pushUrl, nil)
+  common.delete_token(_M.REDIS_KEY, tok)
+end
+
+-- Posts bodies (encoded) to paths; returns the results, refreshing the
+-- token once for the ones answered 10001.
+local function post(g, opts, items)
+  local results = {}
+  local todo = {}
+  for i = 1, #items do todo[i] = i end
+  for round = 1, 2 do
+    local tok, err = token(g, opts)
+    if not tok then return nil, err end
+    local reqs = {}
+    for k, i in ipairs(todo) do
+      reqs[k] = { method = "POST", url = g.pushUrl .. items[i].path, body = items[i].body,
+                  headers = { "token: " .. tok, "Content-Type: application/json;charset=utf-8" } }
+    end
+    local got = common.batch("getui", reqs, opts)
+    local again = {}
+    for k, r in ipairs(got) do
+      local j = r.status == 200 and cjson.decode(r.body)
+      r.json = type(j) == "table" and j or nil
+      if round == 1 and r.json and r.json.code == _M.EXPIRED then
+        again[#again + 1] = todo[k]
+      else
+        results[todo[k]] = r
+      end
+    end
+    if #again == 0 then break end
+    drop_token(g, tok)
+    todo = again
+  end
+  return results
+end
+
+function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
+  local g, err = settings()
+  if not g then return nil, err end
+  local opts = common.options("getui")
+  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+
+  local function judge(r, what)
+    if r.json and r.json.code == 0 then
+      out.sent = out.sent + 1
+      common.count("getui", "sent")
+      return true
+    elseif r.status == 200 and r.json then
+      out.rejected = out.rejected + 1
+      common.count("getui", "rejected")
+      ctx.log.warn("getui rejected %s: code %s %s", what, tostring(r.json.code), tostring(r.json.msg))
+    elseif r.status == 0 or r.status == 429 or r.status >= 500 or r.status == 401 or r.status == 403 then
+      failed = failed or common.describe(r)
+      common.count("getui", "failed")
+    else
+      out.rejected = out.rejected + 1
+      common.count("getui", "rejected")
+      ctx.log.warn("getui rejected %s: %s", what, common.describe(r))
+    end
+  end
+
+  local results
+  results, err = post(g, opts, requests)
+  if not results then return nil, err end
+  -- list messages that got a taskid: their alias chunks, each once
+  local chunks = {}
+  for i, r in ipairs(results) do
+    local req = requests[i]
+    if judge(r, req.path) and req.alias_chunks then
+      local data = r.json.data
+      local taskid = type(data) == "table" and (data.taskid or data.taskID)
+      if type(taskid) ~= "string" then
+        failed = failed or ("no taskid in the reply to " .. req.path)
+      else
+        for _, c in ipairs(req.alias_chunks) do
+          chunks[#chunks + 1] = { path = "/push/list/alias",
+                                  body = cjson.encode { audience = { alias = c }, taskid = taskid, is_async = true } }
+        end
+      end
+    end
+  end
+  if #chunks > 0 then
+    results, err = post(g, opts, chunks)
+    if not results then return nil, err end
+    for _, r in ipairs(results) do judge(r, "/push/list/alias") end
+  end
+  if failed then return nil, failed end
+  return out
+end
+
+return _M

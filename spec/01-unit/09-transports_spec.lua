@@ -1,0 +1,164 @@
+-- lua/impulse/transport/*.lua against a stubbed engine: what each sends
+-- and how it reads the answers (the engine specs run them against the fake
+-- providers over HTTPS).
+local testing = require "impulse.testing"
+local cjson = require "cjson"
+
+local GETUI = { geTui = { pushUrl = "https://gt.test/v2/app1", appKey = "k", masterSecret = "s" } }
+
+local function users(n)
+  local u = {}
+  for i = 1, n do u[i] = "u" .. i end
+  return u
+end
+
+-- A stub Getui: /auth answers a token, pushes code 0 (or what reply() says).
+local function getui_stub(reply)
+  local n = 0
+  return function(r)
+    local path = r.url:gsub("^https://gt.test/v2/app1", "")
+    if path == "/auth" then
+      n = n + 1
+      return { status = 200, body = cjson.encode { code = 0, data = { token = "tok" .. n, expire_time = "0" } } }
+    end
+    local custom = reply and reply(path, r)
+    if custom then return custom end
+    if path == "/push/list/message" then
+      return { status = 200, body = cjson.encode { code = 0, data = { taskid = "T1" } } }
+    end
+    return { status = 200, body = cjson.encode { code = 0, data = {} } }
+  end
+end
+
+-- A small Redis for the Getui token: GET, SET, PTTL and the transports'
+-- compare-and-delete script (EVAL with one key and the expected value).
+local function redis_stub()
+  local store = {}
+  return function(cmd, a, b, c, d)
+    cmd = cmd:upper()
+    if cmd == "GET" then return store[a] or cjson.null
+    elseif cmd == "SET" then store[a] = b; return "OK"
+    elseif cmd == "PTTL" then return store[a] and 3600000 or -2
+    elseif cmd == "EVAL" then -- (script, 1, key, token): delete if it holds token
+      if store[c] == d then store[c] = nil; return 1 end
+      return 0
+    end
+    error("redis stub: " .. cmd)
+  end, store
+end
+
+local function sent(path)
+  local out = {}
+  for _, b in ipairs(testing.batches) do
+    for _, r in ipairs(b.requests) do
+      if r.url:sub(-#path) == path then out[#out + 1] = r end
+    end
+  end
+  return out
+end
+
+describe("getui transport", function()
+  it("authenticates with the signed request and shares the token in Redis", function()
+    testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub() }
+    local policy = testing.load_policy("scripts/push.lua")
+    assert.truthy(testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" }))
+    local auth = sent("/auth")
+    assert.equal(1, #auth)
+    local b = cjson.decode(auth[1].body)
+    assert.equal("k", b.appkey)
+    assert.equal("sha256(k" .. b.timestamp .. "s)", b.sign)
+    assert.equal("tok1", testing.redis_store.GETUI_TOKEN)
+    local push = sent("/push/single/alias")
+    assert.equal(1, #push)
+    assert.same({ "token: tok1", "Content-Type: application/json;charset=utf-8" }, push[1].headers)
+  end)
+
+  for _, n in ipairs { 2, 999, 1000, 1001, 5000 } do
+    it("sends " .. n .. " users as list pushes, each user exactly once", function()
+      testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub() }
+      local policy = testing.load_policy("scripts/push.lua")
+      assert.truthy(testing.offline(policy, { clientMsgID = "abcdefghijk" }, users(n)))
+      local seen, total = {}, 0
+      local function count(aliases)
+        assert.is_true(#aliases <= 1000)
+        for _, a in ipairs(aliases) do
+          assert.is_nil(seen[a], a .. " sent twice")
+          seen[a] = true
+          total = total + 1
+        end
+      end
+      for _, r in ipairs(sent("/push/list/alias")) do
+        local b = cjson.decode(r.body)
+        assert.equal("T1", b.taskid)
+        assert.is_true(b.is_async)
+        count(b.audience.alias)
+      end
+      -- a chunk of one user (1001 = 1000 + 1) is a single alias push
+      for _, r in ipairs(sent("/push/single/alias")) do count(cjson.decode(r.body).audience.alias) end
+      assert.equal(n, total)
+      local lists = n % 1000 == 1 and math.floor(n / 1000) or math.ceil(n / 1000)
+      assert.equal(lists, #sent("/push/list/message"))
+    end)
+  end
+
+  it("refreshes the token on code 10001 and sends that request once more", function()
+    local expired = true
+    local redis, store = redis_stub()
+    testing.setup { offline_provider = "getui", providers = GETUI, redis = redis, http_batch = getui_stub(function(path)
+      if path == "/push/single/alias" and expired then
+        expired = false
+        return { status = 200, body = cjson.encode { code = 10001, msg = "token expired" } }
+      end
+    end) }
+    local policy = testing.load_policy("scripts/push.lua")
+    assert.truthy(testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" }))
+    local push = sent("/push/single/alias")
+    assert.equal(2, #push)
+    assert.equal("token: tok1", push[1].headers[1])
+    assert.equal("token: tok2", push[2].headers[1])
+    assert.equal("tok2", store.GETUI_TOKEN)
+  end)
+
+  it("fails the record on 5xx (to be replayed), rejects other codes for good", function()
+    testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub(function(path)
+      if path == "/push/single/alias" then return { status = 503, body = "<html>down", error = nil } end
+    end) }
+    local policy = testing.load_policy("scripts/push.lua")
+    local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" })
+    assert.is_nil(res)
+    assert.equal("getui: HTTP 503 <html>down", err)
+
+    testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub(function(path)
+      if path == "/push/single/alias" then return { status = 200, body = '{"code":20001,"msg":"bad alias"}' } end
+    end) }
+    policy = testing.load_policy("scripts/push.lua")
+    assert.truthy(testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" }))
+    assert.matches("getui rejected /push/single/alias: code 20001 bad alias", testing.logs[#testing.logs].text)
+  end)
+
+  it("names the missing setting", function()
+    testing.setup { offline_provider = "getui", providers = { geTui = { pushUrl = "https://x/v2/$appId" } } }
+    local policy = testing.load_policy("scripts/push.lua")
+    local _, err = testing.offline(policy, {}, { "u1" })
+    assert.equal("getui: openim-push geTui.appKey is not set", err)
+  end)
+end)
+
+describe("jpush transport", function()
+  it("sends Basic auth and rejects a 400 for good, fails a 401", function()
+    local status = 200
+    testing.setup { offline_provider = "jpush",
+                    providers = { jpush = { appKey = "a", masterSecret = "b", pushURL = "https://jp.test/v3/push" } },
+                    http_batch = function() return { status = status, body = "{}" } end }
+    local policy = testing.load_policy("scripts/push.lua")
+    assert.truthy(testing.offline(policy, {}, { "u1" }))
+    local r = testing.batches[1].requests[1]
+    assert.equal("https://jp.test/v3/push", r.url)
+    assert.equal("Authorization: Basic YTpi", r.headers[1])
+    status = 400
+    assert.truthy(testing.offline(policy, {}, { "u1" }))
+    status = 401
+    local _, err = testing.offline(policy, {}, { "u1" })
+    assert.equal("jpush: HTTP 401 {}", err)
+  end)
+end)
