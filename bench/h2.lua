@@ -19,12 +19,17 @@ local format = string.format
 
 local k = h.test_pki()
 local port = h.free_port()
-local srv = h.spawn("nghttpd", format("taskset -c 1 nghttpd --echo-upload -d %s %d %s %s",
-  h.tmpdir(), port, k.key, k.cert))
-h.wait_until(function()
-  return h.run(format("curl -s -o /dev/null -w '%%{http_code}' --cacert %s https://127.0.0.1:%d/ || true",
-    k.ca, port)):match("%d%d%d")
-end, 10000, "nghttpd")
+local srv
+-- a fresh nghttpd per round: one that has served many rounds slows down
+local function start_server()
+  if srv then h.stop(srv) end
+  srv = h.spawn("nghttpd", format("taskset -c 1 nghttpd --echo-upload -d %s %d %s %s",
+    h.tmpdir(), port, k.key, k.cert))
+  h.wait_until(function()
+    return h.run(format("curl -s -o /dev/null -w '%%{http_code}' --cacert %s https://127.0.0.1:%d/ || true",
+      k.ca, port)):match("[1-5]%d%d")
+  end, 10000, "nghttpd")
+end
 local url = format("https://127.0.0.1:%d/v1/projects/bench/messages:send", port)
 
 local body = h.tmpdir() .. "/h2-body.json"
@@ -54,6 +59,7 @@ end
 local ROUNDS = tonumber(os.getenv("ROUNDS")) or 5
 local a, b = {}, {}
 for i = 1, ROUNDS do
+  start_server()
   a[i] = h2load()
   b[i] = impulse()
   print(format("round %d: h2load %6.0f req/s, impulse %6.0f req/s (%3.0f%%)", i, a[i], b[i], b[i] / a[i] * 100))

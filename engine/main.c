@@ -23,7 +23,6 @@
 #include "group.h"
 #include "announce.h"
 #include "grpc.h"
-#include "provider.h"
 #include "pushsvc.h"
 #include "log.h"
 #include "metrics.h"
@@ -194,10 +193,16 @@ static int cmd_check(const char *path, int skip_kafka)
     struct imp_engine e = {0};
     engine_state_create(&e, cfg, 1);
     struct imp_worker *w = imp_worker_create(&e, 0, err, sizeof(err));
+    int bad_provider = w && imp_worker_check_provider(w, err, sizeof(err)) != 0;
     if (w) imp_worker_destroy(w);
     engine_state_destroy(&e);
     if (!w) {
         fprintf(stderr, "script: %s\n", err);
+        imp_config_destroy(cfg);
+        return 2;
+    }
+    if (bad_provider) {
+        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
         imp_config_destroy(cfg);
         return 2;
     }
@@ -255,6 +260,11 @@ static int cmd_run(const char *path)
             goto out;
         }
     }
+    if (imp_worker_check_provider(e.workers[0], err, sizeof(err)) != 0) {
+        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
+        rc = 2;
+        goto out;
+    }
 
     struct main_ctx m = {0};
     m.loop = ev_default_loop(0);
@@ -289,11 +299,6 @@ static int cmd_run(const char *path)
     else if (!cfg->offline_provider || !cfg->offline_provider[0])
         imp_info(NULL, "no offline provider (openim-push.enable): offline pushes are counted, "
                        "not sent, unless the policy's provider() names one");
-    else if (!imp_provider_known(cfg, cfg->offline_provider))
-        imp_warn(NULL,
-                 "offline provider %s has no transport in this build: its records go to %s "
-                 "(impulse replay sends them again)",
-                 cfg->offline_provider, cfg->dlq_offline_push);
     e.watcher = imp_watcher_create(&e);
     imp_watcher_set_active_scripts(e.watcher, scripts_hash);
     imp_watcher_start(e.watcher);
@@ -333,7 +338,7 @@ out:
     pthread_barrier_destroy(&e.drain_barrier);
     engine_state_destroy(&e);
     curl_global_cleanup();
-    imp_info(NULL, "impulse stopped (exit %d)", rc);
+    if (rc != 2) imp_info(NULL, "impulse stopped (exit %d)", rc); /* 2: the one line said why */
     imp_config_destroy(cfg);
     imp_metrics_shutdown();
     return rc;

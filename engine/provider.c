@@ -11,19 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "buf.h"
 #include "common.h"
-#include "config.h"
 #include "metrics.h"
-
-int imp_provider_known(const struct imp_config *cfg, const char *name)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/impulse/transport/%s.lua", cfg->lua_dir, name);
-    return access(path, R_OK) == 0;
-}
 
 int imp_lua_provider_skip(lua_State *L)
 {

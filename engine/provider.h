@@ -20,16 +20,11 @@
 
 #include <lua.h>
 
-struct imp_config;
-
 int imp_lua_provider_skip(lua_State *L);
 int imp_lua_jwt_sign(lua_State *L);
 int imp_lua_b64url(lua_State *L);
 int imp_lua_sha256_hex(lua_State *L);
 int imp_lua_token_get(lua_State *L);
 int imp_lua_token_set(lua_State *L);
-
-/* Whether a transport for provider name exists (its Lua module). */
-int imp_provider_known(const struct imp_config *cfg, const char *name);
 
 #endif

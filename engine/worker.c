@@ -460,6 +460,22 @@ static void task_coroutine(struct task *t)
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->policy_ref);
 }
 
+/* Pushes driver.handle's call table {op = op, users = the request's
+ * userIDs} on the task's coroutine. */
+static void push_call(struct task *t, const char *op)
+{
+    lua_State *co = t->co;
+    lua_createtable(co, 0, 3);
+    lua_pushstring(co, op);
+    lua_setfield(co, -2, "op");
+    lua_createtable(co, (int)t->req->n_userids, 0);
+    for (size_t i = 0; i < t->req->n_userids; i++) {
+        lua_pushstring(co, t->req->userids[i] ? t->req->userids[i] : "");
+        lua_rawseti(co, -2, (int)i + 1);
+    }
+    lua_setfield(co, -2, "users");
+}
+
 /* Starts a runnable message: coroutine running driver.handle. */
 static void task_start(struct task *t)
 {
@@ -489,15 +505,7 @@ static void task_start(struct task *t)
         task_coroutine(t);
         push_fields(t->co, t);
         lua_pushstring(t->co, opid_of(t));
-        lua_createtable(t->co, 0, 3);
-        lua_pushliteral(t->co, "offline");
-        lua_setfield(t->co, -2, "op");
-        lua_createtable(t->co, (int)t->req->n_userids, 0);
-        for (size_t i = 0; i < t->req->n_userids; i++) {
-            lua_pushstring(t->co, t->req->userids[i] ? t->req->userids[i] : "");
-            lua_rawseti(t->co, -2, (int)i + 1);
-        }
-        lua_setfield(t->co, -2, "users");
+        push_call(t, "offline");
         lua_getfield(t->co, LUA_REGISTRYINDEX, "impulse.providers");
         lua_setfield(t->co, -2, "providers");
         task_resume(t, 4);
@@ -515,15 +523,7 @@ static void task_start(struct task *t)
     push_fields(t->co, t);
     lua_pushstring(t->co, opid_of(t));
     if (t->kind == K_PUSHMSG) { /* the users are given: no route() */
-        lua_createtable(t->co, 0, 2);
-        lua_pushliteral(t->co, "push");
-        lua_setfield(t->co, -2, "op");
-        lua_createtable(t->co, (int)t->req->n_userids, 0);
-        for (size_t i = 0; i < t->req->n_userids; i++) {
-            lua_pushstring(t->co, t->req->userids[i] ? t->req->userids[i] : "");
-            lua_rawseti(t->co, -2, (int)i + 1);
-        }
-        lua_setfield(t->co, -2, "users");
+        push_call(t, "push");
         task_resume(t, 4);
         return;
     }
@@ -1200,6 +1200,77 @@ static void on_handoff_ack(void *arg, int err, const char *errstr)
     run_ready(t->w);
 }
 
+/* Produces PushMsgReq{msgData = md, userIDs = the strings of the Lua list
+ * at users_idx} records to topic, split so no record passes OpenIM's
+ * 1,000,000 bytes, each with a copy of hdrs; every record is counted in
+ * ho->pending and acknowledged through on_handoff_ack. Returns the number
+ * of records produced; a refused produce marks ho failed and stops. */
+static size_t produce_user_records(struct imp_worker *w, lua_State *L, int users_idx,
+                                   const char *topic, const struct imp_buf *key,
+                                   const struct imp_buf *md, rd_kafka_headers_t *hdrs,
+                                   struct handoff *ho)
+{
+    size_t n = lua_objlen(L, users_idx), first = 1, records = 0;
+    const size_t max = 1000000 - 4096; /* OpenIM's cap, minus key and headers */
+    struct imp_buf rec;
+    imp_buf_init(&rec);
+    while (first <= n) {
+        imp_buf_reset(&rec);
+        imp_buf_pb_bytes(&rec, 1, md->data, md->len);
+        size_t i = first;
+        for (; i <= n; i++) {
+            lua_rawgeti(L, users_idx, (int)i);
+            size_t ul;
+            const char *u = lua_tolstring(L, -1, &ul);
+            size_t add = 1 + imp_pb_varint_len(ul) + ul;
+            if (u && i > first && rec.len + add > max) {
+                lua_pop(L, 1);
+                break;
+            }
+            if (u) imp_buf_pb_bytes(&rec, 3, u, ul);
+            lua_pop(L, 1);
+        }
+        first = i;
+        rd_kafka_headers_t *h = hdrs ? rd_kafka_headers_copy(hdrs) : NULL;
+        ho->pending++;
+        int rc = imp_producer_send(w->producer, topic, key->data, key->len, rec.data, rec.len, h,
+                                   on_handoff_ack, ho);
+        if (rc != 0) {
+            if (h) rd_kafka_headers_destroy(h);
+            ho->pending--;
+            ho->failed = 1;
+            snprintf(ho->error, sizeof(ho->error), "%s", rd_kafka_err2str(rc));
+            break;
+        }
+        records++;
+    }
+    imp_buf_dispose(&rec);
+    return records;
+}
+
+/* The end of a produce started in a Lua call: nothing in flight (every
+ * produce refused at once) answers now, else the coroutine waits. */
+static int handoff_return(lua_State *L, struct task *t, struct handoff *ho, const char *what)
+{
+    if (--ho->pending == 0) {
+        int failed = ho->failed;
+        char e[320];
+        snprintf(e, sizeof(e), "%s: %s", what, ho->error);
+        free(ho);
+        lua_pushboolean(L, 0);
+        if (failed) {
+            lua_pushnil(L);
+            lua_pushstring(L, e);
+            return 3;
+        }
+        lua_pushboolean(L, 1);
+        return 2;
+    }
+    t->waiting = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* offline_handoff(users, notice?) -> true (pending) | false, nil, err
  * Produces PushMsgReq{msgData, userIDs} records to toOfflinePush for
  * users: OpenIM's key (the sorted sendID and recvID), its four headers
@@ -1263,64 +1334,75 @@ static int l_offline_handoff(lua_State *L)
     struct handoff *ho = imp_xcalloc(1, sizeof(*ho));
     ho->t = t;
     ho->pending = 1; /* held while producing */
-    size_t n = lua_objlen(L, 1), first = 1, records = 0;
-    const size_t max = 1000000 - 1024; /* OpenIM's cap, minus key and headers */
-    struct imp_buf rec;
-    imp_buf_init(&rec);
-    while (first <= n) {
-        imp_buf_reset(&rec);
-        imp_buf_pb_bytes(&rec, 1, md.data, md.len);
-        size_t i = first;
-        for (; i <= n; i++) {
-            lua_rawgeti(L, 1, (int)i);
-            size_t ul;
-            const char *u = lua_tolstring(L, -1, &ul);
-            size_t add = 1 + imp_pb_varint_len(ul) + ul;
-            if (u && i > first && rec.len + add > max) {
-                lua_pop(L, 1);
-                break;
-            }
-            if (u) imp_buf_pb_bytes(&rec, 3, u, ul);
-            lua_pop(L, 1);
-        }
-        first = i;
-        rd_kafka_headers_t *h = orig ? rd_kafka_headers_copy(orig) : NULL;
-        ho->pending++;
-        int rc = imp_producer_send(w->producer, w->cfg->topic_offline_push, key.data, key.len,
-                                   rec.data, rec.len, h, on_handoff_ack, ho);
-        if (rc != 0) {
-            if (h) rd_kafka_headers_destroy(h);
-            ho->pending--;
-            ho->failed = 1;
-            snprintf(ho->error, sizeof(ho->error), "%s", rd_kafka_err2str(rc));
-            break;
-        }
-        records++;
-    }
-    imp_buf_dispose(&rec);
+    size_t n = lua_objlen(L, 1);
+    size_t records =
+        produce_user_records(w, L, 1, w->cfg->topic_offline_push, &key, &md, orig, ho);
     imp_buf_dispose(&key);
     imp_buf_dispose(&md);
     if (made) rd_kafka_headers_destroy(made);
     imp_metrics_inc("impulse_offline_handoff_records_total", NULL, (int64_t)records);
     imp_metrics_inc("impulse_offline_handoff_users_total", NULL, (int64_t)n);
     imp_vm_exclude(t->vm, t0);
-    if (--ho->pending == 0) { /* nothing in flight: failed at once */
-        int failed = ho->failed;
-        char e[300];
-        snprintf(e, sizeof(e), "toOfflinePush: %s", ho->error);
-        free(ho);
+    return handoff_return(L, t, ho, "toOfflinePush");
+}
+
+/* offline_dead_letter(users, reason, error) -> true (pending) | false, ok, err
+ * The users of this toOfflinePush record whose sends failed for good: a
+ * PushMsgReq{msgData, userIDs = users} to the offline dead-letter topic,
+ * with the record's key and four headers plus impulse-reason,
+ * impulse-error and impulse-origin, so `impulse replay` sends only them
+ * again. The record's offset is stored after the acknowledgement (the
+ * coroutine waits for it). */
+static int l_offline_dead_letter(lua_State *L)
+{
+    struct imp_worker *w = self(L);
+    struct task *t = current_task(L);
+    if (!t || !t->req || !t->rkm || t->kind != K_KAFKA || t->s->id != S_OFFLINE)
+        return luaL_error(L, "offline_dead_letter called outside a toOfflinePush record");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *reason = luaL_checkstring(L, 2);
+    size_t elen;
+    const char *error = luaL_checklstring(L, 3, &elen);
+    if (!w->producer) {
         lua_pushboolean(L, 0);
-        if (failed) {
-            lua_pushnil(L);
-            lua_pushstring(L, e);
-            return 3;
-        }
-        lua_pushboolean(L, 1);
-        return 2;
+        lua_pushnil(L);
+        lua_pushliteral(L, "dead letter: no producer on this worker");
+        return 3;
     }
-    t->waiting = 1;
-    lua_pushboolean(L, 1);
-    return 1;
+    uint64_t t0 = imp_now_ns();
+    struct imp_buf md, key;
+    imp_buf_init(&md);
+    imp_buf_init(&key);
+    size_t mlen = openim__sdkws__msg_data__get_packed_size(t->req->msgdata);
+    imp_buf_reserve(&md, mlen);
+    openim__sdkws__msg_data__pack(t->req->msgdata, (uint8_t *)md.data);
+    md.len = mlen;
+    imp_buf_append(&key, t->rkm->key ? t->rkm->key : "", t->rkm->key ? t->rkm->key_len : 0);
+
+    rd_kafka_headers_t *orig = NULL, *h;
+    if (rd_kafka_message_headers(t->rkm, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+        h = rd_kafka_headers_copy(orig);
+    else
+        h = rd_kafka_headers_new(7);
+    char origin[512];
+    snprintf(origin, sizeof(origin), "%s/%d/%lld", t->s->topic, (int)t->ref.partition,
+             (long long)t->rkm->offset);
+    rd_kafka_header_add(h, "impulse-reason", -1, reason, -1);
+    rd_kafka_header_add(h, "impulse-error", -1, error, (ssize_t)IMP_MIN(elen, 4000));
+    rd_kafka_header_add(h, "impulse-origin", -1, origin, -1);
+
+    struct handoff *ho = imp_xcalloc(1, sizeof(*ho));
+    ho->t = t;
+    ho->pending = 1;
+    size_t records = produce_user_records(w, L, 1, t->s->dlq, &key, &md, h, ho);
+    rd_kafka_headers_destroy(h);
+    imp_buf_dispose(&key);
+    imp_buf_dispose(&md);
+    char labels[160];
+    snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"partial\"", t->s->dlq);
+    imp_metrics_inc("impulse_dead_letters_total", labels, (int64_t)records);
+    imp_vm_exclude(t->vm, t0);
+    return handoff_return(L, t, ho, t->s->dlq);
 }
 
 /* wall_ms() -> milliseconds since the epoch */
@@ -1487,6 +1569,7 @@ static const luaL_Reg core_funcs[] = {
     {"log_fields", l_log_fields},
     {"log_level", l_log_level},
     {"offline_handoff", l_offline_handoff},
+    {"offline_dead_letter", l_offline_dead_letter},
     {"wall_ms", l_wall_ms},
     {"config", l_config},
     {"rpc", imp_lua_rpc},
@@ -1795,6 +1878,24 @@ int imp_worker_inflight(const struct imp_worker *w)
 struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen)
 {
     return imp_vm_create(w->cfg, core_funcs, w, err, errlen);
+}
+
+int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen)
+{
+    const char *name = w->cfg->offline_provider ? w->cfg->offline_provider : "";
+    if (!name[0] || !w->vm) return 0;
+    lua_State *L = w->vm->L;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "impulse.offline");
+    if (imp_vm_pcall(w->vm, L, 1, 1, err, errlen)) return IMP_EINVAL;
+    lua_getfield(L, -1, "check_provider");
+    lua_remove(L, -2);
+    lua_pushstring(L, name);
+    if (imp_vm_pcall(w->vm, L, 1, 2, err, errlen)) return IMP_EINVAL;
+    int ok = lua_toboolean(L, -2);
+    if (!ok) snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no reason)");
+    lua_pop(L, 2);
+    return ok ? 0 : IMP_EINVAL;
 }
 
 static void cmd_install(void *arg)

@@ -50,6 +50,10 @@ int imp_worker_assigned(const struct imp_worker *w);
  * (approximate). */
 int imp_worker_partitions(const struct imp_worker *w, int offline);
 int imp_worker_inflight(const struct imp_worker *w);
+/* The configured offline provider's settings and credentials, checked in
+ * the worker's VM before it runs (the start, `impulse check`). 0, or an
+ * error with one line in err. */
+int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen);
 
 /* impulse test: runs busted (argv: its arguments) in one engine coroutine
  * on the calling thread, in a VM without the sandbox. Returns an exit code

@@ -8,6 +8,7 @@
 -- scripts/providers/<name>.lua: build(msg, users, notice, ctx) returns the
 -- requests, which the engine's transport for that provider sends.
 local core = require "impulse.core"
+local engine_yield = require("impulse.coroutine").engine_yield
 local encode = require("cjson.safe").encode
 
 local type = type
@@ -94,35 +95,54 @@ local function count_users(provider, result, n)
 end
 
 -- One provider's users, chunk by chunk: the transport's prepare (tokens,
--- badges), the payload module's build, the transport's send.
-local function send_provider(name, mod, tr, msg, users, notice, ctx)
+-- badges), the payload module's build, the transport's send. Users whose
+-- sends failed for good are added to dead (with the first error in
+-- dead.error); a payload script that fails is an error of the record.
+local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
   local n = #users
+  local function lost(list, err)
+    count_users(name, "failed", #list)
+    dead.error = dead.error or (name .. ": " .. tostring(err))
+    for _, u in ipairs(list) do dead[#dead + 1] = u end
+  end
   for first = 1, n, _M.chunk_users do
     local chunk = users
     if n > _M.chunk_users then
       chunk = {}
       for i = first, math.min(n, first + _M.chunk_users - 1) do chunk[#chunk + 1] = users[i] end
     end
-    if tr.prepare then
-      local ok, err = tr.prepare(msg, chunk, ctx, notice)
-      if not ok then
-        count_users(name, "failed", #chunk)
-        return nil, name .. ": " .. tostring(err)
+    local ok, err = true, nil
+    if tr.prepare then ok, err = tr.prepare(msg, chunk, ctx, notice) end
+    if not ok then
+      lost(chunk, err)
+    else
+      local requests
+      requests, err = mod.build(msg, chunk, notice, ctx)
+      if requests == nil then
+        return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
+      end
+      requests, err = encode_requests(name, requests)
+      if not requests then return nil, err end
+      local out, serr = tr.send(requests, chunk, msg, ctx)
+      if not out then
+        lost(chunk, serr)
+      else
+        local failed = type(out.failed) == "table" and out.failed or {}
+        if #failed > 0 then lost(failed, out.error) end
+        count_users(name, "sent", #chunk - #failed)
       end
     end
-    local requests, err = mod.build(msg, chunk, notice, ctx)
-    if requests == nil then
-      return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
-    end
-    requests, err = encode_requests(name, requests)
-    if not requests then return nil, err end
-    local out, serr = tr.send(requests, chunk, msg, ctx)
-    if not out then
-      count_users(name, "failed", #chunk)
-      return nil, name .. ": " .. tostring(serr)
-    end
-    count_users(name, "sent", #chunk)
   end
+  return true
+end
+
+-- check_provider(name) -> true | nil, err: the configured provider's
+-- settings and credentials, for the start and `impulse check`.
+function _M.check_provider(name)
+  if name == "" or name == "none" then return true end
+  local tr = transport(name)
+  if not tr then return nil, "provider " .. name .. " has no transport in this build" end
+  if tr.check then return tr.check() end
   return true
 end
 
@@ -155,6 +175,7 @@ function _M.handle(policy, msg, ctx, call)
     list[#list + 1] = u
   end
   local notice = notice_of(msg, policy)
+  local dead = {}
   -- the policy's tokens(provider, users, msg, ctx) replaces the transports'
   -- own device-token lookups (FCM_TOKEN:..., APNS_TOKEN:...)
   ctx.tokens_hook = policy.tokens
@@ -173,10 +194,19 @@ function _M.handle(policy, msg, ctx, call)
         count_users(name, "failed", #list)
         return nil, "provider " .. name .. " has no transport in this build"
       end
-      local ok, err = send_provider(name, mod, tr, msg, list, notice, ctx)
+      local ok, err = send_provider(name, mod, tr, msg, list, notice, ctx, dead)
       if not ok then return nil, err end
       res.providers[name] = #list
     end
+  end
+  if #dead > 0 then
+    -- only these users go to the dead-letter topic (a replay sends them
+    -- alone); the record's offset waits for that write
+    res.dead_lettered = #dead
+    ctx.log.warn("offline push failed for %d of %d users, dead-lettered: %s", #dead, #users, dead.error)
+    local waiting, ok, err = core.offline_dead_letter(dead, "push_failed", dead.error)
+    if waiting then ok, err = engine_yield() end
+    if not ok then return nil, "dead letter: " .. tostring(err) end
   end
   return res
 end

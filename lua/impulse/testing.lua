@@ -157,6 +157,11 @@ local function make_core(opts)
     end
     return false, results
   end
+  -- the users of a toOfflinePush record dead-lettered: testing.dead_letters
+  function core.offline_dead_letter(users, reason, err)
+    _M.dead_letters[#_M.dead_letters + 1] = { users = copy(users), reason = reason, error = err }
+    return false, true
+  end
   function core.provider_skip(nusers)
     _M.skipped = _M.skipped + nusers
   end
@@ -207,6 +212,7 @@ function _M.setup(opts)
   _M.metrics = {}
   _M.handed_off = {}
   _M.batches = {}
+  _M.dead_letters = {}
   _M.skipped = 0
   for name in pairs(package.loaded) do
     if name:match("^impulse%.") and name ~= "impulse.testing" then

@@ -15,8 +15,10 @@ function _M.message(msg, token, badge, notice)
     token = token,
     notification = { title = notice.title, body = notice.content },
     data = { ex = notice.ex or "" },
-    apns = { payload = { aps = { sound = notice.sound or "", badge = badge } } },
+    apns = { payload = { aps = { badge = badge } } },
   }
+  -- as the Go SDK OpenIM uses: an empty sound is left out
+  if notice.sound and notice.sound ~= "" then m.apns.payload.aps.sound = notice.sound end
   if msg.clientMsgID ~= "" then
     m.android = { collapse_key = msg.clientMsgID }
     m.apns.headers = { ["apns-collapse-id"] = msg.clientMsgID:sub(1, 64) }

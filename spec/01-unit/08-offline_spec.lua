@@ -85,11 +85,20 @@ describe("impulse.offline", function()
     assert.equal("provider nope has no transport in this build", err)
   end)
 
-  it("passes a transport's failure on, so the record is dead-lettered", function()
+  it("dead-letters the users a transport could not reach, and only them", function()
     setup { offline_provider = "fake", fail = "HTTP 503" }
-    local res, err = testing.offline({ route = function() end }, {}, { "u1" }, { fake = echo })
-    assert.is_nil(res)
-    assert.equal("fake: HTTP 503", err)
+    local res = testing.offline({ route = function() end }, {}, { "u1", "u2" }, { fake = echo })
+    assert.equal(2, res.dead_lettered)
+    assert.same({ { users = { "u1", "u2" }, reason = "push_failed", error = "fake: HTTP 503" } }, testing.dead_letters)
+
+    setup { offline_provider = "fake" }
+    package.loaded["impulse.transport.fake"].send = function(requests)
+      return { sent = #requests - 1, rejected = 1, dead = 0, failed = { "u2" }, error = "HTTP 400 bad token" }
+    end
+    res = testing.offline({ route = function() end }, {}, { "u1", "u2", "u3" }, { fake = echo })
+    assert.equal(1, res.dead_lettered)
+    assert.same({ { users = { "u2" }, reason = "push_failed", error = "fake: HTTP 400 bad token" } },
+      testing.dead_letters)
   end)
 
   it("does nothing for a record without users", function()

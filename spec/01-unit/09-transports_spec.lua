@@ -119,28 +119,36 @@ describe("getui transport", function()
     assert.equal("tok2", store.GETUI_TOKEN)
   end)
 
-  it("fails the record on 5xx (to be replayed), rejects other codes for good", function()
+  it("dead-letters the users of a request still failing (5xx) or rejected (other codes)", function()
     testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub(function(path)
       if path == "/push/single/alias" then return { status = 503, body = "<html>down", error = nil } end
     end) }
     local policy = testing.load_policy("scripts/push.lua")
-    local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" })
-    assert.is_nil(res)
-    assert.equal("getui: HTTP 503 <html>down", err)
+    local res = testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" })
+    assert.equal(1, res.dead_lettered)
+    assert.same({ { users = { "u1" }, reason = "push_failed", error = "getui: HTTP 503 <html>down" } },
+      testing.dead_letters)
 
     testing.setup { offline_provider = "getui", providers = GETUI, http_batch = getui_stub(function(path)
       if path == "/push/single/alias" then return { status = 200, body = '{"code":20001,"msg":"bad alias"}' } end
     end) }
     policy = testing.load_policy("scripts/push.lua")
-    assert.truthy(testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" }))
-    assert.matches("getui rejected /push/single/alias: code 20001 bad alias", testing.logs[#testing.logs].text)
+    res = testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" })
+    assert.equal(1, res.dead_lettered)
+    assert.equal("getui: code 20001 bad alias", testing.dead_letters[1].error)
+    local warned = false
+    for _, l in ipairs(testing.logs) do
+      if l.text:find("getui rejected /push/single/alias: code 20001 bad alias", 1, true) then warned = true end
+    end
+    assert.is_true(warned)
   end)
 
   it("names the missing setting", function()
     testing.setup { offline_provider = "getui", providers = { geTui = { pushUrl = "https://x/v2/$appId" } } }
     local policy = testing.load_policy("scripts/push.lua")
-    local _, err = testing.offline(policy, {}, { "u1" })
-    assert.equal("getui: openim-push geTui.appKey is not set", err)
+    local res = testing.offline(policy, {}, { "u1" })
+    assert.equal(1, res.dead_lettered)
+    assert.equal("getui: openim-push geTui.appKey is not set", testing.dead_letters[1].error)
   end)
 end)
 
@@ -156,9 +164,10 @@ describe("jpush transport", function()
     assert.equal("https://jp.test/v3/push", r.url)
     assert.equal("Authorization: Basic YTpi", r.headers[1])
     status = 400
-    assert.truthy(testing.offline(policy, {}, { "u1" }))
+    assert.equal(1, testing.offline(policy, {}, { "u1" }).dead_lettered)
+    assert.equal("jpush: HTTP 400 {}", testing.dead_letters[1].error)
     status = 401
-    local _, err = testing.offline(policy, {}, { "u1" })
-    assert.equal("jpush: HTTP 401 {}", err)
+    assert.equal(1, testing.offline(policy, {}, { "u1" }).dead_lettered)
+    assert.equal("jpush: HTTP 401 {}", testing.dead_letters[2].error)
   end)
 end)

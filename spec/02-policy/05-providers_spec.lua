@@ -147,6 +147,9 @@ describe("scripts/providers/fcm.lua", function()
       apns = { headers = { ["apns-collapse-id"] = "0123456789abcdef0123456789abcdef" },
                payload = { aps = { sound = "ding", badge = 7 } } },
     } }, r[1].body)
+    -- no sound: left out, as the Go SDK OpenIM uses does
+    local quiet = fcm.build(msg(), { "u1" }, { title = "T", content = "C", ex = "", sound = "" }, ctx)
+    assert.is_nil(quiet[1].body.message.apns.payload.aps.sound)
   end)
 end)
 

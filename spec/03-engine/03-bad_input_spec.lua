@@ -141,6 +141,15 @@ describe("bad config and scripts #engine", function()
     { "discovery:\n  enable: k8s\n", "duplicate key 'discovery'" },
     { "openim-push:\n  fullUserCache: sometimes\n", "config: openim-push.fullUserCache" },
     { "impulse:\n  scriptBudgetMs: -5\n", "config: impulse.scriptBudgetMs" },
+    { "openim-push:\n  enable: pushy\n", "'pushy' is not a provider: expected getui, fcm, jpush, apns, log or none" },
+    { "openim-push:\n  enable: fcm\n", "openim-push.enable: fcm: openim-push fcm.filePath is not set" },
+    { "openim-push:\n  enable: fcm\n  fcm:\n    filePath: /nonexistent/sa.json\n",
+      "openim-push.enable: fcm: openim-push fcm.filePath: cannot read /nonexistent/sa.json" },
+    { "openim-push:\n  enable: jpush\n  jpush:\n    appKey: a\n",
+      "openim-push.enable: jpush: openim-push jpush.masterSecret is not set" },
+    { "openim-push:\n  enable: geTui\n  geTui:\n    pushUrl: https://restapi.getui.com/v2/$appId\n"
+      .. "    appKey: k\n    masterSecret: s\n", "geTui.pushUrl still holds the placeholder $appId" },
+    { "openim-push:\n  enable: apns\n", "openim-push.enable: apns: impulse.providers.apns.keyFile is not set" },
   } do
     it("refuses " .. case[2] .. " in one line, for check and for run", function()
       local path = config(case[1])

@@ -329,6 +329,54 @@ describe("providers #engine", function()
     assert.equal(1, control("GET", "/apns/jwts").count)
   end)
 
+  it("dead-letters only the users whose sends failed for good, and replay sends them alone", function()
+    h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-good:2", "tok-good")
+    h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-bad:2", "tok-bad")
+    h.set_group(env, "g-mix", { "zed", "fc-good", "fc-bad" })
+    control("POST", "/faults", { { provider = "fcm", bodyContains = "tok-bad", status = 400,
+                                   body = '{"error":{"code":400,"status":"INVALID_ARGUMENT"}}', times = -1 } })
+    local m = h.push_msg { sendID = "zed", recvID = "", groupID = "g-mix", sessionType = 3 }
+    h.produce(env, m)
+    local recs = h.wait_until(function()
+      local out = {}
+      for _, r in ipairs(h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toOfflinePush.dlq",
+                                            timeout_ms = 3000 }) do
+        local req = h.pb.decode("openim.push.PushMsgReq", r.value)
+        if req.msgData.clientMsgID == m.clientMsgID then
+          r.req = req
+          out[#out + 1] = r
+        end
+      end
+      return #out > 0 and out
+    end, 30000, "the dead letter")
+    assert.equal(1, #recs)
+    local r = recs[1]
+    assert.same({ "fc-bad" }, r.req.userIDs) -- fc-good was sent, and is not in it
+    local names = {}
+    for i, hd in ipairs(r.headers) do names[i] = hd[1] end
+    assert.same({ "operationID", "opUserID", "platform", "connID", "impulse-reason", "impulse-error",
+                  "impulse-origin" }, names)
+    assert.equal("push_failed", r.headers[5][2])
+    assert.matches("HTTP 400", r.headers[6][2])
+    -- fixed: the replay sends fc-bad's notification, and only it
+    control("DELETE", "/faults")
+    local before = #of_msg(requests("fcm"), m, function(b) return b.message and b.message.android
+      and b.message.android.collapse_key end)
+    local out = h.run(h.shell_quote(h.bin) .. " replay -c " .. h.shell_quote(imp.config)
+      .. " --from toOfflinePush.dlq 2>&1")
+    assert.matches("replayed %d+ records from toOfflinePush.dlq", out)
+    h.wait_until(function()
+      for _, x in ipairs(requests("fcm")) do
+        if type(x.body) == "table" and x.body.message and x.body.message.token == "tok-bad" and x.status == 200 then
+          return true
+        end
+      end
+    end, 30000, "fc-bad's notification after the replay")
+    local after = of_msg(requests("fcm"), m, function(b) return b.message and b.message.android
+      and b.message.android.collapse_key end)
+    assert.equal(before + 1, #after) -- tok-good was not sent again
+  end)
+
   it("rides out a provider outage: a group's notifications delivered after it, online pushes during it", function()
     h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-out:2", "tok-out")
     h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-out2:1", "tok-out2")
@@ -353,7 +401,10 @@ describe("providers #engine", function()
       return ok["tok-out"] and ok["tok-out2"]
     end, 30000, "the notifications after the outage")
     assert.is_truthy(m)
-    local dlq = h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toOfflinePush.dlq", timeout_ms = 3000 }
-    assert.equal(0, #dlq)
+    for _, r in ipairs(h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toOfflinePush.dlq",
+                                          timeout_ms = 3000 }) do
+      local req = h.pb.decode("openim.push.PushMsgReq", r.value)
+      assert.is_not.equal(m.clientMsgID, req.msgData.clientMsgID, "the outage's record was dead-lettered")
+    end
   end)
 end)

@@ -50,6 +50,15 @@ local function settings()
   return conf
 end
 
+-- The settings are complete and the key signs (the start, `impulse check`).
+function _M.check()
+  local c, err = settings()
+  if not c then return nil, err end
+  local sig, serr = core.jwt_sign("ES256", c.key, "check")
+  if not sig then return nil, "impulse.providers.apns.keyFile: " .. serr end
+  return true
+end
+
 -- The provider token: reused while younger than REUSE_MS; force (after
 -- a 403) makes a new one only when the current one is old enough.
 local function provider_token(c, force)
@@ -69,21 +78,7 @@ local function provider_token(c, force)
 end
 
 function _M.prepare(msg, users, ctx, notice)
-  local tokens, err
-  if ctx.tokens_hook then
-    tokens, err = ctx.tokens_hook("apns", users, msg, ctx)
-  else
-    tokens, err = common.lookup_tokens("APNS_TOKEN", users, _M.PLATFORMS)
-  end
-  if not tokens then return nil, err end
-  ctx.tokens = tokens
-  local with = {}
-  for _, u in ipairs(users) do if tokens[u] then with[#with + 1] = u end end
-  local badge
-  badge, err = common.badges(with, msg.clientMsgID, notice.badge == true)
-  if not badge then return nil, err end
-  ctx.badge = badge
-  return true
+  return common.prepare_devices("apns", "APNS_TOKEN", _M.PLATFORMS, msg, users, ctx, notice)
 end
 
 local function reason(body)
@@ -95,7 +90,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local c, err = settings()
   if not c then return nil, err end
   local opts = common.options("apns")
-  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+  local out = common.outcome()
   local todo = requests
   local expiration = math.floor(common.now_ms() / 1000) + c.ttl_s
   local collapse = msg.clientMsgID ~= "" and msg.clientMsgID:sub(1, 64) or nil
@@ -125,27 +120,19 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
         out.sent = out.sent + 1
         common.count("apns", "sent")
       elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then
-        out.dead = out.dead + 1
-        common.count("apns", "dead_token")
-        if req.key and req.token then
-          local _, derr = common.delete_token(req.key, req.token)
-          if derr then ctx.log.warn("apns: could not delete dead token of %s: %s", tostring(req.user), derr) end
-        end
+        common.dead_token(out, "apns", req, ctx)
       elseif st == 403 and (why == "ExpiredProviderToken" or why == "InvalidProviderToken") and round == 1 then
         again[#again + 1] = req
       elseif st >= 400 and st < 500 and st ~= 403 and st ~= 429 then
-        out.rejected = out.rejected + 1
-        common.count("apns", "rejected")
+        common.fail(out, "apns", req, "rejected", common.describe(r))
         ctx.log.warn("apns rejected a notification for %s: %s", tostring(req.user), common.describe(r))
       else
-        failed = failed or common.describe(r)
-        common.count("apns", "failed")
+        common.fail(out, "apns", req, "failed", common.describe(r))
       end
     end
     if #again == 0 then break end
     todo = again
   end
-  if failed then return nil, failed end
   return out
 end
 

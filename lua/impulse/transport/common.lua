@@ -7,9 +7,12 @@
 --   send(requests, users, msg, ctx) -> outcome | nil, err
 --       requests as build() returned them, bodies encoded:
 --       { path =, body = string, token =, key =, user =, ... }
---       outcome = { sent = n, rejected = n, dead = n } (requests);
---       nil, err when a request failed in a way a later replay can fix
---       (the record is dead-lettered)
+--       outcome = { sent = n, rejected = n, dead = n (requests),
+--                   failed = { userID, ... }, error = the first failure }:
+--       the users of requests that failed for good (rejected, or still
+--       failing after the retries) go to the dead-letter topic, each once;
+--       nil, err when nothing could be sent (settings, auth): every user
+--       of the call is dead-lettered
 local core = require "impulse.core"
 local engine_yield = require("impulse.coroutine").engine_yield
 local cjson = require "cjson.safe"
@@ -76,6 +79,27 @@ function _M.count(provider, result, n)
   core.metric("counter", "impulse_provider_requests_total", { provider = provider, result = result }, n or 1)
 end
 
+-- A fresh outcome for send().
+function _M.outcome()
+  return { sent = 0, rejected = 0, dead = 0, failed = {}, seen = {} }
+end
+
+-- Records that req failed for good: counted (result "rejected" or
+-- "failed"), its users (req.user, or the list req.users) marked for the
+-- dead-letter topic, the first error kept.
+function _M.fail(out, provider, req, result, why)
+  _M.count(provider, result)
+  if result == "rejected" then out.rejected = out.rejected + 1 end
+  out.error = out.error or why
+  local list = req.users or { req.user }
+  for _, u in ipairs(list) do
+    if u and not out.seen[u] then
+      out.seen[u] = true
+      out.failed[#out.failed + 1] = u
+    end
+  end
+end
+
 -- The file a setting names, read whole; a clear error naming the key.
 function _M.read_file(key, path)
   if type(path) ~= "string" or path == "" then
@@ -126,6 +150,39 @@ function _M.lookup_tokens(prefix, users, platforms)
     end
   end
   return out
+end
+
+-- prepare() of the transports that send per device (fcm, apns): the
+-- users' tokens (the policy's tokens() hook, else <prefix>:<userID>:<p>
+-- for p in platforms) into ctx.tokens, and the badges of those who have
+-- one into ctx.badge.
+function _M.prepare_devices(provider, prefix, platforms, msg, users, ctx, notice)
+  local tokens, err
+  if ctx.tokens_hook then
+    tokens, err = ctx.tokens_hook(provider, users, msg, ctx)
+  else
+    tokens, err = _M.lookup_tokens(prefix, users, platforms)
+  end
+  if type(tokens) ~= "table" then return nil, err or "tokens() returned no table" end
+  ctx.tokens = tokens
+  local with = {}
+  for _, u in ipairs(users) do if tokens[u] then with[#with + 1] = u end end
+  local badge
+  badge, err = _M.badges(with, msg.clientMsgID, notice.badge == true)
+  if not badge then return nil, err end
+  ctx.badge = badge
+  return true
+end
+
+-- A device token the provider says is dead: counted, and deleted from
+-- Redis if it still holds that token.
+function _M.dead_token(out, provider, req, ctx)
+  out.dead = out.dead + 1
+  _M.count(provider, "dead_token")
+  if req.key and req.token then
+    local _, err = _M.delete_token(req.key, req.token)
+    if err then ctx.log.warn("%s: could not delete the dead token of %s: %s", provider, tostring(req.user), err) end
+  end
 end
 
 -- Badges as OpenIM computes them (USER_BADGE_UNREAD_COUNT_SUM:<user>:

@@ -55,6 +55,15 @@ local function load_account()
   return account
 end
 
+-- The service account reads and its key signs (the start, `impulse check`).
+function _M.check()
+  local acc, err = load_account()
+  if not acc then return nil, err end
+  local sig, serr = core.jwt_sign("RS256", acc.key, "check")
+  if not sig then return nil, "openim-push fcm.filePath: the private_key: " .. serr end
+  return true
+end
+
 -- A valid access token (from the store, or a new one).
 local function access_token(acc, opts)
   local name = "fcm:" .. acc.email
@@ -85,21 +94,7 @@ local function access_token(acc, opts)
 end
 
 function _M.prepare(msg, users, ctx, notice)
-  local tokens, err
-  if ctx.tokens_hook then
-    tokens, err = ctx.tokens_hook("fcm", users, msg, ctx)
-  else
-    tokens, err = common.lookup_tokens("FCM_TOKEN", users, _M.PLATFORMS)
-  end
-  if not tokens then return nil, err end
-  ctx.tokens = tokens
-  local with = {}
-  for _, u in ipairs(users) do if tokens[u] then with[#with + 1] = u end end
-  local badge
-  badge, err = common.badges(with, msg.clientMsgID, notice.badge == true)
-  if not badge then return nil, err end
-  ctx.badge = badge
-  return true
+  return common.prepare_devices("fcm", "FCM_TOKEN", _M.PLATFORMS, msg, users, ctx, notice)
 end
 
 -- FCM's error code of a reply (errorCode in details, else status).
@@ -120,7 +115,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   if not acc then return nil, err end
   local opts = common.options("fcm")
   local url = acc.send_url .. "/v1/projects/" .. acc.project .. "/messages:send"
-  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+  local out = common.outcome()
   local todo = requests
   for round = 1, 2 do -- a second round only for a 401 (the token was revoked)
     local tok
@@ -140,28 +135,20 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
         out.sent = out.sent + 1
         common.count("fcm", "sent")
       elseif code == "UNREGISTERED" or (st == 404 and req.token) then
-        out.dead = out.dead + 1
-        common.count("fcm", "dead_token")
-        if req.key and req.token then
-          local _, derr = common.delete_token(req.key, req.token)
-          if derr then ctx.log.warn("fcm: could not delete dead token of %s: %s", tostring(req.user), derr) end
-        end
+        common.dead_token(out, "fcm", req, ctx)
       elseif st == 401 and round == 1 then
         again[#again + 1] = req
       elseif st == 400 then
-        out.rejected = out.rejected + 1
-        common.count("fcm", "rejected")
+        common.fail(out, "fcm", req, "rejected", common.describe(r))
         ctx.log.warn("fcm rejected a message for %s: %s", tostring(req.user), common.describe(r))
       else
-        failed = failed or common.describe(r)
-        common.count("fcm", "failed")
+        common.fail(out, "fcm", req, "failed", common.describe(r))
       end
     end
     if #again == 0 then break end
     core.token_set("fcm:" .. acc.email, nil) -- revoked or expired early: a new one
     todo = again
   end
-  if failed then return nil, failed end
   return out
 end
 

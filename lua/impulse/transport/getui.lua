@@ -34,6 +34,13 @@ local function settings()
   return g
 end
 
+-- The settings are complete (the start and `impulse check`).
+function _M.check()
+  local g, err = settings()
+  if not g then return nil, err end
+  return true
+end
+
 -- The auth token: the store, then Redis, then /auth.
 local function token(g, opts)
   local name = "getui:" .. g.pushUrl
@@ -107,23 +114,21 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local g, err = settings()
   if not g then return nil, err end
   local opts = common.options("getui")
-  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+  local out = common.outcome()
 
-  local function judge(r, what)
+  local function judge(r, req)
+    local what = req.path
     if r.json and r.json.code == 0 then
       out.sent = out.sent + 1
       common.count("getui", "sent")
       return true
     elseif r.status == 200 and r.json then
-      out.rejected = out.rejected + 1
-      common.count("getui", "rejected")
+      common.fail(out, "getui", req, "rejected", "code " .. tostring(r.json.code) .. " " .. tostring(r.json.msg))
       ctx.log.warn("getui rejected %s: code %s %s", what, tostring(r.json.code), tostring(r.json.msg))
     elseif r.status == 0 or r.status == 429 or r.status >= 500 or r.status == 401 or r.status == 403 then
-      failed = failed or common.describe(r)
-      common.count("getui", "failed")
+      common.fail(out, "getui", req, "failed", common.describe(r))
     else
-      out.rejected = out.rejected + 1
-      common.count("getui", "rejected")
+      common.fail(out, "getui", req, "rejected", common.describe(r))
       ctx.log.warn("getui rejected %s: %s", what, common.describe(r))
     end
   end
@@ -135,14 +140,14 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local chunks = {}
   for i, r in ipairs(results) do
     local req = requests[i]
-    if judge(r, req.path) and req.alias_chunks then
+    if judge(r, req) and req.alias_chunks then
       local data = r.json.data
       local taskid = type(data) == "table" and (data.taskid or data.taskID)
       if type(taskid) ~= "string" then
-        failed = failed or ("no taskid in the reply to " .. req.path)
+        common.fail(out, "getui", req, "failed", "no taskid in the reply to " .. req.path)
       else
         for _, c in ipairs(req.alias_chunks) do
-          chunks[#chunks + 1] = { path = "/push/list/alias",
+          chunks[#chunks + 1] = { path = "/push/list/alias", users = c,
                                   body = cjson.encode { audience = { alias = c }, taskid = taskid, is_async = true } }
         end
       end
@@ -151,9 +156,8 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   if #chunks > 0 then
     results, err = post(g, opts, chunks)
     if not results then return nil, err end
-    for _, r in ipairs(results) do judge(r, "/push/list/alias") end
+    for i, r in ipairs(results) do judge(r, chunks[i]) end
   end
-  if failed then return nil, failed end
   return out
 end
 

@@ -18,26 +18,29 @@ local function settings()
   return url, "Authorization: Basic " .. core.b64url(s.appKey .. ":" .. s.masterSecret, true)
 end
 
--- Sorts results: 200 sent; 401/403 (credentials), 429, 5xx and network
--- errors fail the record (a replay after the fix sends it); other 4xx are
--- rejected for good (counted and logged: a replay would fail the same way).
-function _M.classify(provider, results, ctx)
-  local out, failed = { sent = 0, rejected = 0, dead = 0 }, nil
+function _M.check()
+  local url, err = settings()
+  if not url then return nil, err end
+  return true
+end
+
+-- Sorts results: 2xx sent; 401/403 (credentials), 429, 5xx and network
+-- errors (after the retries) failed; other 4xx rejected (logged). The
+-- users of both go to the dead-letter topic.
+function _M.classify(provider, requests, results, ctx)
+  local out = common.outcome()
   for i, r in ipairs(results) do
     local st = r.status
     if st >= 200 and st < 300 then
       out.sent = out.sent + 1
       common.count(provider, "sent")
     elseif st == 0 or st == 401 or st == 403 or st == 429 or st >= 500 then
-      failed = failed or common.describe(r)
-      common.count(provider, "failed")
+      common.fail(out, provider, requests[i], "failed", common.describe(r))
     else
-      out.rejected = out.rejected + 1
-      common.count(provider, "rejected")
+      common.fail(out, provider, requests[i], "rejected", common.describe(r))
       ctx.log.warn("%s rejected request %d: %s", provider, i, common.describe(r))
     end
   end
-  if failed then return nil, failed end
   return out
 end
 
@@ -49,7 +52,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
     reqs[i] = { method = "POST", url = url, body = r.body,
                 headers = { auth, "Content-Type: application/json" } }
   end
-  return _M.classify("jpush", common.batch("jpush", reqs, common.options("jpush")), ctx)
+  return _M.classify("jpush", requests, common.batch("jpush", reqs, common.options("jpush")), ctx)
 end
 
 return _M

@@ -22,7 +22,9 @@ function _M.send(requests, users, msg, ctx)
     })
   end
   common.count("log", "sent", #requests)
-  return { sent = #requests, rejected = 0, dead = 0 }
+  local out = common.outcome()
+  out.sent = #requests
+  return out
 end
 
 return _M
