@@ -171,3 +171,120 @@ describe("jpush transport", function()
     assert.equal("jpush: HTTP 401 {}", testing.dead_letters[2].error)
   end)
 end)
+
+describe("apns transport", function()
+  local HEX = string.rep("ab", 32)
+  local function setup(status_of)
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir)
+    local f = io.open(dir .. "/key.p8", "w")
+    f:write("-----BEGIN PRIVATE KEY-----\nstub\n-----END PRIVATE KEY-----\n")
+    f:close()
+    testing.setup {
+      offline_provider = "apns",
+      providers = { impulse = { apns = { keyFile = dir .. "/key.p8", keyId = "K1", teamId = "T1", topic = "app",
+                                         url = "https://apns.test" } } },
+      http_batch = function(r) return status_of(r) end,
+    }
+  end
+  local policy = {
+    route = function() end,
+    tokens = function(_, list)
+      local out = {}
+      for _, u in ipairs(list) do out[u] = { { token = HEX, platformID = 1 } } end
+      return out
+    end,
+  }
+  local function auths()
+    local seen, n = {}, 0
+    for _, b in ipairs(testing.batches) do
+      for _, r in ipairs(b.requests) do
+        local a = r.headers[1]
+        if not seen[a] then seen[a] = true; n = n + 1 end
+      end
+    end
+    return n
+  end
+  local redis = function(cmd) if cmd == "EVAL" then return { 1 } end return "OK" end
+
+  it("reuses the provider token for 50 minutes, then signs a new one", function()
+    setup(function() return { status = 200, body = "" } end)
+    package.loaded["impulse.core"].redis = function(...) return false, redis(...) end
+    testing.offline(policy, {}, { "u1" })
+    testing.advance(49 * 60000)
+    testing.offline(policy, {}, { "u1" })
+    assert.equal(1, auths())
+    testing.advance(2 * 60000)
+    testing.offline(policy, {}, { "u1" })
+    assert.equal(2, auths())
+    local h = testing.batches[1].requests[1].headers
+    assert.equal("apns-topic: app", h[2])
+    assert.equal("apns-push-type: alert", h[3])
+    assert.equal("https://apns.test/3/device/" .. HEX, testing.batches[1].requests[1].url)
+  end)
+
+  it("does not re-sign within 20 minutes after a 403, and does after", function()
+    local n = 0
+    setup(function()
+      n = n + 1
+      if n % 2 == 1 then return { status = 403, body = '{"reason":"ExpiredProviderToken"}' } end
+      return { status = 200, body = "" }
+    end)
+    package.loaded["impulse.core"].redis = function(...) return false, redis(...) end
+    testing.offline(policy, {}, { "u1" }) -- 403, then resent with the same token
+    assert.equal(1, auths())
+    testing.advance(21 * 60000)
+    testing.offline(policy, {}, { "u1" }) -- 403, now old enough: a new token
+    assert.equal(2, auths())
+  end)
+end)
+
+describe("fcm transport", function()
+  it("reuses the access token until a minute before it expires, then exchanges a new JWT", function()
+    local sa = os.tmpname()
+    local f = io.open(sa, "w")
+    f:write(cjson.encode { client_email = "svc@p.iam", private_key = "KEY", project_id = "p1",
+                           token_uri = "https://oauth.test/token" })
+    f:close()
+    local exchanges = 0
+    testing.setup {
+      offline_provider = "fcm",
+      providers = { fcm = { filePath = sa }, impulse = { fcm = { sendURL = "https://fcm.test" } } },
+      http_batch = function(r)
+        if r.url == "https://oauth.test/token" then
+          exchanges = exchanges + 1
+          return { status = 200, body = cjson.encode { access_token = "at" .. exchanges, expires_in = 3600 } }
+        end
+        return { status = 200, body = "{}" }
+      end,
+    }
+    package.loaded["impulse.core"].redis = function(cmd)
+      if cmd == "EVAL" then return false, { 1 } end
+      return false, "OK"
+    end
+    local policy = { route = function() end, tokens = function(_, list)
+      local out = {}
+      for _, u in ipairs(list) do out[u] = { { token = "dev-" .. u, platformID = 2 } } end
+      return out
+    end }
+    local function bearer()
+      local last = testing.batches[#testing.batches].requests[1]
+      return last.headers[1], last.url
+    end
+    testing.offline(policy, {}, { "u1" })
+    local b, url = bearer()
+    assert.equal("Authorization: Bearer at1", b)
+    assert.equal("https://fcm.test/v1/projects/p1/messages:send", url)
+    local jwt = testing.batches[1].requests[1].body:match("assertion=(.*)$")
+    assert.truthy(jwt, "the token exchange carries the JWT")
+    testing.advance(58 * 60000)
+    testing.offline(policy, {}, { "u1" })
+    assert.equal("Authorization: Bearer at1", (bearer()))
+    testing.advance(2 * 60000)
+    testing.offline(policy, {}, { "u1" })
+    assert.equal("Authorization: Bearer at2", (bearer()))
+    assert.equal(2, exchanges)
+    os.remove(sa)
+  end)
+end)

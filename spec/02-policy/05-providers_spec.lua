@@ -166,3 +166,31 @@ describe("scripts/providers/apns.lua", function()
                   ex = "", clientMsgID = "0123456789abcdef0123456789abcdef" }, r[1].body)
   end)
 end)
+
+-- The exact bodies, kept as files (spec/fixtures/providers/*.json) that a
+-- reader can compare with OpenIM's (openim-wire.md §8; OpenIM v3.8.3's
+-- internal/push/offlinepush): a change to a payload shows up here.
+describe("provider payload fixtures", function()
+  local function fixture(name)
+    local f = assert(io.open("spec/fixtures/providers/" .. name .. ".json"))
+    local s = f:read("*a")
+    f:close()
+    return cjson.decode(s)
+  end
+  local cases = {
+    { "jpush-single", "jpush", { "u1" } }, { "jpush-group", "jpush", { "u1", "u2", "u3" } },
+    { "getui-single", "getui", { "u1" } }, { "getui-group", "getui", { "u1", "u2", "u3" } },
+    { "fcm-single", "fcm", { "u1" } }, { "apns-single", "apns", { "u1" } },
+  }
+  for _, c in ipairs(cases) do
+    it("builds " .. c[1] .. ".json", function()
+      testing.setup { providers = { jpush = { pushIntent = "intent://open" }, iosPush = { production = true },
+                                    geTui = { channelID = "ch1", channelName = "News" } } }
+      local ctx = testing.ctx()
+      ctx.tokens = { u1 = { { token = "tok-u1", platformID = 2, key = "FCM_TOKEN:u1:2" } } }
+      ctx.badge = { u1 = 4 }
+      local body = testing.load_provider(c[2]).build(msg(), c[3], notice, ctx)[1].body
+      assert.same(fixture(c[1]), cjson.decode(cjson.encode(body)))
+    end)
+  end
+end)
