@@ -181,6 +181,16 @@ static void engine_state_destroy(struct imp_engine *e)
     imp_online_destroy(e->online);
 }
 
+/* The one line of a provider check failure: the settings' own key when
+ * impulse.providers is wrong, else the provider openim-push.enable names. */
+static void provider_error(const struct imp_config *cfg, const char *err)
+{
+    if (strncmp(err, "impulse.providers", 17) == 0)
+        fprintf(stderr, "config: %s\n", err);
+    else
+        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
+}
+
 static int cmd_check(const char *path, int skip_kafka)
 {
     char err[1024];
@@ -202,7 +212,7 @@ static int cmd_check(const char *path, int skip_kafka)
         return 2;
     }
     if (bad_provider) {
-        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
+        provider_error(cfg, err);
         imp_config_destroy(cfg);
         return 2;
     }
@@ -261,7 +271,7 @@ static int cmd_run(const char *path)
         }
     }
     if (imp_worker_check_provider(e.workers[0], err, sizeof(err)) != 0) {
-        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
+        provider_error(cfg, err);
         rc = 2;
         goto out;
     }

@@ -1883,7 +1883,7 @@ struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errle
 int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen)
 {
     const char *name = w->cfg->offline_provider ? w->cfg->offline_provider : "";
-    if (!name[0] || !w->vm) return 0;
+    if (!w->vm) return 0;
     lua_State *L = w->vm->L;
     lua_getglobal(L, "require");
     lua_pushliteral(L, "impulse.offline");

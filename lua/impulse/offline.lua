@@ -139,6 +139,8 @@ end
 -- check_provider(name) -> true | nil, err: the configured provider's
 -- settings and credentials, for the start and `impulse check`.
 function _M.check_provider(name)
+  local ok, err = require("impulse.transport.common").validate()
+  if not ok then return nil, err end
   if name == "" or name == "none" then return true end
   local tr = transport(name)
   if not tr then return nil, "provider " .. name .. " has no transport in this build" end

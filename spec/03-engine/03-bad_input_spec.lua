@@ -149,7 +149,10 @@ describe("bad config and scripts #engine", function()
       "openim-push.enable: jpush: openim-push jpush.masterSecret is not set" },
     { "openim-push:\n  enable: geTui\n  geTui:\n    pushUrl: https://restapi.getui.com/v2/$appId\n"
       .. "    appKey: k\n    masterSecret: s\n", "geTui.pushUrl still holds the placeholder $appId" },
-    { "openim-push:\n  enable: apns\n", "openim-push.enable: apns: impulse.providers.apns.keyFile is not set" },
+    { "openim-push:\n  enable: apns\n", "config: impulse.providers.apns.keyFile is not set" },
+    { "impulse:\n  providers:\n    fcm:\n      sendUrl: https://x\n",
+      "config: impulse.providers.fcm.sendUrl: unknown key" },
+    { "impulse:\n  providers:\n    attempts: many\n", "config: impulse.providers.attempts: expected a number" },
   } do
     it("refuses " .. case[2] .. " in one line, for check and for run", function()
       local path = config(case[1])

@@ -33,6 +33,37 @@ function _M.settings()
   return settings
 end
 
+local COMMON_KEYS = { caFile = "string", concurrency = "number", timeoutMs = "number", attempts = "number",
+                      backoffMs = "number", maxBackoffMs = "number", deadlineMs = "number" }
+local OWN_KEYS = {
+  fcm = { sendURL = "string", tokenURL = "string", projectId = "string" },
+  apns = { keyFile = "string", keyId = "string", teamId = "string", topic = "string", url = "string",
+           pushType = "string", ttlS = "number" },
+  getui = {}, jpush = {}, log = {},
+}
+
+-- impulse.providers as written: unknown keys and wrong types refused, with
+-- the key named (the start and `impulse check`).
+function _M.validate()
+  local all = _M.settings().impulse
+  for k, v in pairs(all) do
+    local own = OWN_KEYS[k]
+    if own then
+      if type(v) ~= "table" then return nil, "impulse.providers." .. k .. " must be a map" end
+      for k2, v2 in pairs(v) do
+        local want = own[k2] or COMMON_KEYS[k2]
+        if not want then return nil, "impulse.providers." .. k .. "." .. k2 .. ": unknown key" end
+        if type(v2) ~= want then return nil, "impulse.providers." .. k .. "." .. k2 .. ": expected a " .. want end
+      end
+    elseif COMMON_KEYS[k] then
+      if type(v) ~= COMMON_KEYS[k] then return nil, "impulse.providers." .. k .. ": expected a " .. COMMON_KEYS[k] end
+    else
+      return nil, "impulse.providers." .. tostring(k) .. ": unknown key"
+    end
+  end
+  return true
+end
+
 -- impulse.providers.<name> merged over impulse.providers' common keys.
 function _M.options(name)
   local all = _M.settings().impulse
