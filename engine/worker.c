@@ -1195,9 +1195,10 @@ static void on_handoff_ack(void *arg, int err, const char *errstr)
         lua_pushboolean(co, 1);
         lua_pushnil(co);
     }
+    struct imp_worker *w = t->w; /* t may be freed by the resume */
     free(ho);
     task_resume(t, 2);
-    run_ready(t->w);
+    run_ready(w);
 }
 
 /* Produces PushMsgReq{msgData = md, userIDs = the strings of the Lua list
