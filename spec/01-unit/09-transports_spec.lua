@@ -136,6 +136,11 @@ describe("getui transport", function()
     res = testing.offline(policy, { clientMsgID = "abcdefghijk" }, { "u1" })
     assert.equal(1, res.dead_lettered)
     assert.equal("getui: code 20001 bad alias", testing.dead_letters[1].error)
+    local counted
+    for _, m in ipairs(testing.metrics) do
+      if m.name == "impulse_provider_failures_total" and m.labels.reason == "code_20001" then counted = true end
+    end
+    assert.is_true(counted)
     local warned = false
     for _, l in ipairs(testing.logs) do
       if l.text:find("getui rejected /push/single/alias: code 20001 bad alias", 1, true) then warned = true end

@@ -358,6 +358,7 @@ describe("providers #engine", function()
                   "impulse-origin" }, names)
     assert.equal("push_failed", r.headers[5][2])
     assert.matches("HTTP 400", r.headers[6][2])
+    assert.is_true(h.metric(imp, "impulse_provider_failures_total", 'provider="fcm",reason="http_400"') >= 1)
     -- fixed: the replay sends fc-bad's notification, and only it
     control("DELETE", "/faults")
     local before = #of_msg(requests("fcm"), m, function(b) return b.message and b.message.android

@@ -120,6 +120,12 @@ end
 -- dead-letter topic, the first error kept.
 function _M.fail(out, provider, req, result, why)
   _M.count(provider, result)
+  -- and by reason: the HTTP status, the provider's code, or the network
+  local w = tostring(why)
+  local reason = w:match("^HTTP (%d+)") and ("http_" .. w:match("^HTTP (%d+)"))
+    or w:match("^code (%-?%d+)") and ("code_" .. w:match("^code (%-?%d+)"))
+    or "network"
+  core.metric("counter", "impulse_provider_failures_total", { provider = provider, reason = reason }, 1)
   if result == "rejected" then out.rejected = out.rejected + 1 end
   out.error = out.error or why
   local list = req.users or { req.user }
