@@ -186,8 +186,7 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
         keepalive_later(a);
         return;
     }
-    default:
-        break;
+    default: break;
     }
     cJSON_Delete(j);
     run(a);
@@ -225,8 +224,7 @@ static void run(struct imp_announce *a)
         imp_buf_printf(&b, "{\"ID\":\"%s\"}", a->lease);
         post(a, "/v3/lease/keepalive", b.data, 5000);
         break;
-    default:
-        break;
+    default: break;
     }
     imp_buf_dispose(&b);
 }

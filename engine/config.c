@@ -264,7 +264,8 @@ static void yaml_json(struct imp_buf *b, const struct imp_yaml *y)
             imp_buf_puts(b, v);
             return;
         }
-        if (!y->quoted && v[0] && (strtod(v, &end), *end == '\0') && strspn(v, "0123456789.-+eE") == strlen(v)) {
+        if (!y->quoted && v[0] && (strtod(v, &end), *end == '\0') &&
+            strspn(v, "0123456789.-+eE") == strlen(v)) {
             imp_buf_puts(b, v);
             return;
         }

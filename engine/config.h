@@ -112,14 +112,14 @@ struct imp_config {
     int commit_interval_ms;
     int fetch_wait_ms; /* fetch.wait.max.ms: latency of an idle fetch */
     char *log_level;
-    int script_budget_ms; /* Lua time per message; 0 = unlimited */
-    int script_memory_mb; /* per worker VM */
-    bool script_jit;      /* JIT on: faster, but the budget cannot stop a compiled loop */
-    bool serve_rpc;       /* serve openim.push.PushMsgService and register in etcd */
-    bool consume_offline; /* consume toOfflinePush (group offlinePush) */
+    int script_budget_ms;   /* Lua time per message; 0 = unlimited */
+    int script_memory_mb;   /* per worker VM */
+    bool script_jit;        /* JIT on: faster, but the budget cannot stop a compiled loop */
+    bool serve_rpc;         /* serve openim.push.PushMsgService and register in etcd */
+    bool consume_offline;   /* consume toOfflinePush (group offlinePush) */
     char *offline_provider; /* openim-push.enable, lower-cased; "" = none */
     char *providers_json;   /* geTui, fcm, jpush, iosPush, impulse.providers */
-    int register_ttl_s;   /* lease of the etcd registration */
+    int register_ttl_s;     /* lease of the etcd registration */
 };
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */

@@ -31,8 +31,8 @@ struct imp_engine {
     int nworkers;
     struct imp_pushsvc *pushsvc;   /* main thread */
     struct imp_announce *announce; /* main thread */
-    atomic_int online_loaded; /* the first full online load finished */
-    atomic_int consuming;     /* workers were told to join the groups */
+    atomic_int online_loaded;      /* the first full online load finished */
+    atomic_int consuming;          /* workers were told to join the groups */
     atomic_int stopping;
     /* Workers leave their consumer groups only once every worker has
      * drained and committed: a worker leaving early would start a rebalance

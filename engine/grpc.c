@@ -413,8 +413,7 @@ static void scall_event(struct tag *tag, int ok)
         c->s->handler(c->s->arg, c, c->method, GRPC_SLICE_START_PTR(c->payload),
                       GRPC_SLICE_LENGTH(c->payload));
         return;
-    default:
-        scall_free(c);
+    default: scall_free(c);
     }
 }
 

@@ -54,7 +54,8 @@ static void kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaqu
     imp_metrics_inc("impulse_kafka_errors_total", NULL, 1);
 }
 
-static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
+int imp_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err,
+                       size_t errlen)
 {
     char e[256];
     if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
@@ -77,29 +78,32 @@ int imp_kafka_conf_common(rd_kafka_conf_t *conf, const struct imp_config *cfg,
     int sasl = cfg->kafka_username[0] || cfg->kafka_password[0];
     const char *proto = sasl ? (cfg->kafka_tls ? "sasl_ssl" : "sasl_plaintext")
                              : (cfg->kafka_tls ? "ssl" : "plaintext");
-    if ((rc = set(conf, "bootstrap.servers", brokers.data, err, errlen)) ||
-        (rc = set(conf, "client.id", client_id, err, errlen)) ||
-        (rc = set(conf, "security.protocol", proto, err, errlen)))
+    if ((rc = imp_kafka_conf_set(conf, "bootstrap.servers", brokers.data, err, errlen)) ||
+        (rc = imp_kafka_conf_set(conf, "client.id", client_id, err, errlen)) ||
+        (rc = imp_kafka_conf_set(conf, "security.protocol", proto, err, errlen)))
         goto out;
-    if (sasl && ((rc = set(conf, "sasl.mechanisms", "PLAIN", err, errlen)) ||
-                 (rc = set(conf, "sasl.username", cfg->kafka_username, err, errlen)) ||
-                 (rc = set(conf, "sasl.password", cfg->kafka_password, err, errlen))))
+    if (sasl &&
+        ((rc = imp_kafka_conf_set(conf, "sasl.mechanisms", "PLAIN", err, errlen)) ||
+         (rc = imp_kafka_conf_set(conf, "sasl.username", cfg->kafka_username, err, errlen)) ||
+         (rc = imp_kafka_conf_set(conf, "sasl.password", cfg->kafka_password, err, errlen))))
         goto out;
     if (cfg->kafka_tls) {
         if (cfg->kafka_tls_ca[0] &&
-            (rc = set(conf, "ssl.ca.location", cfg->kafka_tls_ca, err, errlen)))
+            (rc = imp_kafka_conf_set(conf, "ssl.ca.location", cfg->kafka_tls_ca, err, errlen)))
             goto out;
-        if (cfg->kafka_tls_cert[0] &&
-            (rc = set(conf, "ssl.certificate.location", cfg->kafka_tls_cert, err, errlen)))
+        if (cfg->kafka_tls_cert[0] && (rc = imp_kafka_conf_set(conf, "ssl.certificate.location",
+                                                               cfg->kafka_tls_cert, err, errlen)))
             goto out;
         if (cfg->kafka_tls_key[0] &&
-            (rc = set(conf, "ssl.key.location", cfg->kafka_tls_key, err, errlen)))
+            (rc = imp_kafka_conf_set(conf, "ssl.key.location", cfg->kafka_tls_key, err, errlen)))
             goto out;
         if (cfg->kafka_tls_key_password[0] &&
-            (rc = set(conf, "ssl.key.password", cfg->kafka_tls_key_password, err, errlen)))
+            (rc = imp_kafka_conf_set(conf, "ssl.key.password", cfg->kafka_tls_key_password, err,
+                                     errlen)))
             goto out;
         if (cfg->kafka_tls_insecure &&
-            (rc = set(conf, "enable.ssl.certificate.verification", "false", err, errlen)))
+            (rc = imp_kafka_conf_set(conf, "enable.ssl.certificate.verification", "false", err,
+                                     errlen)))
             goto out;
     }
     rd_kafka_conf_set_log_cb(conf, kafka_log);
@@ -286,22 +290,22 @@ struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_
     struct imp_consumer *c = imp_xcalloc(1, sizeof(*c));
     c->wake.fd[0] = c->wake.fd[1] = -1;
     if (imp_kafka_conf_common(conf, cfg, client_id, err, errlen) ||
-        set(conf, "group.id", group, err, errlen) ||
-        set(conf, "partition.assignment.strategy", "range", err, errlen) ||
-        set(conf, "enable.auto.commit", "true", err, errlen) ||
-        set(conf, "enable.auto.offset.store", "false", err, errlen) ||
-        set(conf, "auto.offset.reset", cfg->auto_offset_reset, err, errlen) ||
-        set(conf, "enable.partition.eof", "false", err, errlen) || 0)
+        imp_kafka_conf_set(conf, "group.id", group, err, errlen) ||
+        imp_kafka_conf_set(conf, "partition.assignment.strategy", "range", err, errlen) ||
+        imp_kafka_conf_set(conf, "enable.auto.commit", "true", err, errlen) ||
+        imp_kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) ||
+        imp_kafka_conf_set(conf, "auto.offset.reset", cfg->auto_offset_reset, err, errlen) ||
+        imp_kafka_conf_set(conf, "enable.partition.eof", "false", err, errlen) || 0)
         goto fail;
     /* a push is latency-bound: an idle fetch must not wait librdkafka's 500 ms */
     snprintf(num, sizeof(num), "%d", cfg->fetch_wait_ms);
-    if (set(conf, "fetch.wait.max.ms", num, err, errlen)) goto fail;
+    if (imp_kafka_conf_set(conf, "fetch.wait.max.ms", num, err, errlen)) goto fail;
     snprintf(num, sizeof(num), "%d", cfg->commit_interval_ms);
-    if (set(conf, "auto.commit.interval.ms", num, err, errlen)) goto fail;
+    if (imp_kafka_conf_set(conf, "auto.commit.interval.ms", num, err, errlen)) goto fail;
     snprintf(num, sizeof(num), "%d", cfg->session_timeout_ms);
-    if (set(conf, "session.timeout.ms", num, err, errlen)) goto fail;
+    if (imp_kafka_conf_set(conf, "session.timeout.ms", num, err, errlen)) goto fail;
     snprintf(num, sizeof(num), "%d", cfg->heartbeat_interval_ms);
-    if (set(conf, "heartbeat.interval.ms", num, err, errlen)) goto fail;
+    if (imp_kafka_conf_set(conf, "heartbeat.interval.ms", num, err, errlen)) goto fail;
     rd_kafka_conf_set_rebalance_cb(conf, rebalance);
     rd_kafka_conf_set_opaque(conf, c);
 

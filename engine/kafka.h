@@ -62,6 +62,9 @@ struct imp_consumer_handler {
 
 /* Fills conf with what every impulse Kafka client needs (brokers, SASL,
  * TLS, logging). Returns 0, or IMP_EINVAL with the failing key in err. */
+/* rd_kafka_conf_set, with "kafka setting <k>: <why>" in err on failure. */
+int imp_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err,
+                       size_t errlen);
 int imp_kafka_conf_common(rd_kafka_conf_t *conf, const struct imp_config *cfg,
                           const char *client_id, char *err, size_t errlen);
 

@@ -48,16 +48,6 @@ static void serve(void *arg)
     rd_kafka_poll(p->rk, 0);
 }
 
-static int set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errlen)
-{
-    char e[256];
-    if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka setting %s: %s", k, e);
-        return IMP_EINVAL;
-    }
-    return 0;
-}
-
 struct imp_producer *imp_producer_create(struct ev_loop *loop, const struct imp_config *cfg,
                                          const char *client_id, char *err, size_t errlen)
 {
@@ -66,10 +56,11 @@ struct imp_producer *imp_producer_create(struct ev_loop *loop, const struct imp_
     char e[512];
     p->wake.fd[0] = p->wake.fd[1] = -1;
     if (imp_kafka_conf_common(conf, cfg, client_id, err, errlen) ||
-        set(conf, "acks", "all", err, errlen) || set(conf, "partitioner", "fnv1a", err, errlen) ||
-        set(conf, "message.max.bytes", "1000000", err, errlen) ||
-        set(conf, "linger.ms", "2", err, errlen) ||
-        set(conf, "message.timeout.ms", "30000", err, errlen))
+        imp_kafka_conf_set(conf, "acks", "all", err, errlen) ||
+        imp_kafka_conf_set(conf, "partitioner", "fnv1a", err, errlen) ||
+        imp_kafka_conf_set(conf, "message.max.bytes", "1000000", err, errlen) ||
+        imp_kafka_conf_set(conf, "linger.ms", "2", err, errlen) ||
+        imp_kafka_conf_set(conf, "message.timeout.ms", "30000", err, errlen))
         goto fail;
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);

@@ -50,8 +50,9 @@ static void on_call(void *arg, struct imp_grpc_scall *c, const char *method, con
     struct imp_worker *w = p->e->workers[n % (unsigned)p->e->nworkers];
     if (imp_worker_rpc(w, c, kind, req, len) != 0) {
         imp_metrics_inc("impulse_rpc_total",
-                        kind == IMP_RPC_PUSHMSG ? "method=\"PushMsg\",result=\"unavailable\""
-                                                : "method=\"DelUserPushToken\",result=\"unavailable\"",
+                        kind == IMP_RPC_PUSHMSG
+                            ? "method=\"PushMsg\",result=\"unavailable\""
+                            : "method=\"DelUserPushToken\",result=\"unavailable\"",
                         1);
         imp_grpc_scall_reply(c, 14 /* UNAVAILABLE */, "impulse is stopping", NULL, 0);
     }

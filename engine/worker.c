@@ -18,10 +18,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -31,16 +31,16 @@
 #include "gateway.h"
 #include "group.h"
 #include "grpc.h"
+#include "httpbatch.h"
 #include "inbox.h"
 #include "kafka.h"
 #include "keyq.h"
-#include "httpbatch.h"
-#include "provider.h"
 #include "log.h"
 #include "metrics.h"
 #include "online.h"
 #include "presence.h"
 #include "producer.h"
+#include "provider.h"
 #include "push.pb-c.h"
 #include "registry.h"
 #include "strset.h"
@@ -148,11 +148,11 @@ struct imp_worker {
     struct imp_vm *retired; /* replaced VMs still running messages */
     int test_mode;          /* impulse test: one task, no Kafka */
     struct stream streams[S_COUNT];
-    int nstreams;                  /* S_OFFLINE too when impulse.consumeOffline */
-    struct imp_producer *producer; /* dead letters, scripts' produce */
-    struct imp_api_clients *api;   /* scripts' Redis and HTTP clients */
+    int nstreams;                    /* S_OFFLINE too when impulse.consumeOffline */
+    struct imp_producer *producer;   /* dead letters, scripts' produce */
+    struct imp_api_clients *api;     /* scripts' Redis and HTTP clients */
     struct imp_httpbatch *httpbatch; /* the providers' HTTP/2 requests */
-    int dead_pending;              /* dead letters sent, not acknowledged */
+    int dead_pending;                /* dead letters sent, not acknowledged */
     struct task *tasks;
     struct task *runq_head, *runq_tail;
     int inflight; /* tasks of every stream, and calls */
@@ -386,6 +386,36 @@ static void task_done(struct task *t)
 
 static const char *opid_of(const struct task *t) { return t->hdr[H_OPID] ? t->hdr[H_OPID] : ""; }
 
+/* A new task of w, in its task list and in-flight count. */
+static struct task *task_new(struct imp_worker *w)
+{
+    struct task *t = imp_xcalloc(1, sizeof(*t));
+    t->w = w;
+    t->co_ref = LUA_NOREF;
+    imp_buf_init(&t->msgdata);
+    imp_strset_init(&t->users);
+    t->next = w->tasks;
+    if (w->tasks) w->tasks->prev = t;
+    w->tasks = t;
+    w->inflight++;
+    atomic_store(&w->inflight_pub, w->inflight);
+    return t;
+}
+
+/* The task's coroutine, on its VM, registered (registry ref, and the
+ * tasks table that maps it back to t). */
+static void task_new_co(struct task *t)
+{
+    lua_State *L = t->vm->L;
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
+    lua_pushlightuserdata(L, t);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
 /* Pushes the decoded message as a plain table of fields onto L. */
 static void push_fields(lua_State *L, const struct task *t)
 {
@@ -448,14 +478,7 @@ static void push_fields(lua_State *L, const struct task *t)
  * the policy pushed on it. */
 static void task_coroutine(struct task *t)
 {
-    lua_State *L = t->vm->L;
-    t->co = lua_newthread(L);
-    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
-    lua_pushlightuserdata(L, t);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    task_new_co(t);
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->handle_ref);
     lua_rawgeti(t->co, LUA_REGISTRYINDEX, t->vm->policy_ref);
 }
@@ -544,9 +567,8 @@ static void log_failure(struct task *t, const char *what, const char *detail)
     if (t->kind != K_KAFKA)
         imp_buf_printf(&b, ",\"rpc\":\"%s\"", rpc_names[t->kind]);
     else
-        imp_buf_printf(&b, ",\"topic\":\"%s\",\"partition\":%d,\"offset\":%lld",
-                       t->s->label, (int)t->ref.partition,
-                       t->rkm ? (long long)t->rkm->offset : -1LL);
+        imp_buf_printf(&b, ",\"topic\":\"%s\",\"partition\":%d,\"offset\":%lld", t->s->label,
+                       (int)t->ref.partition, t->rkm ? (long long)t->rkm->offset : -1LL);
     imp_log_fields(IMP_LOG_ERROR, opid_of(t), what, b.data);
     imp_buf_dispose(&b);
 }
@@ -604,8 +626,7 @@ static void on_dead_ack(void *arg, int err, const char *errstr)
         imp_warn(NULL,
                  "dead letter to %s failed (%s); retrying in %d ms; the offset of "
                  "%s[%d]@%lld waits",
-                 s->dlq, errstr, delay, s->topic, (int)d->ref.partition,
-                 (long long)d->rkm->offset);
+                 s->dlq, errstr, delay, s->topic, (int)d->ref.partition, (long long)d->rkm->offset);
         snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"retry\"", s->dlq);
         imp_metrics_inc("impulse_dead_letters_total", labels, 1);
         ev_timer_set(&d->retry, delay / 1000.0, 0.);
@@ -642,10 +663,9 @@ static void dead_send(struct dead *d)
     rd_kafka_header_add(h, "impulse-reason", -1, d->reason, -1);
     rd_kafka_header_add(h, "impulse-error", -1, d->error, (ssize_t)IMP_MIN(strlen(d->error), 4000));
     rd_kafka_header_add(h, "impulse-origin", -1, origin, -1);
-    int rc = w->producer
-                 ? imp_producer_send(w->producer, d->s->dlq, d->rkm->key, d->rkm->key_len,
-                                     d->rkm->payload, d->rkm->len, h, on_dead_ack, d)
-                 : -1;
+    int rc = w->producer ? imp_producer_send(w->producer, d->s->dlq, d->rkm->key, d->rkm->key_len,
+                                             d->rkm->payload, d->rkm->len, h, on_dead_ack, d)
+                         : -1;
     if (rc != 0) {
         rd_kafka_headers_destroy(h);
         on_dead_ack(d, rc ? rc : -1, w->producer ? rd_kafka_err2str(rc) : "no producer");
@@ -746,22 +766,13 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
 {
     struct stream *s = arg;
     struct imp_worker *w = s->w;
-    struct task *t = imp_xcalloc(1, sizeof(*t));
+    struct task *t = task_new(w);
     rd_kafka_headers_t *hdrs = NULL;
 
-    t->w = w;
     t->s = s;
     t->rkm = m;
     t->ref = ref;
-    t->co_ref = LUA_NOREF;
-    imp_buf_init(&t->msgdata);
-    imp_strset_init(&t->users);
-    t->next = w->tasks;
-    if (w->tasks) w->tasks->prev = t;
-    w->tasks = t;
-    w->inflight++;
     s->inflight++;
-    atomic_store(&w->inflight_pub, w->inflight);
 
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < 4; i++) t->hdr[i] = header_dup(hdrs, header_names[i]);
@@ -809,18 +820,9 @@ static void rpc_start(struct imp_worker *w, struct rpc_job *j)
         rpc_refuse(j->c, j->kind, "impulse is stopping");
         return;
     }
-    struct task *t = imp_xcalloc(1, sizeof(*t));
-    t->w = w;
+    struct task *t = task_new(w);
     t->kind = j->kind;
     t->rpc = j->c;
-    t->co_ref = LUA_NOREF;
-    imp_buf_init(&t->msgdata);
-    imp_strset_init(&t->users);
-    t->next = w->tasks;
-    if (w->tasks) w->tasks->prev = t;
-    w->tasks = t;
-    w->inflight++;
-    atomic_store(&w->inflight_pub, w->inflight);
     for (int i = 0; i < 4; i++) {
         const char *val = imp_grpc_scall_md(j->c, md_keys[i], v, sizeof(v));
         if (val) t->hdr[i] = imp_xstrdup(val);
@@ -828,8 +830,7 @@ static void rpc_start(struct imp_worker *w, struct rpc_job *j)
     const char *bad = NULL;
     if (t->kind == K_PUSHMSG) {
         t->req = openim__push__push_msg_req__unpack(NULL, j->len, j->req);
-        if (!t->req || !t->req->msgdata)
-            bad = "the request is not a PushMsgReq with msgData";
+        if (!t->req || !t->req->msgdata) bad = "the request is not a PushMsgReq with msgData";
     } else {
         t->del = openim__push__del_user_push_token_req__unpack(NULL, j->len, j->req);
         if (!t->del)
@@ -1336,8 +1337,7 @@ static int l_offline_handoff(lua_State *L)
     ho->t = t;
     ho->pending = 1; /* held while producing */
     size_t n = lua_objlen(L, 1);
-    size_t records =
-        produce_user_records(w, L, 1, w->cfg->topic_offline_push, &key, &md, orig, ho);
+    size_t records = produce_user_records(w, L, 1, w->cfg->topic_offline_push, &key, &md, orig, ho);
     imp_buf_dispose(&key);
     imp_buf_dispose(&md);
     if (made) rd_kafka_headers_destroy(made);
@@ -1729,8 +1729,8 @@ static struct imp_worker *worker_alloc(struct imp_engine *e, int id)
     for (int i = 0; i < S_COUNT; i++) {
         char labels[96];
         for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
-            snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"%s\"",
-                     w->streams[i].label, results[r]);
+            snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"%s\"", w->streams[i].label,
+                     results[r]);
             struct imp_metric *m = imp_metrics_counter("impulse_messages_total", labels,
                                                        "Messages handled, by topic and outcome");
             if (r == 0) w->streams[i].m_ok = m;
@@ -1780,23 +1780,11 @@ int imp_worker_run_tests(struct imp_engine *e, int argc, char **argv)
     }
     lua_setglobal(L, "arg");
 
-    struct task *t = imp_xcalloc(1, sizeof(*t));
-    t->w = w;
+    struct task *t = task_new(w);
     t->s = &w->streams[S_PUSH];
-    t->co_ref = LUA_NOREF;
-    imp_buf_init(&t->msgdata);
-    imp_strset_init(&t->users);
     t->vm = w->vm;
     t->vm->tasks++;
-    w->tasks = t;
-    w->inflight = 1;
-    t->co = lua_newthread(L);
-    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_getfield(L, LUA_REGISTRYINDEX, TASKS_KEY);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, t->co_ref);
-    lua_pushlightuserdata(L, t);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    task_new_co(t);
     if (luaL_loadstring(t->co, "require('busted.runner')({ standalone = false })") != 0) {
         fprintf(stderr, "impulse test: %s\n", lua_tostring(t->co, -1));
         return 2;

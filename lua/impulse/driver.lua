@@ -4,6 +4,7 @@
 -- context, asks the policy for recipients, then hands them to the engine's
 -- online push, which yields until every gateway has answered.
 local core = require "impulse.core"
+local offline_leg = require "impulse.offline"
 local engine_yield = require("impulse.coroutine").engine_yield
 local encode = require("cjson.safe").encode
 local unpack = unpack
@@ -120,7 +121,7 @@ function _M.handle(policy, fields, opid, call)
     return del_push_token(policy, call, ctx)
   end
   if call and call.op == "offline" then -- a toOfflinePush record
-    return require("impulse.offline").handle(policy, message_view(fields), ctx, call)
+    return offline_leg.handle(policy, message_view(fields), ctx, call)
   end
   local clientMsgID = fields.clientMsgID
   local msg = message_view(fields)
