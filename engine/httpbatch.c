@@ -8,6 +8,7 @@
 
 #include "buf.h"
 #include "common.h"
+#include "h2.h"
 #include "http.h"
 #include "metrics.h"
 #include "task.h"
@@ -26,7 +27,8 @@ struct pool {
 };
 
 struct imp_httpbatch {
-    struct imp_http *http;
+    struct imp_http *http; /* HTTP/1.1 (what is not h2) */
+    struct imp_h2 *h2;
     struct ev_loop *loop;
     struct pool *pools;
     struct batch *batches; /* live ones, to free on destroy */
@@ -50,7 +52,7 @@ struct item {
     ev_timer retry; /* first: the timer callback finds the item */
     struct batch *b;
     struct item *wait_next;
-    struct imp_http_req *req;
+    struct imp_h2_req *req;
     char *method, *url, *body;
     size_t body_len;
     char *headers[MAX_HEADERS + 1];
@@ -92,7 +94,7 @@ static void batch_free(struct batch *b)
     for (int i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
         ev_timer_stop(hb->loop, &it->retry);
-        if (it->req) imp_http_cancel(it->req);
+        if (it->req) imp_h2_cancel(it->req);
         free(it->method);
         free(it->url);
         free(it->body);
@@ -251,7 +253,7 @@ static void send_item(struct imp_httpbatch *hb, struct item *it)
                               .on_done = on_done,
                               .arg = it};
     b->pool->inflight++;
-    it->req = imp_http_request(hb->http, &o);
+    it->req = imp_h2_request(hb->h2, &o);
     if (!it->req) { /* curl refused it: final */
         b->pool->inflight--;
         it->error = imp_xstrdup("cannot start the request");
@@ -287,6 +289,7 @@ static struct imp_httpbatch *batcher(struct imp_worker *w)
         hb->loop = imp_worker_loop(w);
         hb->http = imp_http_create(hb->loop);
         imp_http_set_max_host_connections(hb->http, 4);
+        hb->h2 = imp_h2_create(hb->loop, hb->http, 4);
         *pp = hb;
     }
     return *pp;
@@ -380,6 +383,7 @@ void imp_httpbatch_destroy(struct imp_httpbatch *hb)
 {
     if (!hb) return;
     while (hb->batches) batch_free(hb->batches);
+    imp_h2_destroy(hb->h2);
     imp_http_destroy(hb->http);
     while (hb->pools) {
         struct pool *p = hb->pools;

@@ -136,7 +136,10 @@ local spawned = 0
 function _M.spawn(name, cmd, logfile)
   spawned = spawned + 1
   logfile = logfile or format("%s/%s-%d.log", _M.tmpdir(), name, spawned)
-  local out = run(format("exec 3>&-; %s >>%s 2>&1 </dev/null & echo $!", cmd, shell_quote(logfile)))
+  -- new_session (the demo sets it): the process gets its own session, so a
+  -- Ctrl-C at the terminal reaches only the driver, which stops it in order
+  local out = run(format("exec 3>&-; %s%s >>%s 2>&1 </dev/null & echo $!", _M.new_session and "setsid " or "",
+    cmd, shell_quote(logfile)))
   local pid = tonumber(out:match("(%d+)"))
   assert(pid, "could not start " .. name)
   local p = { name = name, pid = pid, log = logfile, cmd = cmd }
@@ -168,6 +171,7 @@ end
 function _M.stop_all()
   for i = #procs, 1, -1 do
     _M.stop(procs[i], 5000)
+    if procs[i].data_dir then os_execute("rm -rf " .. shell_quote(procs[i].data_dir)) end
     procs[i] = nil
   end
 end
@@ -236,6 +240,7 @@ function _M.start_etcd()
       .. "--initial-cluster e%d=http://127.0.0.1:%d --log-level error",
     port, dir, url, url, peer, peer, port, peer))
   p.port, p.url, p.addr = port, url, "127.0.0.1:" .. port
+  p.data_dir = dir -- removed by stop_all (tens of MB each)
   _M.wait_until(function()
     local st, body = _M.http("GET", url .. "/health")
     return st == 200 and body:match('"health":"true"')

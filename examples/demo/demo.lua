@@ -13,6 +13,34 @@
 --                       again on the new policy; Ctrl-C stops everything
 package.path = "./?.lua;./lua/?.lua;" .. package.path
 local h = require "spec.helpers"
+local ffi = require "ffi"
+h.new_session = true -- Ctrl-C reaches this driver only, which stops everything in order
+
+ffi.cdef [[
+typedef struct { unsigned long val[16]; } demo_sigset;
+struct demo_timespec { long tv_sec; long tv_nsec; };
+int sigemptyset(demo_sigset *set);
+int sigaddset(demo_sigset *set, int sig);
+int sigprocmask(int how, const demo_sigset *set, demo_sigset *old);
+int sigtimedwait(const demo_sigset *set, void *info, const struct demo_timespec *timeout);
+]]
+local SIGINT, SIGTERM, SIG_BLOCK = 2, 15, 0
+
+-- From here on SIGINT and SIGTERM wait to be taken by wait_signal.
+local function hold_signals()
+  local set = ffi.new("demo_sigset")
+  ffi.C.sigemptyset(set)
+  ffi.C.sigaddset(set, SIGINT)
+  ffi.C.sigaddset(set, SIGTERM)
+  ffi.C.sigprocmask(SIG_BLOCK, set, nil)
+  return set
+end
+
+-- Waits up to ms for SIGINT or SIGTERM; true when one came.
+local function wait_signal(set, ms)
+  local ts = ffi.new("struct demo_timespec", { math.floor(ms / 1000), (ms % 1000) * 1000000 })
+  return ffi.C.sigtimedwait(set, nil, ts) > 0
+end
 
 local format = string.format
 local concat = table.concat
@@ -110,7 +138,16 @@ local function show(i, label, m, gw)
   end
 end
 
--- One round of the script, each message after the previous one's route.
+-- toPush messages handled so far, whatever their outcome: a message counts
+-- once it is over (offline hand-off included), after its route line.
+local function handled()
+  local _, body = h.http("GET", imp.admin .. "/metrics")
+  local n = 0
+  for v in body:gmatch('impulse_messages_total{topic="toPush",result="[%w_]+"} (%d+)') do n = n + tonumber(v) end
+  return n
+end
+
+-- One round of the script, each message after the previous one is over.
 local function round(gw)
   -- erin starts offline every round
   h.http_json("POST", env.gateways[3].control .. "/conns", '{"erin":[]}')
@@ -123,11 +160,12 @@ local function round(gw)
       h.wait_until(function() return health().onlineUsers == 4 end, 5000, "erin online")
     end
     local m = h.push_msg(s[#s])
+    local before = handled()
     h.produce(env, m)
     -- one at a time, so each route reflects the state the script set up
     h.wait_until(function()
-      return h.routes(imp)[m.clientMsgID] or failure_of(m.clientMsgID)
-    end, 20000, "the route of message " .. i)
+      return handled() > before and (h.routes(imp)[m.clientMsgID] or failure_of(m.clientMsgID))
+    end, 20000, "message " .. i .. " to be handled")
     show(i, s[1], m, gw)
   end
   -- and one record that is not a PushMsgReq at all
@@ -168,8 +206,12 @@ local ok, err = pcall(function()
   end
   print(bold("watching scripts/: save a change to replay the messages on it (Ctrl-C stops)"))
   local seen = health().scripts
+  local signals = hold_signals() -- a Ctrl-C during a round stops after it
   while true do
-    h.sleep_ms(200)
+    if wait_signal(signals, 200) then
+      print(dim("\nstopping impulse and the stand-ins"))
+      return
+    end
     local now = health().scripts
     if now.reloadFailures ~= seen.reloadFailures then
       print(red("reload failed, the old scripts stay: ") .. tostring(now.lastError))
@@ -183,6 +225,10 @@ local ok, err = pcall(function()
 end)
 
 h.stop_env(env)
+if not ok and tostring(err):match("interrupted") then -- Ctrl-C before the watch loop
+  io.stderr:write("demo stopped\n")
+  os.exit(130)
+end
 if not ok then
   io.stderr:write("demo failed: " .. tostring(err) .. "\n")
   if imp then io.stderr:write(h.read_file(imp.log) or "", "\n") end

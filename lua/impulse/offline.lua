@@ -20,10 +20,10 @@ local _M = {}
 -- the configured provider ("" = none), fixed for the VM's life
 local default_provider = (core.config().offlineProvider or "")
 
--- The notice payload modules get: the policy's notice(msg) when it has one
--- (the default: offlinePushInfo's title and desc, which the toPush leg
--- filled in, else a title by content type), else offlinePushInfo as is;
--- plus OpenIM's extras.
+-- The notice payload modules get: the policy's notice(msg) (when push.lua
+-- has none, the sandbox gives it scripts/openim.lua's: offlinePushInfo's
+-- title and desc, else a title by content type), else offlinePushInfo as
+-- is; plus OpenIM's extras.
 local function notice_of(msg, policy)
   local info = msg.offlinePushInfo
   local notice = policy.notice and policy.notice(msg)

@@ -81,7 +81,7 @@ local function base_env(scripts_dir, loaded)
     local m = loaded[name]
     if m ~= nil then return m end
     local path = scripts_dir .. "/" .. name:gsub("%.", "/") .. ".lua"
-    m = _M.load_file(path, scripts_dir, loaded, 2)
+    m = _M.load_file(path, scripts_dir, loaded)
     loaded[name] = m == nil and true or m
     return loaded[name]
   end
@@ -102,9 +102,9 @@ local function script_env(base, path)
 end
 
 -- Loads a script file into the sandbox and runs it; returns its result.
-function _M.load_file(path, scripts_dir, loaded, level)
+function _M.load_file(path, scripts_dir, loaded)
   local chunk, err = loadfile(path)
-  if not chunk then error(err, (level or 1) + 1) end
+  if not chunk then error(err, 0) end -- "path:line: message" as it is
   local base = rawget(loaded, "\0base")
   if not base then
     base = base_env(scripts_dir, loaded)
@@ -138,6 +138,24 @@ function _M.load_policy(scripts_dir)
   for _, hook in pairs { "offline", "check", "notice", "provider", "tokens", "del_push_token" } do
     if policy[hook] ~= nil and type(policy[hook]) ~= "function" then
       error(scripts_dir .. "/push.lua: hook '" .. hook .. "' must be a function", 0)
+    end
+  end
+  if policy.notice == nil then
+    -- no notice hook: OpenIM's titles (scripts/openim.lua's notice), when that script is there
+    local openim = loaded.openim
+    if openim == nil then
+      local f = io.open(scripts_dir .. "/openim.lua")
+      if f then
+        f:close()
+        openim = _M.load_file(scripts_dir .. "/openim.lua", scripts_dir, loaded)
+        loaded.openim = openim
+      end
+    end
+    if type(openim) == "table" and type(openim.notice) == "function" then
+      local hooks = {}
+      for k, v in pairs(policy) do hooks[k] = v end
+      hooks.notice = openim.notice
+      return hooks
     end
   end
   return policy

@@ -1,4 +1,4 @@
--- examples/policies/quiet_hours.lua
+-- examples/policies/quiet_hours.lua (or the copy POLICY names, e.g. POLICY=scripts/push.lua)
 local testing = require "impulse.testing"
 
 describe("examples/policies/quiet_hours.lua", function()
@@ -11,7 +11,7 @@ describe("examples/policies/quiet_hours.lua", function()
 
   before_each(function()
     testing.setup {}
-    policy = testing.load_policy("examples/policies/quiet_hours.lua", "scripts")
+    policy = testing.load_policy(os.getenv("POLICY") or "examples/policies/quiet_hours.lua", "scripts")
   end)
 
   local function offline(user, at, extra)

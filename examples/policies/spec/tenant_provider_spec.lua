@@ -1,4 +1,4 @@
--- examples/policies/tenant_provider.lua
+-- examples/policies/tenant_provider.lua (or the copy POLICY names, e.g. POLICY=scripts/push.lua)
 local testing = require "impulse.testing"
 
 describe("examples/policies/tenant_provider.lua", function()
@@ -6,7 +6,7 @@ describe("examples/policies/tenant_provider.lua", function()
 
   before_each(function()
     testing.setup {}
-    policy = testing.load_policy("examples/policies/tenant_provider.lua", "scripts")
+    policy = testing.load_policy(os.getenv("POLICY") or "examples/policies/tenant_provider.lua", "scripts")
   end)
 
   it("chooses the provider by user-ID prefix", function()

@@ -1,4 +1,4 @@
--- examples/policies/vip.lua
+-- examples/policies/vip.lua (or the copy POLICY names, e.g. POLICY=scripts/push.lua)
 local testing = require "impulse.testing"
 
 describe("examples/policies/vip.lua", function()
@@ -6,7 +6,7 @@ describe("examples/policies/vip.lua", function()
 
   before_each(function()
     testing.setup {}
-    policy = testing.load_policy("examples/policies/vip.lua", "scripts")
+    policy = testing.load_policy(os.getenv("POLICY") or "examples/policies/vip.lua", "scripts")
   end)
 
   local function offline(fields, reached, not_reached)
