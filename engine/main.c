@@ -187,6 +187,8 @@ static void provider_error(const struct imp_config *cfg, const char *err)
 {
     if (strncmp(err, "impulse.providers", 17) == 0)
         fprintf(stderr, "config: %s\n", err);
+    else if (strncmp(err, "push.lua", 8) == 0)
+        fprintf(stderr, "script: %s\n", err);
     else
         fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
 }

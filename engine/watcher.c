@@ -385,7 +385,17 @@ static void do_reload(struct imp_watcher *w, const char *why, int only_if_change
     imp_vm_scripts_hash(e->cfg->scripts_dir, hash);
     pthread_mutex_lock(&w->scripts_lock);
     int same = strcmp(hash, w->active_hash) == 0;
+    int cleared = same && only_if_changed && w->last_error;
+    if (cleared) { /* a failed edit was undone: the files are the active scripts again */
+        free(w->last_error);
+        w->last_error = NULL;
+    }
     pthread_mutex_unlock(&w->scripts_lock);
+    if (cleared) {
+        char f[64];
+        snprintf(f, sizeof(f), "\"scripts\":\"%s\"", hash);
+        imp_log_fields(IMP_LOG_INFO, NULL, "scripts back to the active version", f);
+    }
     if (same && only_if_changed) return;
 
     uint64_t t0 = imp_now_ms();

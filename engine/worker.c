@@ -1880,7 +1880,8 @@ int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen)
     lua_getfield(L, -1, "check_provider");
     lua_remove(L, -2);
     lua_pushstring(L, name);
-    if (imp_vm_pcall(w->vm, L, 1, 2, err, errlen)) return IMP_EINVAL;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, w->vm->policy_ref);
+    if (imp_vm_pcall(w->vm, L, 2, 2, err, errlen)) return IMP_EINVAL;
     int ok = lua_toboolean(L, -2);
     if (!ok) snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no reason)");
     lua_pop(L, 2);

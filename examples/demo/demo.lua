@@ -215,6 +215,8 @@ local ok, err = pcall(function()
     local now = health().scripts
     if now.reloadFailures ~= seen.reloadFailures then
       print(red("reload failed, the old scripts stay: ") .. tostring(now.lastError))
+    elseif seen.lastError and not now.lastError then
+      print(green("the scripts are back to the active version ") .. now.active)
     end
     if now.active ~= seen.active then
       print(bold(format("\nscripts %s active (%s)", now.active, now.lastReloadTrigger or "")))

@@ -136,15 +136,33 @@ local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
   return true
 end
 
--- check_provider(name) -> true | nil, err: the configured provider's
--- settings and credentials, for the start and `impulse check`.
-function _M.check_provider(name)
+-- check_provider(name, policy) -> true | nil, err: the settings and
+-- credentials of the configured provider and of those the policy lists in
+-- `providers`, for the start and `impulse check`.
+function _M.check_provider(name, policy)
   local ok, err = require("impulse.transport.common").validate()
   if not ok then return nil, err end
-  if name == "" or name == "none" then return true end
-  local tr = transport(name)
-  if not tr then return nil, "provider " .. name .. " has no transport in this build" end
-  if tr.check then return tr.check() end
+  -- the configured one, and those the policy's provider() may answer,
+  -- when it lists them: policy.providers = { "fcm", "apns" }
+  local names = { name }
+  local listed = type(policy) == "table" and policy.providers or nil
+  if listed ~= nil then
+    if type(listed) ~= "table" then return nil, "push.lua: providers must be a list of provider names" end
+    for _, n in ipairs(listed) do
+      if type(n) ~= "string" then return nil, "push.lua: providers must be a list of provider names" end
+      names[#names + 1] = n
+    end
+  end
+  for i, n in ipairs(names) do
+    if n ~= "" and n ~= "none" then
+      local tr = transport(n)
+      if not tr then return nil, "provider " .. n .. " has no transport in this build" end
+      if tr.check then
+        ok, err = tr.check()
+        if not ok then return nil, i == 1 and err or ("push.lua providers: " .. n .. ": " .. tostring(err)) end
+      end
+    end
+  end
   return true
 end
 

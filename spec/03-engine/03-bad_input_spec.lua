@@ -177,4 +177,24 @@ describe("bad config and scripts #engine", function()
     assert.equal(2, rc)
     assert.matches("no route function", out)
   end)
+
+  it("checks at start the providers a policy lists for provider(), in one line", function()
+    local dir = h.tmpdir() .. "/listing-scripts"
+    os.execute("mkdir -p " .. dir .. "/providers && cp scripts/*.lua " .. dir .. " && cp scripts/providers/*.lua "
+      .. dir .. "/providers")
+    h.write_file(dir .. "/push.lua", 'local openim = require "openim"\n'
+      .. 'return { route = openim.route, offline = openim.offline, providers = { "log", "apns" },\n'
+      .. '  provider = function(u) return u:sub(1, 4) == "ios-" and "apns" or nil end }\n')
+    local path = config("openim-push:\n  enable: log\nimpulse:\n  scripts: " .. dir .. "\n")
+    for _, cmd in ipairs { "check --skip-kafka", "run" } do
+      local rc, out = run_impulse(cmd .. " -c " .. path)
+      assert.equal(2, rc, out)
+      assert.matches("script: push.lua providers: apns: impulse.providers.apns.keyFile is not set", out, 1, true)
+      assert.equal(1, select(2, out:gsub("\n", "")), "one line: " .. out)
+    end
+    h.write_file(dir .. "/push.lua", 'local openim = require "openim"\n'
+      .. 'return { route = openim.route, providers = { "log" } }\n')
+    local rc, out = run_impulse("check --skip-kafka -c " .. path)
+    assert.equal(0, rc, out)
+  end)
 end)
