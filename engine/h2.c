@@ -42,8 +42,9 @@ struct imp_h2_req {
     int32_t stream_id;
     int zombie;   /* cancelled or answered early: kept until nghttp2 closes the stream */
     int overflow; /* response too large: reset, failed when the stream closes */
-    char *url, *method, *path, *body, *ca_file;
-    char **lines; /* the caller's header lines, NULL-terminated */
+    /* the caller's, borrowed until done or cancel (h2.h) */
+    const char *url, *method, *path, *body, *ca_file;
+    const char *const *lines; /* header lines, NULL-terminated, or NULL */
     size_t body_len, body_off;
     int timeout_ms, connect_timeout_ms;
     ev_timer timer;
@@ -68,6 +69,7 @@ struct conn {
     nghttp2_session *s;
     ev_io io;
     ev_timer tm; /* connect + handshake deadline, then idle close */
+    ev_tstamp last_used; /* a stream opened or closed */
     int nstreams; /* opened on the session and not closed yet */
     int goaway, dead, in_dirty;
     struct conn *dirty_next;
@@ -261,7 +263,7 @@ static int to_curl(struct imp_h2_req *r)
 {
     struct imp_http_opts o = {.method = r->method,
                               .url = r->url,
-                              .headers = (const char *const *)r->lines,
+                              .headers = r->lines,
                               .body = r->body,
                               .body_len = r->body_len,
                               .timeout_ms = r->timeout_ms,
@@ -398,11 +400,13 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_
         if (st >= 200) r->status = st; /* 1xx: informational, the real one follows */
         return 0;
     }
-    if (r->on_header && namelen + valuelen + 5 < 1024) {
+    if (r->on_header && namelen + valuelen + 4 <= 1024) { /* as "name: value\r\n" */
         char line[1024];
-        int n = snprintf(line, sizeof(line), "%.*s: %.*s\r\n", (int)namelen, (const char *)name,
-                         (int)valuelen, (const char *)value);
-        r->on_header(r->arg, line, (size_t)n);
+        memcpy(line, name, namelen);
+        memcpy(line + namelen, ": ", 2);
+        memcpy(line + namelen + 2, value, valuelen);
+        memcpy(line + namelen + 2 + valuelen, "\r\n", 2);
+        r->on_header(r->arg, line, namelen + valuelen + 4);
     }
     return 0;
 }
@@ -459,6 +463,7 @@ static int on_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
     struct conn *k = ud;
     if (k->dead) return 0;
     k->nstreams--;
+    k->last_used = ev_now(k->c->loop);
     struct imp_h2_req *r = nghttp2_session_get_stream_user_data(s, id);
     if (r && r->where == R_STREAM && r->conn == k) stream_gone(k, r, code);
     return 0;
@@ -619,7 +624,8 @@ static void conn_ready(struct conn *k)
     nghttp2_session_set_local_window_size(k->s, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     k->state = C_READY;
     ev_timer_stop(c->loop, &k->tm);
-    ev_timer_set(&k->tm, IDLE_CLOSE_S, IDLE_CLOSE_S);
+    k->last_used = ev_now(c->loop);
+    ev_timer_set(&k->tm, IDLE_CLOSE_S, 0.);
     ev_timer_start(c->loop, &k->tm);
     conn_set_io(k, EV_READ);
     mark_dirty(k);
@@ -713,8 +719,14 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
         char msg[160];
         snprintf(msg, sizeof(msg), "connect to %s:%d: timed out", k->o->host, k->o->port);
         conn_close(k, IMP_ETIMEDOUT, msg);
-    } else if (k->nstreams == 0) {
-        conn_close(k, 0, NULL); /* idle */
+    } else {
+        ev_tstamp idle = ev_now(loop) - k->last_used;
+        if (k->nstreams == 0 && idle >= IDLE_CLOSE_S) {
+            conn_close(k, 0, NULL);
+            return;
+        }
+        ev_timer_set(w, k->nstreams ? IDLE_CLOSE_S : IDLE_CLOSE_S - idle, 0.);
+        ev_timer_start(loop, w);
     }
 }
 
@@ -895,7 +907,7 @@ static void submit(struct conn *k, struct imp_h2_req *r)
         size_t cl = (size_t)snprintf(clen, sizeof(clen), "%zu", r->body_len);
         NV("content-length", 14, clen, cl);
     }
-    for (char **l = r->lines; l && *l && n < MAXNV; l++) {
+    for (const char *const *l = r->lines; l && *l && n < MAXNV; l++) {
         const char *colon = strchr(*l, ':');
         if (!colon || colon == *l) continue;
         size_t nl = (size_t)(colon - *l);
@@ -921,6 +933,7 @@ static void submit(struct conn *k, struct imp_h2_req *r)
     }
     r->stream_id = id;
     k->nstreams++;
+    k->last_used = ev_now(k->c->loop);
     stream_link(k, r);
     mark_dirty(k);
 }
@@ -980,13 +993,6 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 static void req_free(struct imp_h2_req *r)
 {
     ev_timer_stop(r->c->loop, &r->timer);
-    free(r->url);
-    free(r->method);
-    free(r->path);
-    free(r->body);
-    free(r->ca_file);
-    for (char **l = r->lines; l && *l; l++) free(*l);
-    free(r->lines);
     imp_buf_dispose(&r->resp);
     free(r);
 }
@@ -1052,18 +1058,12 @@ struct imp_h2_req *imp_h2_request(struct imp_h2 *c, const struct imp_http_opts *
     int h2 = parse_url(o->url, host, sizeof(host), &port, &path) == 0;
     struct imp_h2_req *r = imp_xcalloc(1, sizeof(*r));
     r->c = c;
-    r->url = imp_xstrdup(o->url);
-    r->method = imp_xstrdup(o->method ? o->method : "GET");
-    r->ca_file = o->ca_file && o->ca_file[0] ? imp_xstrdup(o->ca_file) : NULL;
-    size_t nl = 0;
-    while (o->headers && o->headers[nl]) nl++;
-    r->lines = imp_xcalloc(nl + 1, sizeof(char *));
-    for (size_t i = 0; i < nl; i++) r->lines[i] = imp_xstrdup(o->headers[i]);
-    if (o->body) {
-        r->body = imp_xmalloc(o->body_len + 1);
-        memcpy(r->body, o->body, o->body_len);
-        r->body_len = o->body_len;
-    }
+    r->url = o->url;
+    r->method = o->method ? o->method : "GET";
+    r->ca_file = o->ca_file && o->ca_file[0] ? o->ca_file : NULL;
+    r->lines = o->headers;
+    r->body = o->body;
+    r->body_len = o->body ? o->body_len : 0;
     r->timeout_ms = o->timeout_ms;
     r->connect_timeout_ms = o->connect_timeout_ms;
     r->on_header = o->on_header;
@@ -1079,7 +1079,7 @@ struct imp_h2_req *imp_h2_request(struct imp_h2 *c, const struct imp_http_opts *
         }
         return r;
     }
-    r->path = imp_xstrdup(path[0] ? path : "/");
+    r->path = path[0] ? path : "/"; /* inside url */
     r->o = origin_of(c, host, port, r->ca_file ? r->ca_file : "");
     if (o->connect_timeout_ms) r->o->connect_timeout_ms = o->connect_timeout_ms;
     if (r->timeout_ms > 0) {

@@ -34,9 +34,11 @@ struct imp_h2 *imp_h2_create(struct ev_loop *loop, struct imp_http *fallback, in
 /* Closes every connection; pending requests' done callbacks are not called. */
 void imp_h2_destroy(struct imp_h2 *c);
 
-/* Starts a request (opts as for imp_http_request; pipewait is implied). done
- * is called exactly once, never from inside this call. NULL (done not called)
- * only when the URL cannot be parsed or the fallback refused it. */
+/* Starts a request (opts as for imp_http_request; pipewait is implied). The
+ * strings, header list and body of o are borrowed, not copied: they must
+ * stay valid until done is called or the request is cancelled. done is
+ * called exactly once, never from inside this call. NULL (done not called)
+ * only when the fallback (libcurl) refused it. */
 struct imp_h2_req *imp_h2_request(struct imp_h2 *c, const struct imp_http_opts *o);
 /* Cancels a request whose done has not run (not from inside its callbacks). */
 void imp_h2_cancel(struct imp_h2_req *r);
