@@ -41,6 +41,8 @@ struct imp_h2_req {
     enum rstate where;
     int32_t stream_id;
     int zombie;   /* cancelled or answered early: kept until nghttp2 closes the stream */
+    int refused;  /* times the server refused it unseen (REFUSED_STREAM, GOAWAY) */
+    ev_tstamp sent_at; /* submitted on its connection */
     int overflow; /* response too large: reset, failed when the stream closes */
     /* the caller's, borrowed until done or cancel (h2.h) */
     const char *url, *method, *path, *body, *ca_file;
@@ -70,6 +72,7 @@ struct conn {
     ev_io io;
     ev_timer tm; /* connect + handshake deadline, then idle close */
     ev_tstamp last_used; /* a stream opened or closed */
+    ev_tstamp last_recv; /* a response frame (HEADERS, DATA) or a PING's answer came in */
     int nstreams; /* opened on the session and not closed yet */
     int goaway, dead, in_dirty;
     struct conn *dirty_next;
@@ -88,6 +91,7 @@ struct origin {
     struct conn *conns;
     struct imp_h2_req *pend_head, *pend_tail;
     int connect_timeout_ms;
+    int kicked; /* dispatch from the prepare watcher (never from inside conn_close) */
 };
 
 struct ctx {
@@ -123,6 +127,7 @@ struct imp_h2 {
     struct origin *origins;
     struct ctx *ctxs;
     struct imp_h2_req *done_head, *done_tail;
+    struct imp_h2_req *curls; /* requests handed to libcurl */
     struct conn *dirty;
     ev_prepare prep;
     ev_async async;
@@ -243,11 +248,23 @@ static void req_finish(struct imp_h2_req *r, int err, const char *msg)
 
 /* ---- the libcurl path (not https, or the origin does not speak h2) --------- */
 
+static void curl_unlink(struct imp_h2_req *r)
+{
+    struct imp_h2 *c = r->c;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        c->curls = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+}
+
 static void curl_done(void *arg, int err, long status, const char *body, size_t len,
                       const char *errmsg)
 {
     struct imp_h2_req *r = arg;
     r->curl = NULL;
+    curl_unlink(r);
     r->on_done(r->arg, err, status, body, len, errmsg);
     req_free(r);
 }
@@ -274,9 +291,14 @@ static int to_curl(struct imp_h2_req *r)
                               .on_done = curl_done,
                               .arg = r};
     ev_timer_stop(r->c->loop, &r->timer);
-    r->where = R_CURL;
     r->curl = imp_http_request(r->c->fallback, &o);
-    return r->curl ? 0 : -1;
+    if (!r->curl) return -1;
+    r->where = R_CURL;
+    r->prev = NULL;
+    r->next = r->c->curls;
+    if (r->c->curls) r->c->curls->prev = r;
+    r->c->curls = r;
+    return 0;
 }
 
 /* ---- TLS contexts ---------------------------------------------------------- */
@@ -439,11 +461,14 @@ static void stream_gone(struct conn *k, struct imp_h2_req *r, uint32_t code)
         req_finish(r, IMP_EPROTO, "response body over 4 MiB");
         return;
     }
-    if (code == NGHTTP2_REFUSED_STREAM && r->status == 0) {
-        /* not processed by the server (GOAWAY or refused): send again */
+    if (code == NGHTTP2_REFUSED_STREAM && r->status == 0 && ++r->refused <= 3) {
+        /* not processed by the server (GOAWAY or refused): send again,
+         * not on this connection if it takes no more (origin_dispatch) */
         imp_buf_reset(&r->resp);
         r->body_off = 0;
         pend_push(k->o, r, 1);
+        k->o->kicked = 1;
+        kick(k->c);
         return;
     }
     if (code == NGHTTP2_NO_ERROR && r->status > 0) {
@@ -462,6 +487,7 @@ static int on_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
     struct conn *k = ud;
     if (k->dead) return 0;
+    if (id % 2 == 0) return 0; /* not ours (a pushed stream) */
     k->nstreams--;
     k->last_used = ev_now(k->c->loop);
     struct imp_h2_req *r = nghttp2_session_get_stream_user_data(s, id);
@@ -473,8 +499,9 @@ static int on_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
  * stream was never opened, so look the request up by its id. */
 static int on_not_send_cb(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud)
 {
-    (void)lib_error;
     struct conn *k = ud;
+    if (lib_error == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED || lib_error == NGHTTP2_ERR_SESSION_CLOSING)
+        k->goaway = 1; /* no new streams on this session */
     /* a stream that was opened is closed by nghttp2 next (on_close_cb) */
     if (k->dead || f->hd.type != NGHTTP2_HEADERS || nghttp2_session_find_stream(s, f->hd.stream_id))
         return 0;
@@ -492,6 +519,9 @@ static int on_frame_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     (void)s;
     struct conn *k = ud;
     if (f->hd.type == NGHTTP2_GOAWAY) k->goaway = 1;
+    if (f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA ||
+        (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)))
+        k->last_recv = ev_now(k->c->loop);
     return 0;
 }
 
@@ -551,6 +581,7 @@ static int conn_flush(struct conn *k)
     for (;;) {
         if (k->out_off < k->out_len) {
             ERR_clear_error();
+            errno = 0;
             int n = SSL_write(k->ssl, k->out + k->out_off, (int)(k->out_len - k->out_off));
             if (n <= 0) {
                 int e = SSL_get_error(k->ssl, n);
@@ -592,6 +623,14 @@ static int conn_flush(struct conn *k)
         conn_close(k, IMP_ECLOSED, "connection closed by the server (GOAWAY)");
         return -1;
     }
+    if (!nghttp2_session_want_read(k->s) && !nghttp2_session_want_write(k->s)) {
+        /* nghttp2 ended the session (a protocol error: its GOAWAY is out) */
+        char msg[160];
+        snprintf(msg, sizeof(msg), "HTTP/2 with %s:%d: session ended after a protocol error",
+                 k->o->host, k->o->port);
+        conn_close(k, IMP_EPROTO, msg);
+        return -1;
+    }
     if (k->o->pend_head) origin_dispatch(k->o);
     return 0;
 }
@@ -617,7 +656,12 @@ static void conn_ready(struct conn *k)
         origin_dispatch(o);
         return;
     }
-    nghttp2_session_client_new(&k->s, c->cbs, k);
+    if (nghttp2_session_client_new(&k->s, c->cbs, k) != 0) {
+        k->s = NULL;
+        conn_close(k, IMP_ENOMEM, "HTTP/2: cannot create a session");
+        return;
+    }
+    k->last_recv = ev_now(c->loop);
     nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
                                    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20}};
     nghttp2_submit_settings(k->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
@@ -672,7 +716,11 @@ static void conn_read(struct conn *k)
             continue;
         }
         int e = SSL_get_error(k->ssl, n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e == SSL_ERROR_WANT_WRITE) { /* TLS needs to write first: come back when writable */
+            conn_set_io(k, EV_READ | EV_WRITE);
+            return;
+        }
         char msg[240];
         ssl_error(k, n, "TLS read", msg, sizeof(msg));
         conn_close(k, IMP_EIO, msg);
@@ -742,11 +790,26 @@ static void conn_connect(struct conn *k)
     setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     setsockopt(k->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
     struct ctx *x = ctx_of(k->c, o->ca_file);
-    if (x->error) {
-        conn_close(k, IMP_EIO, x->error);
+    if (x->error) { /* not kept: the next connection tries the file again */
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%s", x->error);
+        for (struct ctx **pp = &k->c->ctxs; *pp; pp = &(*pp)->next)
+            if (*pp == x) {
+                *pp = x->next;
+                break;
+            }
+        if (x->ctx) SSL_CTX_free(x->ctx);
+        free(x->ca_file);
+        free(x->error);
+        free(x);
+        conn_close(k, IMP_EIO, msg);
         return;
     }
     k->ssl = SSL_new(x->ctx);
+    if (!k->ssl) {
+        conn_close(k, IMP_ENOMEM, "TLS: cannot create a connection");
+        return;
+    }
     SSL_set_fd(k->ssl, k->fd);
     SSL_set_connect_state(k->ssl);
     if (o->is_ip) {
@@ -868,14 +931,20 @@ static void conn_close(struct conn *k, int err, const char *msg)
                 break;
             }
     free(k);
-    if (err && !was_ready && o->nconns == 0 && !o->no_h2) {
+    if (err && !was_ready && !o->no_h2) {
+        /* a connection could not be set up: the requests waiting for one
+         * fail now (the batch retries them with its backoff) rather than
+         * reconnect at once, over and over */
         while (o->pend_head) {
             struct imp_h2_req *r = o->pend_head;
             pend_unlink(o, r);
             req_finish(r, err, msg);
         }
     }
-    if (o->pend_head) origin_dispatch(o);
+    if (o->pend_head) { /* e.g. never-sent requests of a closed connection */
+        o->kicked = 1;
+        kick(c);
+    }
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -932,6 +1001,7 @@ static void submit(struct conn *k, struct imp_h2_req *r)
         return;
     }
     r->stream_id = id;
+    r->sent_at = ev_now(k->c->loop);
     k->nstreams++;
     k->last_used = ev_now(k->c->loop);
     stream_link(k, r);
@@ -958,7 +1028,9 @@ static void origin_dispatch(struct origin *o)
                 setting_up = 1;
                 continue;
             }
-            if (k->goaway || k->nstreams >= stream_limit(k)) continue;
+            if (k->goaway || k->nstreams >= stream_limit(k) ||
+                !nghttp2_session_check_request_allowed(k->s))
+                continue;
             if (!best || k->nstreams < best->nstreams) best = k;
         }
         if (!best) {
@@ -981,8 +1053,16 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
         pend_unlink(r->o, r);
         req_finish(r, IMP_ETIMEDOUT, msg);
     } else if (r->where == R_STREAM && !r->zombie) {
-        /* answer now; the request object stays until nghttp2 closes the stream */
         struct conn *k = r->conn;
+        if (k->last_recv <= r->sent_at) {
+            /* no answer to anything since it was sent: the connection is dead */
+            char m2[160];
+            snprintf(m2, sizeof(m2), "connection to %s:%d silent for %d ms", k->o->host,
+                     k->o->port, r->timeout_ms);
+            conn_close(k, IMP_ETIMEDOUT, m2);
+            return; /* r is answered (or resent if never sent) with the rest */
+        }
+        /* answer now; the request object stays until nghttp2 closes the stream */
         nghttp2_submit_rst_stream(k->s, NGHTTP2_FLAG_NONE, r->stream_id, NGHTTP2_CANCEL);
         mark_dirty(k);
         r->zombie = 1;
@@ -1022,7 +1102,8 @@ static int parse_url(const char *url, char *host, size_t hlen, int *port, const 
         *port = (int)v;
         end = e;
     }
-    if (*end != '\0' && *end != '/' && *end != '?') return -1;
+    if (*end != '\0' && *end != '/') return -1; /* "?q" without a path: libcurl */
+    if (strchr(end, '#')) return -1;             /* a fragment: libcurl drops it */
     *path = end;
     return 0;
 }
@@ -1103,6 +1184,7 @@ void imp_h2_cancel(struct imp_h2_req *r)
         break;
     case R_CURL:
         imp_http_cancel(r->curl);
+        curl_unlink(r);
         break;
     case R_STREAM:
         if (!r->zombie) {
@@ -1122,7 +1204,13 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     struct imp_h2 *c = w->data;
-    while (c->done_head || c->dirty) {
+    for (;;) {
+        for (struct origin *o = c->origins; o; o = o->next)
+            if (o->kicked) {
+                o->kicked = 0;
+                origin_dispatch(o);
+            }
+        if (!c->done_head && !c->dirty) break;
         while (c->done_head) {
             struct imp_h2_req *r = c->done_head;
             done_unlink(c, r);
@@ -1194,6 +1282,12 @@ void imp_h2_destroy(struct imp_h2 *c)
     while (c->done_head) {
         struct imp_h2_req *r = c->done_head;
         done_unlink(c, r);
+        req_free(r);
+    }
+    while (c->curls) {
+        struct imp_h2_req *r = c->curls;
+        imp_http_cancel(r->curl);
+        curl_unlink(r);
         req_free(r);
     }
     ev_prepare_stop(c->loop, &c->prep);

@@ -2,7 +2,8 @@
 -- (spec/helpers/h2peer.js): every answer reaches its own request when 100
 -- share one connection, names are resolved, an HTTP/1.1-only server is
 -- reached through libcurl, a GOAWAY costs nothing, a killed connection
--- costs only a retry, a wrong CA is named. The requests are sent by
+-- costs only a retry, a broken or silent session is ended with its
+-- reason, a vanished server fails requests at once, a wrong CA is named. The requests are sent by
 -- spec/fixtures/h2/run_spec.lua inside `impulse test` (the real sender).
 local h = require "spec.helpers"
 local cjson = require "cjson"
@@ -27,8 +28,8 @@ end
 -- Runs n requests; returns what run_spec.lua printed (decoded) and the output.
 local function send(url, n, opts)
   opts = opts or {}
-  local env = format("H2T_URL=%s H2T_CA=%s H2T_N=%d H2T_ATTEMPTS=%d H2T_CONC=%d", h.shell_quote(url),
-    h.shell_quote(opts.ca or h.test_pki().ca), n, opts.attempts or 1, opts.concurrency or 100)
+  local env = format("H2T_URL=%s H2T_CA=%s H2T_N=%d H2T_ATTEMPTS=%d H2T_CONC=%d H2T_TIMEOUT=%d", h.shell_quote(url),
+    h.shell_quote(opts.ca or h.test_pki().ca), n, opts.attempts or 1, opts.concurrency or 100, opts.timeout or 5000)
   local out = h.run(format("cd %s && %s %s test spec/fixtures/h2/run_spec.lua 2>&1", h.shell_quote(h.root), env,
     h.shell_quote(h.bin)))
   local line = out:match("H2T (%b{})")
@@ -93,6 +94,30 @@ describe("the providers' HTTP/2 client #engine", function()
     assert.equal(2, r.stats.sessions)
     local once = send(format("https://127.0.0.1:%d", p.port), 20, { attempts = 1 })
     assert.equal(20, once.ok) -- and the client goes on normally
+  end)
+
+  it("ends a session the server broke (a protocol error) with that error, without hanging", function()
+    local p = start_peer("badframe") -- each connection: a WINDOW_UPDATE of 0 after the first request
+    local r = send(format("https://127.0.0.1:%d", p.port), 20, { timeout = 3000 })
+    assert.equal(0, r.ok)
+    assert.equal(20, r.failed)
+    assert.matches("session ended after a protocol error", r.errors[1], 1, true)
+  end)
+
+  it("gives up a connection that stays silent for a whole request timeout", function()
+    local p = start_peer("silent")
+    local r = send(format("https://127.0.0.1:%d", p.port), 5, { timeout = 500 })
+    assert.equal(5, r.failed)
+    assert.matches("silent for 500 ms", r.errors[1], 1, true)
+    assert.equal(2, r.stats.sessions) -- /stats came on a new connection
+  end)
+
+  it("fails at once the requests a closed server cannot take, with no reconnect storm", function()
+    local p = start_peer("close") -- GOAWAY after 50 streams, and the listener closes
+    local r = send(format("https://127.0.0.1:%d", p.port), 200, { timeout = 5000 })
+    assert.is_true(r.ok >= 50)
+    assert.equal(200, r.ok + r.failed)
+    assert.matches("Connection refused", r.errors[1], 1, true) -- not a timeout: failed at the first refusal
   end)
 
   it("names a certificate it cannot verify, per request", function()

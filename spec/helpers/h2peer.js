@@ -7,10 +7,15 @@
 //   h1      HTTPS with HTTP/1.1 only (no h2 in ALPN)
 //   goaway  HTTP/2; each connection closes gracefully (GOAWAY) after 50 streams
 //   kill    HTTP/2; the first connection is destroyed after 50 streams, answers in flight lost
+//   close   HTTP/2; after 50 streams the connection closes (GOAWAY) and the server stops listening
+//   silent  HTTP/2; never answers a request (GET /stats only)
+//   badframe  raw TLS with ALPN h2: after the client's first request, a WINDOW_UPDATE
+//           of 0 on the connection (a protocol error)
 'use strict';
 const fs = require('fs');
 const http2 = require('http2');
 const https = require('https');
+const tlsmod = require('tls');
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
@@ -32,8 +37,40 @@ function answer(req, res, proto, session) {
   });
 }
 
+function frame(type, flags, sid, payload) {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(sid, 5);
+  return Buffer.concat([h, payload]);
+}
+
 let server;
-if (mode === 'h1') {
+if (mode === 'badframe') {
+  server = tlsmod.createServer({ ...tls, ALPNProtocols: ['h2'] }, (sock) => {
+    sessions++;
+    let buf = Buffer.alloc(0), sent = false;
+    sock.write(frame(4, 0, 0, Buffer.alloc(0))); // SETTINGS
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 24 && buf.slice(0, 3).toString() === 'PRI') buf = buf.slice(24);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3), type = buf[3], flags = buf[4];
+        if (buf.length < 9 + len) break;
+        buf = buf.slice(9 + len);
+        if (type === 4 && !(flags & 1)) sock.write(frame(4, 1, 0, Buffer.alloc(0)));
+        if (type === 1 && !sent) {
+          streams++;
+          sent = true;
+          const z = Buffer.alloc(4);
+          sock.write(frame(8, 0, 0, z)); // WINDOW_UPDATE 0: PROTOCOL_ERROR
+        }
+      }
+    });
+    sock.on('error', () => {});
+  });
+} else if (mode === 'h1') {
   server = https.createServer(tls, (req, res) => answer(req, res, '1.1', req.socket.sessionNo));
   server.on('secureConnection', (sock) => { sock.sessionNo = ++sessions; });
   server.on('request', () => { streams++; });
@@ -42,11 +79,16 @@ if (mode === 'h1') {
   server.on('session', (s) => { s.sessionNo = ++sessions; s.served = 0; });
   server.on('request', (req, res) => {
     streams++;
+    if (mode === 'silent' && req.url !== '/stats') return;
     const s = req.stream.session;
     answer(req, res, '2.0', s.sessionNo);
     s.served++;
     if (s.served === 50 && mode === 'goaway') s.close();
     if (s.served === 50 && mode === 'kill' && s.sessionNo === 1) setImmediate(() => s.destroy());
+    if (s.served === 50 && mode === 'close') {
+      s.close();
+      server.close();
+    }
   });
 }
 server.listen(0, '127.0.0.1', () => {
