@@ -14,7 +14,12 @@
  * ready one is at the server's stream limit and none is being set up (what
  * CURLOPT_PIPEWAIT does). Requests nghttp2 reports refused (GOAWAY past
  * them, REFUSED_STREAM) were not processed by the server and are sent again
- * on another connection. An origin whose TLS handshake does not select h2
+ * on another connection (at most 3 times). A connection that answers
+ * nothing between a request's submission and its timeout is closed as dead;
+ * one that cannot be set up fails the requests waiting for it (the batch
+ * retries them with its backoff) rather than being retried at once; a
+ * session nghttp2 ends after a protocol error is closed with that reason.
+ * An origin whose TLS handshake does not select h2
  * (ALPN) is remembered and its requests go through the libcurl client
  * (HTTP/1.1), as do http:// URLs. Names are resolved off the loop.
  */
