@@ -26,6 +26,7 @@
 #define MAX_RESP       (4 * 1024 * 1024) /* a response body beyond this is refused */
 #define IDLE_CLOSE_S   60.0              /* a connection without streams this long is closed */
 #define STREAMS_PRESET 100               /* assumed before the server's SETTINGS arrive */
+#define MAX_ADDRS      4                 /* of a name's addresses, tried in turn */
 
 enum rstate { R_PENDING, R_STREAM, R_DONE, R_CURL };
 enum cstate { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_READY };
@@ -79,8 +80,9 @@ struct conn {
     unsigned char *out;
     size_t out_len, out_off, out_cap;
     struct job *job; /* name resolution in flight */
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    struct sockaddr_storage addr[MAX_ADDRS]; /* tried in order until one connects */
+    socklen_t addr_len[MAX_ADDRS];
+    int naddr, ai;
 };
 
 struct origin {
@@ -115,8 +117,9 @@ struct job {
     struct resolver *r;
     struct conn *conn; /* NULL when the connection went away first */
     char host[256], port[8];
-    struct sockaddr_storage addr;
-    socklen_t addr_len;
+    struct sockaddr_storage addr[MAX_ADDRS];
+    socklen_t addr_len[MAX_ADDRS];
+    int naddr;
     char error[320];
 };
 
@@ -354,14 +357,18 @@ static void resolver_unref(struct resolver *rs)
 static void *resolve_thread(void *arg)
 {
     struct job *j = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_ADDRCONFIG},
+                    *ai = NULL;
     int rc = getaddrinfo(j->host, j->port, &hints, &ai);
     if (rc != 0 || !ai) {
         snprintf(j->error, sizeof(j->error), "cannot resolve %s: %s", j->host,
                  rc ? gai_strerror(rc) : "no address");
     } else {
-        memcpy(&j->addr, ai->ai_addr, ai->ai_addrlen);
-        j->addr_len = ai->ai_addrlen;
+        for (struct addrinfo *a = ai; a && j->naddr < MAX_ADDRS; a = a->ai_next) {
+            memcpy(&j->addr[j->naddr], a->ai_addr, a->ai_addrlen);
+            j->addr_len[j->naddr++] = a->ai_addrlen;
+        }
     }
     if (ai) freeaddrinfo(ai);
     struct resolver *rs = j->r;
@@ -375,6 +382,7 @@ static void *resolve_thread(void *arg)
 }
 
 static void conn_connect(struct conn *k);
+static void conn_connect_failed(struct conn *k, int err);
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -393,8 +401,9 @@ static void on_async(struct ev_loop *loop, ev_async *w, int revents)
             if (j->error[0]) {
                 conn_close(k, IMP_EIO, j->error);
             } else {
-                memcpy(&k->addr, &j->addr, j->addr_len);
-                k->addr_len = j->addr_len;
+                memcpy(k->addr, j->addr, sizeof(k->addr));
+                memcpy(k->addr_len, j->addr_len, sizeof(k->addr_len));
+                k->naddr = j->naddr;
                 conn_connect(k);
             }
         }
@@ -738,10 +747,7 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t len = sizeof(err);
         getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &err, &len);
         if (err) {
-            char msg[200];
-            snprintf(msg, sizeof(msg), "connect to %s:%d: %s", k->o->host, k->o->port,
-                     strerror(err));
-            conn_close(k, IMP_EIO, msg);
+            conn_connect_failed(k, err);
             return;
         }
         k->state = C_HANDSHAKE;
@@ -778,10 +784,29 @@ static void on_conn_timer(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+/* The TCP connect to the current address failed (err: an errno): the next
+ * address of the name, or the end of this connection. */
+static void conn_connect_failed(struct conn *k, int err)
+{
+    if (k->ai + 1 < k->naddr) {
+        SSL_free(k->ssl);
+        k->ssl = NULL;
+        ev_io_stop(k->c->loop, &k->io);
+        close(k->fd);
+        k->fd = -1;
+        k->ai++;
+        conn_connect(k);
+        return;
+    }
+    char msg[200];
+    snprintf(msg, sizeof(msg), "connect to %s:%d: %s", k->o->host, k->o->port, strerror(err));
+    conn_close(k, IMP_EIO, msg);
+}
+
 static void conn_connect(struct conn *k)
 {
     struct origin *o = k->o;
-    k->fd = socket(k->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    k->fd = socket(k->addr[k->ai].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (k->fd < 0) {
         conn_close(k, IMP_EIO, "cannot create a socket");
         return;
@@ -819,15 +844,13 @@ static void conn_connect(struct conn *k)
         SSL_set1_host(k->ssl, o->host);
     }
     k->state = C_CONNECT;
-    if (connect(k->fd, (struct sockaddr *)&k->addr, k->addr_len) == 0) {
+    if (connect(k->fd, (struct sockaddr *)&k->addr[k->ai], k->addr_len[k->ai]) == 0) {
         k->state = C_HANDSHAKE;
         conn_handshake(k);
         return;
     }
     if (errno != EINPROGRESS) {
-        char msg[200];
-        snprintf(msg, sizeof(msg), "connect to %s:%d: %s", o->host, o->port, strerror(errno));
-        conn_close(k, IMP_EIO, msg);
+        conn_connect_failed(k, errno);
         return;
     }
     conn_set_io(k, EV_WRITE);
@@ -851,17 +874,18 @@ static void conn_open(struct origin *o)
     ev_timer_start(c->loop, &k->tm);
     k->state = C_RESOLVE;
     if (o->is_ip) {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&k->addr;
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&k->addr;
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&k->addr[0];
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&k->addr[0];
+        k->naddr = 1;
         if (inet_pton(AF_INET, o->host, &a4->sin_addr) == 1) {
             a4->sin_family = AF_INET;
             a4->sin_port = htons((uint16_t)o->port);
-            k->addr_len = sizeof(*a4);
+            k->addr_len[0] = sizeof(*a4);
         } else {
             inet_pton(AF_INET6, o->host, &a6->sin6_addr);
             a6->sin6_family = AF_INET6;
             a6->sin6_port = htons((uint16_t)o->port);
-            k->addr_len = sizeof(*a6);
+            k->addr_len[0] = sizeof(*a6);
         }
         conn_connect(k);
         return;
