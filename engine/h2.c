@@ -33,18 +33,25 @@ enum cstate { C_RESOLVE, C_CONNECT, C_HANDSHAKE, C_READY };
 
 struct origin;
 struct conn;
+struct imp_h2_req;
+
+/* A list of requests; a request is on at most one (its state says which). */
+struct rlist {
+    struct imp_h2_req *head, *tail;
+};
 
 struct imp_h2_req {
-    struct imp_h2_req *next, *prev; /* in origin's pending, conn's streams or c->done */
+    struct imp_h2_req *next,
+        *prev; /* in an rlist: origin's pend, conn's streams, c's done or curls */
     struct imp_h2 *c;
     struct origin *o;
     struct conn *conn;
     enum rstate where;
     int32_t stream_id;
-    int zombie;   /* cancelled or answered early: kept until nghttp2 closes the stream */
-    int refused;  /* times the server refused it unseen (REFUSED_STREAM, GOAWAY) */
+    int zombie;        /* cancelled or answered early: kept until nghttp2 closes the stream */
+    int refused;       /* times the server refused it unseen (REFUSED_STREAM, GOAWAY) */
     ev_tstamp sent_at; /* submitted on its connection */
-    int overflow; /* response too large: reset, failed when the stream closes */
+    int overflow;      /* response too large: reset, failed when the stream closes */
     /* the caller's, borrowed until done or cancel (h2.h) */
     const char *url, *method, *path, *body, *ca_file;
     const char *const *lines; /* header lines, NULL-terminated, or NULL */
@@ -65,21 +72,21 @@ struct conn {
     struct conn *next;
     struct imp_h2 *c;
     struct origin *o;
-    struct imp_h2_req *streams; /* requests submitted on the session */
+    struct rlist streams; /* requests submitted on the session */
     enum cstate state;
     int fd;
     SSL *ssl;
     nghttp2_session *s;
     ev_io io;
-    ev_timer tm; /* connect + handshake deadline, then idle close */
+    ev_timer tm;         /* connect + handshake deadline, then idle close */
     ev_tstamp last_used; /* a stream opened or closed */
     ev_tstamp last_recv; /* a response frame (HEADERS, DATA) or a PING's answer came in */
-    int nstreams; /* opened on the session and not closed yet */
+    int nstreams;        /* opened on the session and not closed yet */
     int goaway, dead, in_dirty;
     struct conn *dirty_next;
     unsigned char *out;
     size_t out_len, out_off, out_cap;
-    struct job *job; /* name resolution in flight */
+    struct job *job;                         /* name resolution in flight */
     struct sockaddr_storage addr[MAX_ADDRS]; /* tried in order until one connects */
     socklen_t addr_len[MAX_ADDRS];
     int naddr, ai;
@@ -91,7 +98,7 @@ struct origin {
     char *host, *authority, *ca_file; /* ca_file "" = the system's CAs */
     int port, is_ip, no_h2, nconns;
     struct conn *conns;
-    struct imp_h2_req *pend_head, *pend_tail;
+    struct rlist pend; /* waiting for a connection with room */
     int connect_timeout_ms;
     int kicked; /* dispatch from the prepare watcher (never from inside conn_close) */
 };
@@ -129,8 +136,8 @@ struct imp_h2 {
     int max_conns;
     struct origin *origins;
     struct ctx *ctxs;
-    struct imp_h2_req *done_head, *done_tail;
-    struct imp_h2_req *curls; /* requests handed to libcurl */
+    struct rlist done;  /* answered, to deliver from the prepare watcher */
+    struct rlist curls; /* handed to libcurl */
     struct conn *dirty;
     ev_prepare prep;
     ev_async async;
@@ -159,37 +166,45 @@ static void mark_dirty(struct conn *k)
     kick(k->c);
 }
 
-static void stream_unlink(struct conn *k, struct imp_h2_req *r)
+static void rl_unlink(struct rlist *l, struct imp_h2_req *r)
 {
     if (r->prev)
         r->prev->next = r->next;
     else
-        k->streams = r->next;
-    if (r->next) r->next->prev = r->prev;
+        l->head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        l->tail = r->prev;
     r->next = r->prev = NULL;
+}
+
+static void rl_push(struct rlist *l, struct imp_h2_req *r, int front)
+{
+    if (front) {
+        r->prev = NULL;
+        r->next = l->head;
+        if (l->head)
+            l->head->prev = r;
+        else
+            l->tail = r;
+        l->head = r;
+    } else {
+        r->next = NULL;
+        r->prev = l->tail;
+        if (l->tail)
+            l->tail->next = r;
+        else
+            l->head = r;
+        l->tail = r;
+    }
 }
 
 static void stream_link(struct conn *k, struct imp_h2_req *r)
 {
     r->where = R_STREAM;
     r->conn = k;
-    r->prev = NULL;
-    r->next = k->streams;
-    if (k->streams) k->streams->prev = r;
-    k->streams = r;
-}
-
-static void pend_unlink(struct origin *o, struct imp_h2_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        o->pend_head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        o->pend_tail = r->prev;
-    r->next = r->prev = NULL;
+    rl_push(&k->streams, r, 1);
 }
 
 static void pend_push(struct origin *o, struct imp_h2_req *r, int front)
@@ -197,36 +212,7 @@ static void pend_push(struct origin *o, struct imp_h2_req *r, int front)
     r->where = R_PENDING;
     r->conn = NULL;
     r->stream_id = 0;
-    if (front) {
-        r->prev = NULL;
-        r->next = o->pend_head;
-        if (o->pend_head)
-            o->pend_head->prev = r;
-        else
-            o->pend_tail = r;
-        o->pend_head = r;
-    } else {
-        r->next = NULL;
-        r->prev = o->pend_tail;
-        if (o->pend_tail)
-            o->pend_tail->next = r;
-        else
-            o->pend_head = r;
-        o->pend_tail = r;
-    }
-}
-
-static void done_unlink(struct imp_h2 *c, struct imp_h2_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->done_head = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    else
-        c->done_tail = r->prev;
-    r->next = r->prev = NULL;
+    rl_push(&o->pend, r, front);
 }
 
 /* The request has its answer (or error): delivered from the prepare watcher,
@@ -239,35 +225,18 @@ static void req_finish(struct imp_h2_req *r, int err, const char *msg)
     if (err && msg) snprintf(r->errmsg, sizeof(r->errmsg), "%s", msg);
     r->where = R_DONE;
     r->conn = NULL;
-    r->next = NULL;
-    r->prev = c->done_tail;
-    if (c->done_tail)
-        c->done_tail->next = r;
-    else
-        c->done_head = r;
-    c->done_tail = r;
+    rl_push(&c->done, r, 0);
     kick(c);
 }
 
 /* ---- the libcurl path (not https, or the origin does not speak h2) --------- */
-
-static void curl_unlink(struct imp_h2_req *r)
-{
-    struct imp_h2 *c = r->c;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->curls = r->next;
-    if (r->next) r->next->prev = r->prev;
-    r->next = r->prev = NULL;
-}
 
 static void curl_done(void *arg, int err, long status, const char *body, size_t len,
                       const char *errmsg)
 {
     struct imp_h2_req *r = arg;
     r->curl = NULL;
-    curl_unlink(r);
+    rl_unlink(&r->c->curls, r);
     r->on_done(r->arg, err, status, body, len, errmsg);
     req_free(r);
 }
@@ -297,10 +266,7 @@ static int to_curl(struct imp_h2_req *r)
     r->curl = imp_http_request(r->c->fallback, &o);
     if (!r->curl) return -1;
     r->where = R_CURL;
-    r->prev = NULL;
-    r->next = r->c->curls;
-    if (r->c->curls) r->c->curls->prev = r;
-    r->c->curls = r;
+    rl_push(&r->c->curls, r, 0);
     return 0;
 }
 
@@ -357,7 +323,8 @@ static void resolver_unref(struct resolver *rs)
 static void *resolve_thread(void *arg)
 {
     struct job *j = arg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_ADDRCONFIG},
                     *ai = NULL;
     int rc = getaddrinfo(j->host, j->port, &hints, &ai);
@@ -461,7 +428,7 @@ static int on_data_cb(nghttp2_session *s, uint8_t flags, int32_t id, const uint8
 /* The stream will not be sent (e.g. the server's GOAWAY came first). */
 static void stream_gone(struct conn *k, struct imp_h2_req *r, uint32_t code)
 {
-    stream_unlink(k, r);
+    rl_unlink(&k->streams, r);
     if (r->zombie) {
         req_free(r);
         return;
@@ -509,12 +476,13 @@ static int on_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 static int on_not_send_cb(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud)
 {
     struct conn *k = ud;
-    if (lib_error == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED || lib_error == NGHTTP2_ERR_SESSION_CLOSING)
+    if (lib_error == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED ||
+        lib_error == NGHTTP2_ERR_SESSION_CLOSING)
         k->goaway = 1; /* no new streams on this session */
     /* a stream that was opened is closed by nghttp2 next (on_close_cb) */
     if (k->dead || f->hd.type != NGHTTP2_HEADERS || nghttp2_session_find_stream(s, f->hd.stream_id))
         return 0;
-    for (struct imp_h2_req *r = k->streams; r; r = r->next)
+    for (struct imp_h2_req *r = k->streams.head; r; r = r->next)
         if (r->stream_id == f->hd.stream_id) {
             k->nstreams--;
             stream_gone(k, r, NGHTTP2_REFUSED_STREAM);
@@ -640,7 +608,7 @@ static int conn_flush(struct conn *k)
         conn_close(k, IMP_EPROTO, msg);
         return -1;
     }
-    if (k->o->pend_head) origin_dispatch(k->o);
+    if (k->o->pend.head) origin_dispatch(k->o);
     return 0;
 }
 
@@ -927,9 +895,9 @@ static void conn_close(struct conn *k, int err, const char *msg)
     ev_io_stop(c->loop, &k->io);
     ev_timer_stop(c->loop, &k->tm);
     if (k->job) k->job->conn = NULL; /* the lookup's answer is dropped */
-    while (k->streams) {
-        struct imp_h2_req *r = k->streams;
-        stream_unlink(k, r);
+    while (k->streams.head) {
+        struct imp_h2_req *r = k->streams.head;
+        rl_unlink(&k->streams, r);
         if (r->zombie)
             req_free(r);
         else if (k->s && !nghttp2_session_find_stream(k->s, r->stream_id))
@@ -959,13 +927,13 @@ static void conn_close(struct conn *k, int err, const char *msg)
         /* a connection could not be set up: the requests waiting for one
          * fail now (the batch retries them with its backoff) rather than
          * reconnect at once, over and over */
-        while (o->pend_head) {
-            struct imp_h2_req *r = o->pend_head;
-            pend_unlink(o, r);
+        while (o->pend.head) {
+            struct imp_h2_req *r = o->pend.head;
+            rl_unlink(&o->pend, r);
             req_finish(r, err, msg);
         }
     }
-    if (o->pend_head) { /* e.g. never-sent requests of a closed connection */
+    if (o->pend.head) { /* e.g. never-sent requests of a closed connection */
         o->kicked = 1;
         kick(c);
     }
@@ -975,8 +943,9 @@ static void conn_close(struct conn *k, int err, const char *msg)
 
 static int skip_header(const char *name, size_t n)
 {
-    static const char *const drop[] = {"host", "connection", "keep-alive", "proxy-connection",
-                                       "transfer-encoding", "upgrade", "te", "content-length"};
+    static const char *const drop[] = {
+        "host",    "connection", "keep-alive",    "proxy-connection", "transfer-encoding",
+        "upgrade", "te",         "content-length"};
     for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
         if (strlen(drop[i]) == n && strncasecmp(drop[i], name, n) == 0) return 1;
     return 0;
@@ -989,7 +958,7 @@ static void submit(struct conn *k, struct imp_h2_req *r)
     char names[2048]; /* header names, lowercased */
     size_t used = 0;
     int n = 0;
-#define NV(nm, nl, vl, vlen)                                                                   \
+#define NV(nm, nl, vl, vlen)                                                                       \
     nv[n++] = (nghttp2_nv){(uint8_t *)(nm), (uint8_t *)(vl), (nl), (vlen), NGHTTP2_NV_FLAG_NONE}
     NV(":method", 7, r->method, strlen(r->method));
     NV(":scheme", 7, "https", 5);
@@ -1008,9 +977,11 @@ static void submit(struct conn *k, struct imp_h2_req *r)
         while (*v == ' ' || *v == '\t') v++;
         size_t vl = strlen(v);
         while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
-        if (vl == 0 || skip_header(*l, nl) || used + nl > sizeof(names)) continue; /* "Name:" removes */
+        if (vl == 0 || skip_header(*l, nl) || used + nl > sizeof(names))
+            continue; /* "Name:" removes */
         char *nm = names + used;
-        for (size_t i = 0; i < nl; i++) nm[i] = (char)((*l)[i] >= 'A' && (*l)[i] <= 'Z' ? (*l)[i] + 32 : (*l)[i]);
+        for (size_t i = 0; i < nl; i++)
+            nm[i] = (char)((*l)[i] >= 'A' && (*l)[i] <= 'Z' ? (*l)[i] + 32 : (*l)[i]);
         used += nl;
         NV(nm, nl, v, vl);
     }
@@ -1037,10 +1008,10 @@ static void submit(struct conn *k, struct imp_h2_req *r)
 static void origin_dispatch(struct origin *o)
 {
     struct imp_h2 *c = o->c;
-    while (o->pend_head) {
-        struct imp_h2_req *r = o->pend_head;
+    while (o->pend.head) {
+        struct imp_h2_req *r = o->pend.head;
         if (o->no_h2) {
-            pend_unlink(o, r);
+            rl_unlink(&o->pend, r);
             if (to_curl(r) != 0) req_finish(r, IMP_EIO, "cannot start the request");
             continue;
         }
@@ -1061,7 +1032,7 @@ static void origin_dispatch(struct origin *o)
             if (!setting_up && o->nconns < c->max_conns) conn_open(o);
             return;
         }
-        pend_unlink(o, r);
+        rl_unlink(&o->pend, r);
         submit(best, r);
     }
 }
@@ -1074,15 +1045,15 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
     char msg[80];
     snprintf(msg, sizeof(msg), "timed out after %d ms", r->timeout_ms);
     if (r->where == R_PENDING) {
-        pend_unlink(r->o, r);
+        rl_unlink(&r->o->pend, r);
         req_finish(r, IMP_ETIMEDOUT, msg);
     } else if (r->where == R_STREAM && !r->zombie) {
         struct conn *k = r->conn;
         if (k->last_recv <= r->sent_at) {
             /* no answer to anything since it was sent: the connection is dead */
             char m2[160];
-            snprintf(m2, sizeof(m2), "connection to %s:%d silent for %d ms", k->o->host,
-                     k->o->port, r->timeout_ms);
+            snprintf(m2, sizeof(m2), "connection to %s:%d silent for %d ms", k->o->host, k->o->port,
+                     r->timeout_ms);
             conn_close(k, IMP_ETIMEDOUT, m2);
             return; /* r is answered (or resent if never sent) with the rest */
         }
@@ -1127,7 +1098,7 @@ static int parse_url(const char *url, char *host, size_t hlen, int *port, const 
         end = e;
     }
     if (*end != '\0' && *end != '/') return -1; /* "?q" without a path: libcurl */
-    if (strchr(end, '#')) return -1;             /* a fragment: libcurl drops it */
+    if (strchr(end, '#')) return -1;            /* a fragment: libcurl drops it */
     *path = end;
     return 0;
 }
@@ -1200,15 +1171,11 @@ void imp_h2_cancel(struct imp_h2_req *r)
 {
     if (!r) return;
     switch (r->where) {
-    case R_PENDING:
-        pend_unlink(r->o, r);
-        break;
-    case R_DONE:
-        done_unlink(r->c, r);
-        break;
+    case R_PENDING: rl_unlink(&r->o->pend, r); break;
+    case R_DONE: rl_unlink(&r->c->done, r); break;
     case R_CURL:
         imp_http_cancel(r->curl);
-        curl_unlink(r);
+        rl_unlink(&r->c->curls, r);
         break;
     case R_STREAM:
         if (!r->zombie) {
@@ -1234,10 +1201,10 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
                 o->kicked = 0;
                 origin_dispatch(o);
             }
-        if (!c->done_head && !c->dirty) break;
-        while (c->done_head) {
-            struct imp_h2_req *r = c->done_head;
-            done_unlink(c, r);
+        if (!c->done.head && !c->dirty) break;
+        while (c->done.head) {
+            struct imp_h2_req *r = c->done.head;
+            rl_unlink(&c->done, r);
             r->on_done(r->arg, r->err, r->err ? 0 : r->status, r->resp.data ? r->resp.data : "",
                        r->resp.len, r->errmsg);
             req_free(r);
@@ -1284,16 +1251,16 @@ void imp_h2_destroy(struct imp_h2 *c)
         struct origin *o = c->origins;
         c->origins = o->next;
         /* requests are dropped without callbacks */
-        while (o->pend_head) {
-            struct imp_h2_req *r = o->pend_head;
-            pend_unlink(o, r);
+        while (o->pend.head) {
+            struct imp_h2_req *r = o->pend.head;
+            rl_unlink(&o->pend, r);
             req_free(r);
         }
         while (o->conns) {
             struct conn *k = o->conns;
-            while (k->streams) {
-                struct imp_h2_req *r = k->streams;
-                stream_unlink(k, r);
+            while (k->streams.head) {
+                struct imp_h2_req *r = k->streams.head;
+                rl_unlink(&k->streams, r);
                 req_free(r);
             }
             conn_close(k, 0, NULL);
@@ -1303,15 +1270,15 @@ void imp_h2_destroy(struct imp_h2 *c)
         free(o->ca_file);
         free(o);
     }
-    while (c->done_head) {
-        struct imp_h2_req *r = c->done_head;
-        done_unlink(c, r);
+    while (c->done.head) {
+        struct imp_h2_req *r = c->done.head;
+        rl_unlink(&c->done, r);
         req_free(r);
     }
-    while (c->curls) {
-        struct imp_h2_req *r = c->curls;
+    while (c->curls.head) {
+        struct imp_h2_req *r = c->curls.head;
         imp_http_cancel(r->curl);
-        curl_unlink(r);
+        rl_unlink(&r->c->curls, r);
         req_free(r);
     }
     ev_prepare_stop(c->loop, &c->prep);
