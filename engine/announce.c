@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "etcd.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -56,25 +57,8 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
 
 static void post(struct imp_announce *a, const char *path, const char *body, int timeout_ms)
 {
-    char url[512], auth[600];
-    const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-    if (a->token[0]) {
-        snprintf(auth, sizeof(auth), "Authorization: %s", a->token);
-        headers[1] = auth;
-    }
-    snprintf(url, sizeof(url), "http://%s%s", a->cfg->etcd_addrs.v[a->endpoint], path);
-    struct imp_http_opts o = {
-        .method = "POST",
-        .url = url,
-        .headers = headers,
-        .body = body,
-        .body_len = strlen(body),
-        .timeout_ms = timeout_ms,
-        .connect_timeout_ms = 2000,
-        .on_done = on_reply,
-        .arg = a,
-    };
-    a->req = imp_http_request(a->http, &o);
+    a->req = imp_etcd_post(a->http, a->cfg->etcd_addrs.v[a->endpoint], a->token, path, body,
+                           timeout_ms, on_reply, NULL, a);
     if (a->req) return;
     if (a->step == S_REVOKE)
         revoke_finished(a);
@@ -200,11 +184,7 @@ static void run(struct imp_announce *a)
     switch (a->step) {
     case S_AUTH:
         a->token[0] = '\0';
-        imp_buf_puts(&b, "{\"name\":");
-        imp_buf_json_cstr(&b, a->cfg->etcd_username);
-        imp_buf_puts(&b, ",\"password\":");
-        imp_buf_json_cstr(&b, a->cfg->etcd_password);
-        imp_buf_putc(&b, '}');
+        imp_etcd_auth_body(&b, a->cfg);
         post(a, "/v3/auth/authenticate", b.data, 5000);
         break;
     case S_GRANT:

@@ -52,11 +52,6 @@ static void do_list(struct imp_etcd *e);
 static void do_watch(struct imp_etcd *e);
 static void do_auth(struct imp_etcd *e);
 
-static void url_of(struct imp_etcd *e, const char *path, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "http://%s%s", e->cfg->etcd_addrs.v[e->endpoint], path);
-}
-
 static void schedule_retry(struct imp_etcd *e, const char *why)
 {
     e->req = NULL;
@@ -85,16 +80,17 @@ static void range_json(const struct imp_etcd *e, struct imp_buf *b)
     free(end);
 }
 
-static void post(struct imp_etcd *e, const char *path, const char *body, imp_http_done_cb done,
-                 imp_http_chunk_cb chunk, int timeout_ms)
+struct imp_http_req *imp_etcd_post(struct imp_http *http, const char *endpoint, const char *token,
+                                   const char *path, const char *body, int timeout_ms,
+                                   imp_http_done_cb done, imp_http_chunk_cb chunk, void *arg)
 {
     char url[512], auth[600];
     const char *headers[3] = {"Content-Type: application/json", NULL, NULL};
-    if (e->token[0]) {
-        snprintf(auth, sizeof(auth), "Authorization: %s", e->token);
+    if (token && token[0]) {
+        snprintf(auth, sizeof(auth), "Authorization: %s", token);
         headers[1] = auth;
     }
-    url_of(e, path, url, sizeof(url));
+    snprintf(url, sizeof(url), "http://%s%s", endpoint, path);
     struct imp_http_opts o = {
         .method = "POST",
         .url = url,
@@ -105,9 +101,25 @@ static void post(struct imp_etcd *e, const char *path, const char *body, imp_htt
         .connect_timeout_ms = 2000,
         .on_chunk = chunk,
         .on_done = done,
-        .arg = e,
+        .arg = arg,
     };
-    e->req = imp_http_request(e->http, &o);
+    return imp_http_request(http, &o);
+}
+
+void imp_etcd_auth_body(struct imp_buf *b, const struct imp_config *cfg)
+{
+    imp_buf_puts(b, "{\"name\":");
+    imp_buf_json_cstr(b, cfg->etcd_username);
+    imp_buf_puts(b, ",\"password\":");
+    imp_buf_json_cstr(b, cfg->etcd_password);
+    imp_buf_putc(b, '}');
+}
+
+static void post(struct imp_etcd *e, const char *path, const char *body, imp_http_done_cb done,
+                 imp_http_chunk_cb chunk, int timeout_ms)
+{
+    e->req = imp_etcd_post(e->http, e->cfg->etcd_addrs.v[e->endpoint], e->token, path, body,
+                           timeout_ms, done, chunk, e);
     if (!e->req) schedule_retry(e, "cannot start an HTTP request");
 }
 
@@ -220,11 +232,7 @@ static void do_auth(struct imp_etcd *e)
 {
     struct imp_buf b;
     imp_buf_init(&b);
-    imp_buf_puts(&b, "{\"name\":");
-    imp_buf_json_cstr(&b, e->cfg->etcd_username);
-    imp_buf_puts(&b, ",\"password\":");
-    imp_buf_json_cstr(&b, e->cfg->etcd_password);
-    imp_buf_putc(&b, '}');
+    imp_etcd_auth_body(&b, e->cfg);
     e->state = ST_AUTH;
     e->token[0] = '\0';
     post(e, "/v3/auth/authenticate", b.data, on_auth, NULL, 5000);

@@ -28,4 +28,14 @@ void imp_etcd_destroy(struct imp_etcd *e);
 /* 1 after the first successful listing. */
 int imp_etcd_synced(const struct imp_etcd *e);
 
+/* For the other etcd clients (announce.c): a JSON POST of body to
+ * http://<endpoint><path> with the auth token, if any; NULL when libcurl
+ * refused it. */
+struct imp_http_req *imp_etcd_post(struct imp_http *http, const char *endpoint, const char *token,
+                                   const char *path, const char *body, int timeout_ms,
+                                   imp_http_done_cb done, imp_http_chunk_cb chunk, void *arg);
+/* The /v3/auth/authenticate body for cfg's etcd username and password. */
+struct imp_buf;
+void imp_etcd_auth_body(struct imp_buf *b, const struct imp_config *cfg);
+
 #endif

@@ -321,6 +321,8 @@ function _M.impulse_config(env, opts)
     "  etcd:",
     "    rootDirectory: openim",
     "    address: [" .. env.etcd.addr .. "]",
+    opts.etcd_user and ("    username: " .. opts.etcd_user) or "",
+    opts.etcd_password and ("    password: " .. opts.etcd_password) or "",
     "openim-push:",
     "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
     opts.provider and ("  enable: " .. opts.provider) or "  enable: none",
