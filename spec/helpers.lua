@@ -206,24 +206,32 @@ end
 
 -- ---------------------------------------------------------------- servers
 
-function _M.start_redis(port)
+-- auth = { user = ..., pass = ... }: an ACL user, and no access without it.
+function _M.start_redis(port, auth)
   port = port or _M.free_port()
   local dir = _M.tmpdir()
+  local acl = auth and format(" --user default off --user %s on %s '~*' '&*' '+@all'", shell_quote(auth.user),
+    shell_quote(">" .. auth.pass)) or ""
   local p = _M.spawn("redis-" .. port, format(
-    "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s",
-    port, shell_quote(dir)))
+    "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s%s",
+    port, shell_quote(dir), acl))
   p.port = port
   p.addr = "127.0.0.1:" .. port
+  p.auth = auth
   _M.wait_until(function()
-    return run(format("redis-cli -p %d ping 2>/dev/null", port)):match("PONG")
+    return _M.redis_cli(p, "ping"):match("PONG")
   end, 10000, "redis on port " .. port)
   return p
 end
 
+-- redis-cli against redis (as its ACL user, if it has one); db: a number or nil.
 function _M.redis_cli(redis, ...)
   local args = {}
   for i, a in ipairs({ ... }) do args[i] = shell_quote(a) end
-  return run(format("redis-cli -p %d %s", redis.port, concat(args, " ")))
+  local auth = redis.auth and format("--user %s --pass %s --no-auth-warning ", shell_quote(redis.auth.user),
+    shell_quote(redis.auth.pass)) or ""
+  local db = redis.db and format("-n %d ", redis.db) or ""
+  return run(format("redis-cli -p %d %s%s%s 2>/dev/null", redis.port, auth, db, concat(args, " ")))
 end
 
 function _M.publish(redis, channel, payload)
@@ -315,7 +323,9 @@ function _M.impulse_config(env, opts)
     "  address: [" .. env.kafka.bootstrap .. "]",
     "redis:",
     "  address: [" .. env.redis.addr .. "]",
-    "  password: ''",
+    env.redis.auth and ("  username: " .. env.redis.auth.user) or "",
+    "  password: '" .. (env.redis.auth and env.redis.auth.pass or "") .. "'",
+    opts.redis_db and ("  db: " .. opts.redis_db) or "",
     "discovery:",
     "  enable: etcd",
     "  etcd:",
@@ -401,7 +411,7 @@ end
 function _M.start_env(opts)
   opts = opts or {}
   local env = {}
-  env.redis = _M.start_redis()
+  env.redis = _M.start_redis(nil, opts.redis_auth)
   env.etcd = _M.start_etcd()
   env.kafka = _M.start_kafka()
   env.services = _M.start_services(env.etcd, opts.services_args)
