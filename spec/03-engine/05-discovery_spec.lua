@@ -51,4 +51,35 @@ describe("discovery #engine", function()
     h.wait_until(function() return #gateways_seen() == 1 end, 10000, "impulse to drop the gateway")
     assert.same({ env.gateways[1].grpc }, gateways_seen())
   end)
+
+  it("lists again when the revision its watch resumes from was compacted meanwhile", function()
+    local function etcdctl(args)
+      return (h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s %s 2>&1", env.etcd.url, args)))
+    end
+    local key, addr = "openim/messageGateway/127.0.0.1:9", "127.0.0.1:9" -- a node nobody serves
+    -- impulse is stopped while etcd restarts (its watch breaks unseen), a node
+    -- registers and etcd compacts past the revision the watch will resume from
+    h.signal(imp, h.SIGSTOP)
+    local cmd = env.etcd.cmd
+    h.stop(env.etcd)
+    local restarted = h.spawn("etcd-again", cmd)
+    restarted.port, restarted.url, restarted.addr = env.etcd.port, env.etcd.url, env.etcd.addr
+    restarted.data_dir = env.etcd.data_dir
+    env.etcd = restarted
+    h.wait_until(function()
+      local st, body = h.http("GET", env.etcd.url .. "/health")
+      return st == 200 and body:match('"health":"true"')
+    end, 15000, "etcd to come back")
+    etcdctl("put " .. key .. " " .. h.shell_quote('{"Op":0,"Addr":"' .. addr .. '","Metadata":null}'))
+    etcdctl("put openim/scratch x")
+    local rev = tonumber(etcdctl("get openim/scratch -w json"):match('"revision":(%d+)'))
+    assert.matches("compacted revision", etcdctl("compact " .. rev))
+    h.signal(imp, h.SIGCONT)
+    h.wait_until(function()
+      for _, a in ipairs(gateways_seen()) do if a == addr then return true end end
+    end, 20000, "impulse to list the node registered while it was stopped")
+    assert.is_true(#h.log_lines(imp, "etcd: watch revision") > 0, "the compaction was not what made it list")
+    etcdctl("del " .. key)
+    h.wait_until(function() return #gateways_seen() == 1 end, 10000, "impulse to drop the node again")
+  end)
 end)
