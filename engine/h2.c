@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "common.h"
+#include "metrics.h"
 
 #define OUT_CHUNK      (64 * 1024)       /* bytes gathered before one SSL_write */
 #define MAX_RESP       (4 * 1024 * 1024) /* a response body beyond this is refused */
@@ -143,6 +144,7 @@ struct imp_h2 {
     ev_async async;
     struct resolver *res;
     nghttp2_session_callbacks *cbs;
+    int destroying; /* no metrics from the teardown */
 };
 
 static void conn_close(struct conn *k, int err, const char *msg);
@@ -644,6 +646,7 @@ static void conn_ready(struct conn *k)
     nghttp2_submit_settings(k->s, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
     nghttp2_session_set_local_window_size(k->s, NGHTTP2_FLAG_NONE, 0, 16 << 20);
     k->state = C_READY;
+    imp_metrics_inc("impulse_http2_connections_opened_total", NULL, 1);
     ev_timer_stop(c->loop, &k->tm);
     k->last_used = ev_now(c->loop);
     ev_timer_set(&k->tm, IDLE_CLOSE_S, 0.);
@@ -892,6 +895,17 @@ static void conn_close(struct conn *k, int err, const char *msg)
     struct origin *o = k->o;
     int was_ready = k->state == C_READY;
     k->dead = 1;
+    if (!c->destroying) {
+        const char *why = !was_ready             ? (err ? "setup_failed" : "no_h2")
+                          : !err                 ? "idle"
+                          : err == IMP_EPROTO    ? "protocol_error"
+                          : err == IMP_ETIMEDOUT ? "silent"
+                          : err == IMP_ECLOSED   ? "goaway"
+                                                 : "io_error";
+        char labels[48];
+        snprintf(labels, sizeof(labels), "reason=\"%s\"", why);
+        imp_metrics_inc("impulse_http2_connections_closed_total", labels, 1);
+    }
     ev_io_stop(c->loop, &k->io);
     ev_timer_stop(c->loop, &k->tm);
     if (k->job) k->job->conn = NULL; /* the lookup's answer is dropped */
@@ -1247,6 +1261,7 @@ struct imp_h2 *imp_h2_create(struct ev_loop *loop, struct imp_http *fallback, in
 void imp_h2_destroy(struct imp_h2 *c)
 {
     if (!c) return;
+    c->destroying = 1;
     while (c->origins) {
         struct origin *o = c->origins;
         c->origins = o->next;

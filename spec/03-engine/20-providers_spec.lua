@@ -408,4 +408,9 @@ describe("providers #engine", function()
       assert.is_not.equal(m.clientMsgID, req.msgData.clientMsgID, "the outage's record was dead-lettered")
     end
   end)
+
+  it("counts the HTTP/2 connections it opened", function()
+    -- every provider above went over HTTP/2 (engine/h2.c) to the fake
+    assert.is_true(h.metric(imp, "impulse_http2_connections_opened_total") >= 1)
+  end)
 end)
