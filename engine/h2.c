@@ -473,8 +473,10 @@ static int on_close_cb(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
     return 0;
 }
 
-/* A request's HEADERS that nghttp2 did not send (after a GOAWAY): the
- * stream was never opened, so look the request up by its id. */
+/* A request's HEADERS that nghttp2 did not send (after a GOAWAY). nghttp2
+ * 1.52 opens the stream before deciding, so on_close_cb answers it and
+ * this returns early; the lookup by id is for a version that does not
+ * (a request never answered would be lost). */
 static int on_not_send_cb(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud)
 {
     struct conn *k = ud;

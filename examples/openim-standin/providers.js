@@ -9,7 +9,7 @@
 // received. See README.md ("Push provider fakes").
 
 const fs = require('fs');
-const { log, setLogPrefix, removeStale } = require('./lib/util');
+const { log, setLogPrefix, removeStale, lifecycle } = require('./lib/util');
 
 const USAGE = `usage:
   node providers.js --info FILE --cert CERT.pem --key KEY.pem
@@ -59,24 +59,6 @@ function parseArgs(argv) {
   };
 }
 
-// Shutdown hooks, run newest first (control, then HTTPS), then exit.
-function lifecycle() {
-  const hooks = [];
-  let stopping = false;
-  const stop = async (why, exitCode = 0) => {
-    if (stopping) { log(`${why} again, exiting now`); process.exit(1); }
-    stopping = true;
-    log(`${why}, shutting down`);
-    for (const h of hooks.reverse()) {
-      try { await h(); } catch (e) { log(`shutdown step failed: ${e.message}`); }
-    }
-    log('bye');
-    process.exit(exitCode);
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  return { onStop: (fn) => hooks.push(fn), stop, isStopping: () => stopping };
-}
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));

@@ -6,7 +6,7 @@
 //   node standin.js services --etcd URL --root openim --info FILE [--page-size N]
 // See README.md for the control API and every flag.
 
-const { log, setLogPrefix, removeStale } = require('./lib/util');
+const { log, setLogPrefix, removeStale, lifecycle } = require('./lib/util');
 const { DEFAULT_PROTO_DIR } = require('./lib/grpcutil');
 
 const USAGE = `usage:
@@ -83,25 +83,6 @@ function parseArgs(argv) {
   return opts;
 }
 
-// Shutdown hooks, run newest first: the etcd lease (registered last) is
-// revoked before the servers close, so discovery drops this node first.
-function lifecycle() {
-  const hooks = [];
-  let stopping = false;
-  const stop = async (why, exitCode = 0) => {
-    if (stopping) { log(`${why} again, exiting now`); process.exit(1); }
-    stopping = true;
-    log(`${why}, shutting down`);
-    for (const h of hooks.reverse()) {
-      try { await h(); } catch (e) { log(`shutdown step failed: ${e.message}`); }
-    }
-    log('bye');
-    process.exit(exitCode);
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  return { onStop: (fn) => hooks.push(fn), stop, isStopping: () => stopping };
-}
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));

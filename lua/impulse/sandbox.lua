@@ -125,19 +125,22 @@ function _M.load_provider(scripts_dir, name, loaded)
   return m
 end
 
--- Loads the policy (scripts_dir/push.lua); returns its table of hooks.
-function _M.load_policy(scripts_dir)
+-- Loads the policy (path, default scripts_dir/push.lua; the scripts it
+-- requires come from scripts_dir); returns its table of hooks, checked, with
+-- the defaults of the hooks it leaves out.
+function _M.load_policy(scripts_dir, path)
+  path = path or (scripts_dir .. "/push.lua")
   local loaded = {}
-  local policy = _M.load_file(scripts_dir .. "/push.lua", scripts_dir, loaded)
+  local policy = _M.load_file(path, scripts_dir, loaded)
   if type(policy) ~= "table" then
-    error(scripts_dir .. "/push.lua: must return a table of hooks, returned a " .. type(policy), 0)
+    error(path .. ": must return a table of hooks, returned a " .. type(policy), 0)
   end
   if type(policy.route) ~= "function" then
-    error(scripts_dir .. "/push.lua: the returned table has no route function", 0)
+    error(path .. ": the returned table has no route function", 0)
   end
   for _, hook in pairs { "offline", "check", "notice", "provider", "tokens", "del_push_token" } do
     if policy[hook] ~= nil and type(policy[hook]) ~= "function" then
-      error(scripts_dir .. "/push.lua: hook '" .. hook .. "' must be a function", 0)
+      error(path .. ": hook '" .. hook .. "' must be a function", 0)
     end
   end
   if policy.notice == nil then

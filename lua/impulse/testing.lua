@@ -12,7 +12,7 @@
 -- every log line ({ level, operationID, text }).
 local _M = {}
 
-local pairs, ipairs, type, error, setmetatable = pairs, ipairs, type, error, setmetatable
+local pairs, ipairs, type, setmetatable = pairs, ipairs, type, setmetatable
 local tostring, tonumber, unpack = tostring, tonumber, unpack
 
 
@@ -227,15 +227,9 @@ end
 -- from scripts_dir (default: the file's own folder) — examples kept
 -- outside scripts/ pass "scripts" to find openim.lua there.
 function _M.load_policy(path, scripts_dir)
-  local sandbox = require "impulse.sandbox"
   local dir, file = path:match("^(.*)/([^/]+)%.lua$")
   if not dir then dir, file = path, "push" end
-  if file == "push" and not scripts_dir then return sandbox.load_policy(dir) end
-  local policy = sandbox.load_file(dir .. "/" .. file .. ".lua", scripts_dir or dir, {})
-  if type(policy) ~= "table" or type(policy.route) ~= "function" then
-    error(path .. ": must return a table with a route function", 2)
-  end
-  return policy
+  return require("impulse.sandbox").load_policy(scripts_dir or dir, dir .. "/" .. file .. ".lua")
 end
 
 -- MsgData fields with defaults (empty strings, zeros), overridden by fields.

@@ -99,7 +99,29 @@ function requireIntArray(v, what) {
   return v;
 }
 
+// SIGTERM/SIGINT run the shutdown hooks newest first (so what registered
+// last, e.g. an etcd lease, goes first), then exit; a second signal exits
+// at once. onStop(fn) adds a hook.
+function lifecycle() {
+  const hooks = [];
+  let stopping = false;
+  const stop = async (why, exitCode = 0) => {
+    if (stopping) { log(`${why} again, exiting now`); process.exit(1); }
+    stopping = true;
+    log(`${why}, shutting down`);
+    for (const h of hooks.reverse()) {
+      try { await h(); } catch (e) { log(`shutdown step failed: ${e.message}`); }
+    }
+    log('bye');
+    process.exit(exitCode);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  return { onStop: (fn) => hooks.push(fn), stop, isStopping: () => stopping };
+}
+
 module.exports = {
+  lifecycle,
   setLogPrefix, log, sleep, writeInfoAtomic, removeStale, metadataToObject,
   toPlain, isUtf8, BadRequest, requireObject, requireStringArray, requireIntArray,
 };

@@ -31,14 +31,12 @@ local conf -- once per VM
 local function settings()
   if conf then return conf end
   local _, own = common.options("apns")
-  for _, k in ipairs { "keyFile", "keyId", "teamId", "topic" } do
-    if type(own[k]) ~= "string" or own[k] == "" then
-      return nil, "impulse.providers.apns." .. k .. " is not set"
-    end
-  end
+  local ok, err = common.need(own, "impulse.providers.apns.", { "keyFile", "keyId", "teamId", "topic" })
+  if not ok then return nil, err end
   local path = own.keyFile
   if path:sub(1, 1) ~= "/" then path = (core.config().configDir or ".") .. "/" .. path end
-  local key, err = common.read_file("impulse.providers.apns.keyFile", path)
+  local key
+  key, err = common.read_file("impulse.providers.apns.keyFile", path)
   if not key then return nil, err end
   local prod = common.settings().iosPush.production
   conf = {
@@ -86,20 +84,21 @@ local function reason(body)
   return type(j) == "table" and j.reason or nil
 end
 
+-- A 403 that a new provider token may cure.
+local function token_refused(r)
+  local why = r.status == 403 and reason(r.body)
+  return why == "ExpiredProviderToken" or why == "InvalidProviderToken"
+end
+
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local c, err = settings()
   if not c then return nil, err end
-  local opts = common.options("apns")
-  local out = common.outcome()
-  local todo = requests
   local expiration = math.floor(common.now_ms() / 1000) + c.ttl_s
   local collapse = msg.clientMsgID ~= "" and msg.clientMsgID:sub(1, 64) or nil
-  for round = 1, 2 do -- a second round only after a 403 on the provider token
-    local jwt
-    jwt, err = provider_token(c, round == 2)
-    if not jwt then return nil, err end
-    local reqs = {}
-    for i, r in ipairs(todo) do
+  local results
+  results, err = common.send_with_token("apns", requests, common.options("apns"), {
+    token = function(round) return provider_token(c, round == 2) end,
+    request = function(r, jwt)
       local h = {
         "authorization: bearer " .. jwt,
         "apns-topic: " .. (r.topic or c.topic),
@@ -109,29 +108,26 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
         "content-type: application/json",
       }
       if collapse then h[#h + 1] = "apns-collapse-id: " .. collapse end
-      reqs[i] = { method = "POST", url = c.url .. "/3/device/" .. tostring(r.token), body = r.body, headers = h }
+      return { method = "POST", url = c.url .. "/3/device/" .. tostring(r.token), body = r.body, headers = h }
+    end,
+    expired = token_refused,
+  })
+  if not results then return nil, err end
+  local out = common.outcome()
+  for i, r in ipairs(results) do
+    local st, req = r.status, requests[i]
+    local why = st >= 400 and reason(r.body)
+    if st == 200 then
+      out.sent = out.sent + 1
+      common.count("apns", "sent")
+    elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then
+      common.dead_token(out, "apns", req, ctx)
+    elseif st >= 400 and st < 500 and st ~= 403 and st ~= 429 then
+      common.fail(out, "apns", req, "rejected", common.describe(r))
+      ctx.log.warn("apns rejected a notification for %s: %s", tostring(req.user), common.describe(r))
+    else
+      common.fail(out, "apns", req, "failed", common.describe(r))
     end
-    local results = common.batch("apns", reqs, opts)
-    local again = {}
-    for i, r in ipairs(results) do
-      local st, req = r.status, todo[i]
-      local why = st >= 400 and reason(r.body)
-      if st == 200 then
-        out.sent = out.sent + 1
-        common.count("apns", "sent")
-      elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then
-        common.dead_token(out, "apns", req, ctx)
-      elseif st == 403 and (why == "ExpiredProviderToken" or why == "InvalidProviderToken") and round == 1 then
-        again[#again + 1] = req
-      elseif st >= 400 and st < 500 and st ~= 403 and st ~= 429 then
-        common.fail(out, "apns", req, "rejected", common.describe(r))
-        ctx.log.warn("apns rejected a notification for %s: %s", tostring(req.user), common.describe(r))
-      else
-        common.fail(out, "apns", req, "failed", common.describe(r))
-      end
-    end
-    if #again == 0 then break end
-    todo = again
   end
   return out
 end

@@ -92,6 +92,35 @@ function _M.batch(pool, requests, opts)
   return results
 end
 
+-- Sends items with an auth token, once more with a new token for those the
+-- provider answers "token expired" (FCM 401, APNs 403, Getui 10001):
+--   auth.token(round) -> tok | nil, err     (round 2: after such an answer)
+--   auth.request(item, tok) -> request as for batch()
+--   auth.expired(result) -> true when that answer means "new token"
+--   auth.drop(tok)                           (optional, before round 2)
+-- Returns the results aligned with items (an item still answered
+-- "expired" after the new token keeps that answer), or nil, err when no
+-- token could be had.
+function _M.send_with_token(pool, items, opts, auth)
+  local results, todo = {}, {}
+  for i = 1, #items do todo[i] = i end
+  for round = 1, 2 do
+    local tok, err = auth.token(round)
+    if not tok then return nil, err end
+    local reqs = {}
+    for k, i in ipairs(todo) do reqs[k] = auth.request(items[i], tok) end
+    local again = {}
+    for k, r in ipairs(_M.batch(pool, reqs, opts)) do
+      results[todo[k]] = r
+      if round == 1 and auth.expired(r) then again[#again + 1] = todo[k] end
+    end
+    if #again == 0 then break end
+    if auth.drop then auth.drop(tok) end
+    todo = again
+  end
+  return results
+end
+
 -- One request, for auth endpoints: result as in batch().
 function _M.one(pool, request, opts)
   return _M.batch(pool, { request }, opts)[1]
@@ -135,6 +164,14 @@ function _M.fail(out, provider, req, result, why)
       out.failed[#out.failed + 1] = u
     end
   end
+end
+
+-- t's string settings keys are all set; else nil, "<prefix><key> is not set".
+function _M.need(t, prefix, keys)
+  for _, k in ipairs(keys) do
+    if type(t[k]) ~= "string" or t[k] == "" then return nil, prefix .. k .. " is not set" end
+  end
+  return true
 end
 
 -- The file a setting names, read whole; a clear error naming the key.

@@ -115,39 +115,32 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   if not acc then return nil, err end
   local opts = common.options("fcm")
   local url = acc.send_url .. "/v1/projects/" .. acc.project .. "/messages:send"
+  local results
+  results, err = common.send_with_token("fcm", requests, opts, {
+    token = function() return access_token(acc, opts) end,
+    request = function(r, tok)
+      return { method = "POST", url = url, body = r.body,
+               headers = { "Authorization: Bearer " .. tok, "Content-Type: application/json" } }
+    end,
+    expired = function(r) return r.status == 401 end, -- revoked or expired early
+    drop = function() core.token_set("fcm:" .. acc.email, nil) end,
+  })
+  if not results then return nil, err end
   local out = common.outcome()
-  local todo = requests
-  for round = 1, 2 do -- a second round only for a 401 (the token was revoked)
-    local tok
-    tok, err = access_token(acc, opts)
-    if not tok then return nil, err end
-    local reqs = {}
-    for i, r in ipairs(todo) do
-      reqs[i] = { method = "POST", url = url, body = r.body,
-                  headers = { "Authorization: Bearer " .. tok, "Content-Type: application/json" } }
+  for i, r in ipairs(results) do
+    local st, req = r.status, requests[i]
+    local code = st >= 400 and fcm_error(r.body)
+    if st == 200 then
+      out.sent = out.sent + 1
+      common.count("fcm", "sent")
+    elseif code == "UNREGISTERED" or (st == 404 and req.token) then
+      common.dead_token(out, "fcm", req, ctx)
+    elseif st == 400 then
+      common.fail(out, "fcm", req, "rejected", common.describe(r))
+      ctx.log.warn("fcm rejected a message for %s: %s", tostring(req.user), common.describe(r))
+    else
+      common.fail(out, "fcm", req, "failed", common.describe(r))
     end
-    local results = common.batch("fcm", reqs, opts)
-    local again = {}
-    for i, r in ipairs(results) do
-      local st, req = r.status, todo[i]
-      local code = st >= 400 and fcm_error(r.body)
-      if st == 200 then
-        out.sent = out.sent + 1
-        common.count("fcm", "sent")
-      elseif code == "UNREGISTERED" or (st == 404 and req.token) then
-        common.dead_token(out, "fcm", req, ctx)
-      elseif st == 401 and round == 1 then
-        again[#again + 1] = req
-      elseif st == 400 then
-        common.fail(out, "fcm", req, "rejected", common.describe(r))
-        ctx.log.warn("fcm rejected a message for %s: %s", tostring(req.user), common.describe(r))
-      else
-        common.fail(out, "fcm", req, "failed", common.describe(r))
-      end
-    end
-    if #again == 0 then break end
-    core.token_set("fcm:" .. acc.email, nil) -- revoked or expired early: a new one
-    todo = again
   end
   return out
 end

@@ -25,9 +25,8 @@ _M.EXPIRED = 10001
 
 local function settings()
   local g = common.settings().geTui
-  for _, k in ipairs { "pushUrl", "appKey", "masterSecret" } do
-    if type(g[k]) ~= "string" or g[k] == "" then return nil, "openim-push geTui." .. k .. " is not set" end
-  end
+  local ok, err = common.need(g, "openim-push geTui.", { "pushUrl", "appKey", "masterSecret" })
+  if not ok then return nil, err end
   if g.pushUrl:find("$appId", 1, true) then
     return nil, "openim-push geTui.pushUrl still holds the placeholder $appId"
   end
@@ -78,36 +77,27 @@ local function drop_token(g, tok)
   common.delete_token(_M.REDIS_KEY, tok)
 end
 
+-- The decoded body of a 200 answer (kept on the result).
+local function json_of(r)
+  if r.json == nil then
+    local j = r.status == 200 and cjson.decode(r.body)
+    r.json = type(j) == "table" and j or false
+  end
+  return r.json or nil
+end
+
 -- Posts bodies (encoded) to paths; returns the results, refreshing the
 -- token once for the ones answered 10001.
 local function post(g, opts, items)
-  local results = {}
-  local todo = {}
-  for i = 1, #items do todo[i] = i end
-  for round = 1, 2 do
-    local tok, err = token(g, opts)
-    if not tok then return nil, err end
-    local reqs = {}
-    for k, i in ipairs(todo) do
-      reqs[k] = { method = "POST", url = g.pushUrl .. items[i].path, body = items[i].body,
-                  headers = { "token: " .. tok, "Content-Type: application/json;charset=utf-8" } }
-    end
-    local got = common.batch("getui", reqs, opts)
-    local again = {}
-    for k, r in ipairs(got) do
-      local j = r.status == 200 and cjson.decode(r.body)
-      r.json = type(j) == "table" and j or nil
-      if round == 1 and r.json and r.json.code == _M.EXPIRED then
-        again[#again + 1] = todo[k]
-      else
-        results[todo[k]] = r
-      end
-    end
-    if #again == 0 then break end
-    drop_token(g, tok)
-    todo = again
-  end
-  return results
+  return common.send_with_token("getui", items, opts, {
+    token = function() return token(g, opts) end,
+    request = function(item, tok)
+      return { method = "POST", url = g.pushUrl .. item.path, body = item.body,
+               headers = { "token: " .. tok, "Content-Type: application/json;charset=utf-8" } }
+    end,
+    expired = function(r) local j = json_of(r); return j ~= nil and j.code == _M.EXPIRED end,
+    drop = function(tok) drop_token(g, tok) end,
+  })
 end
 
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
@@ -118,6 +108,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
 
   local function judge(r, req)
     local what = req.path
+    json_of(r)
     if r.json and r.json.code == 0 then
       out.sent = out.sent + 1
       common.count("getui", "sent")

@@ -10,10 +10,8 @@ _M.DEFAULT_URL = "https://api.jpush.cn/v3/push"
 
 local function settings()
   local s = common.settings().jpush
-  if type(s.appKey) ~= "string" or s.appKey == "" then return nil, "openim-push jpush.appKey is not set" end
-  if type(s.masterSecret) ~= "string" or s.masterSecret == "" then
-    return nil, "openim-push jpush.masterSecret is not set"
-  end
+  local ok, err = common.need(s, "openim-push jpush.", { "appKey", "masterSecret" })
+  if not ok then return nil, err end
   local url = type(s.pushURL) == "string" and s.pushURL ~= "" and s.pushURL or _M.DEFAULT_URL
   return url, "Authorization: Basic " .. core.b64url(s.appKey .. ":" .. s.masterSecret, true)
 end
