@@ -38,9 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "cache/slot.h"
-#include "common.h"
-#include "online.h"
+#include "base/common.h"
+#include "state/cache/slot.h"
+#include "state/online.h"
 
 #define REPS 5 /* runs per figure: the median is reported */
 

@@ -16,11 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "common.h"
-#include "gateway.h"
-#include "online.h"
+#include "base/buf.h"
+#include "base/common.h"
+#include "net/gateway.h"
 #include "push.pb-c.h"
+#include "state/online.h"
 
 static double now_s(void)
 {

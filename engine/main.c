@@ -14,26 +14,21 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "admin.h"
-#include "announce.h"
-#include "cache/localcache.h"
-#include "cache/slot.h"
-#include "common.h"
-#include "config.h"
-#include "engine.h"
-#include "group.h"
-#include "grpc.h"
-#include "log.h"
-#include "metrics.h"
-#include "online.h"
-#include "presence.h"
-#include "producer.h"
-#include "pushsvc.h"
-#include "registry.h"
-#include "replay.h"
-#include "vm.h"
-#include "watcher.h"
-#include "worker.h"
+#include "base/common.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "daemon/admin.h"
+#include "daemon/announce.h"
+#include "daemon/engine.h"
+#include "daemon/pushsvc.h"
+#include "daemon/replay.h"
+#include "daemon/watcher.h"
+#include "net/grpc.h"
+#include "net/kafka.h"
+#include "net/producer.h"
+#include "push/worker.h"
+#include "script/vm.h"
 
 #ifndef IMPULSE_VERSION
 #define IMPULSE_VERSION "0.1.0"
@@ -161,26 +156,6 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-/* The state every thread shares: online table, service registry, caches. */
-static void engine_state_create(struct imp_engine *e, struct imp_config *cfg, unsigned shards)
-{
-    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
-                          cfg->svc_msg};
-    e->cfg = cfg;
-    e->online = imp_online_create(shards);
-    e->registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
-    e->group_cache = imp_group_cache_create(cfg);
-    e->online_lru = imp_presence_lru_create(cfg);
-}
-
-static void engine_state_destroy(struct imp_engine *e)
-{
-    imp_registry_destroy(e->registry);
-    imp_localcache_destroy(e->group_cache);
-    imp_slot_destroy(e->online_lru);
-    imp_online_destroy(e->online);
-}
-
 /* The one line of a provider check failure: the settings' own key when
  * impulse.providers is wrong, else the provider openim-push.enable names. */
 static void provider_error(const struct imp_config *cfg, const char *err)
@@ -203,11 +178,13 @@ static int cmd_check(const char *path, int skip_kafka)
     }
     /* the scripts load exactly as a worker loads them (same engine module) */
     struct imp_engine e = {0};
-    engine_state_create(&e, cfg, 1);
-    struct imp_worker *w = imp_worker_create(&e, 0, err, sizeof(err));
+    struct imp_worker_env env;
+    imp_engine_init(&e, cfg, 1);
+    imp_engine_worker_env(&e, &env);
+    struct imp_worker *w = imp_worker_create(&env, 0, err, sizeof(err));
     int bad_provider = w && imp_worker_check_provider(w, err, sizeof(err)) != 0;
     if (w) imp_worker_destroy(w);
-    engine_state_destroy(&e);
+    imp_engine_dispose(&e);
     if (!w) {
         fprintf(stderr, "script: %s\n", err);
         imp_config_destroy(cfg);
@@ -257,15 +234,18 @@ static int cmd_run(const char *path)
     }
 
     struct imp_engine e = {0};
-    e.cfg = cfg;
-    engine_state_create(&e, cfg, 256);
+    struct imp_worker_env env;
+    struct imp_watcher_hooks hooks;
+    imp_engine_init(&e, cfg, 256);
+    imp_engine_worker_env(&e, &env);
+    imp_engine_watcher_hooks(&e, &hooks);
     char scripts_hash[17];
     imp_vm_scripts_hash(cfg->scripts_dir, scripts_hash);
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
     pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
     for (int i = 0; i < e.nworkers; i++) {
-        e.workers[i] = imp_worker_create(&e, i, err, sizeof(err));
+        e.workers[i] = imp_worker_create(&env, i, err, sizeof(err));
         if (!e.workers[i]) {
             fprintf(stderr, "script: %s\n", err);
             rc = 2;
@@ -311,12 +291,12 @@ static int cmd_run(const char *path)
     else if (!cfg->offline_provider || !cfg->offline_provider[0])
         imp_info(NULL, "no offline provider (openim-push.enable): offline pushes are counted, "
                        "not sent, unless the policy's provider() names one");
-    e.watcher = imp_watcher_create(&e);
+    e.watcher = imp_watcher_create(cfg, &e.shared, &hooks);
     imp_watcher_set_active_scripts(e.watcher, scripts_hash);
     imp_watcher_start(e.watcher);
     for (int i = 0; i < e.nworkers; i++) imp_worker_start(e.workers[i]);
     if (cfg->serve_rpc) {
-        e.pushsvc = imp_pushsvc_start(&e, err, sizeof(err));
+        e.pushsvc = imp_pushsvc_start(cfg, e.workers, e.nworkers, err, sizeof(err));
         if (!e.pushsvc) {
             fprintf(stderr, "%s\n", err);
             imp_error(NULL, "%s", err);
@@ -348,7 +328,7 @@ out:
     for (int i = 0; i < e.nworkers; i++) imp_worker_destroy(e.workers[i]);
     free(e.workers);
     pthread_barrier_destroy(&e.drain_barrier);
-    engine_state_destroy(&e);
+    imp_engine_dispose(&e);
     curl_global_cleanup();
     if (rc != 2) imp_info(NULL, "impulse stopped (exit %d)", rc); /* 2: the one line said why */
     imp_config_destroy(cfg);
@@ -384,11 +364,14 @@ static int cmd_test(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     imp_grpc_start();
     struct imp_engine e = {0};
-    e.cfg = cfg;
-    engine_state_create(&e, cfg, 16);
+    struct imp_worker_env env;
+    struct imp_watcher_hooks hooks;
+    imp_engine_init(&e, cfg, 16);
+    imp_engine_worker_env(&e, &env);
+    imp_engine_watcher_hooks(&e, &hooks);
     pthread_barrier_init(&e.drain_barrier, NULL, 1);
     if (path) {
-        e.watcher = imp_watcher_create(&e);
+        e.watcher = imp_watcher_create(cfg, &e.shared, &hooks);
         imp_watcher_start(e.watcher);
     }
     /* busted's `impulse` task in .busted: the default one re-runs busted
@@ -400,7 +383,7 @@ static int cmd_test(int argc, char **argv)
     int k = 0;
     if (!has_run) args[k++] = "--run=impulse";
     for (int i = first; i < argc; i++) args[k++] = argv[i];
-    return imp_worker_run_tests(&e, k, args);
+    return imp_worker_run_tests(&env, k, args);
 }
 
 int main(int argc, char **argv)

@@ -1,6 +1,6 @@
 /* Buffer, JSON escaping, protobuf and base64 helpers. */
-#include "buf.h"
-#include "common.h"
+#include "base/buf.h"
+#include "base/common.h"
 #include "t.h"
 
 int main(void)

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/expirable.h"
+#include "state/cache/expirable.h"
 #include "t.h"
 
 static int nevicted;

@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/lazy.h"
-#include "common.h"
+#include "base/common.h"
+#include "state/cache/lazy.h"
 #include "t.h"
 
 struct tw {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/link.h"
+#include "state/cache/link.h"
 #include "t.h"
 
 static char got[1024];

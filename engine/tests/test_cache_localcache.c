@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/localcache.h"
-#include "common.h"
+#include "base/common.h"
+#include "state/cache/localcache.h"
 #include "t.h"
 
 struct tw {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/lru.h"
+#include "state/cache/lru.h"
 #include "t.h"
 
 static char evicted[64][16];

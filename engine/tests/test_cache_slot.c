@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/slot.h"
-#include "common.h"
+#include "base/common.h"
+#include "state/cache/slot.h"
 #include "t.h"
 
 struct tw {

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/localcache.h"
-#include "cache/slot.h"
-#include "common.h"
+#include "base/common.h"
+#include "state/cache/localcache.h"
+#include "state/cache/slot.h"
 #include "t.h"
 
 enum { THREADS = 4, MAX_LEADS = 3, SPINS = 200 };

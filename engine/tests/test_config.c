@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "base/config.h"
 #include "t.h"
 
 static const char *base = "kafka:\n  address: [127.0.0.1:9092]\n"

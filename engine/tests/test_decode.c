@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "gateway.h"
+#include "base/buf.h"
 #include "msggateway.pb-c.h"
+#include "net/gateway.h"
 #include "push.pb-c.h"
 #include "t.h"
 

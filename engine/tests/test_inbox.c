@@ -2,7 +2,7 @@
  * another thread run on the owner's loop, in order. */
 #include <pthread.h>
 
-#include "inbox.h"
+#include "base/inbox.h"
 #include "t.h"
 
 static int order[8], n;

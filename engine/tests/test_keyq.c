@@ -1,7 +1,7 @@
 /* Keyed queue: same key in order, one at a time; keys independent. */
 #include <stdlib.h>
 
-#include "keyq.h"
+#include "base/keyq.h"
 #include "t.h"
 
 struct item {

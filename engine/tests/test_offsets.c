@@ -1,8 +1,8 @@
 /* Offset tracker: the stored offset only ever covers a finished prefix. */
 #include <stdlib.h>
 
-#include "common.h"
-#include "offsets.h"
+#include "base/common.h"
+#include "base/offsets.h"
 #include "t.h"
 
 static void in_order(void)

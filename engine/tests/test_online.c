@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "online.h"
+#include "base/common.h"
+#include "state/online.h"
 #include "t.h"
 
 static int parse(const char *p, const char **uid, size_t *ul, uint64_t *set)

@@ -1,6 +1,6 @@
 /* Registry snapshots: sorted, de-duplicated, stable while held. */
-#include "common.h"
-#include "registry.h"
+#include "base/common.h"
+#include "state/registry.h"
 #include "t.h"
 
 int main(void)

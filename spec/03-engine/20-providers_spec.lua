@@ -410,7 +410,7 @@ describe("providers #engine", function()
   end)
 
   it("counts the HTTP/2 connections it opened", function()
-    -- every provider above went over HTTP/2 (engine/h2.c) to the fake
+    -- every provider above went over HTTP/2 (engine/net/h2.c) to the fake
     assert.is_true(h.metric(imp, "impulse_http2_connections_opened_total") >= 1)
   end)
 end)

@@ -1,4 +1,4 @@
--- The providers' HTTP/2 client (engine/h2.c) against a Node peer
+-- The providers' HTTP/2 client (engine/net/h2.c) against a Node peer
 -- (spec/helpers/h2peer.js): every answer reaches its own request when 100
 -- share one connection, names are resolved, an HTTP/1.1-only server is
 -- reached through libcurl, a GOAWAY costs nothing, a killed connection

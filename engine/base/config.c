@@ -1,0 +1,672 @@
+/*
+ * Config loader. Reads the YAML tree section by section with typed getters
+ * that know the key's full dotted name, so every error names it. Keys that
+ * OpenIM's files carry but impulse does not use are ignored (those files are
+ * shared with the rest of an OpenIM deployment); unknown keys in the
+ * `impulse:` section are errors, since a typo there would silently fall
+ * back to a default.
+ *
+ * Called at start and by `impulse check` (main.c); the config is
+ * read-only afterwards and shared by every thread without a lock.
+ */
+#include "base/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/buf.h"
+#include "base/common.h"
+#include "base/yamltree.h"
+
+#ifndef IMPULSE_LUA_DIR
+#define IMPULSE_LUA_DIR "lua"
+#endif
+
+struct reader {
+    char *err;
+    size_t errlen;
+    int failed;
+};
+
+static void fail(struct reader *r, const char *section, const char *key, const struct imp_yaml *at,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void fail(struct reader *r, const char *section, const char *key, const struct imp_yaml *at,
+                 const char *fmt, ...)
+{
+    if (r->failed) return;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    if (at && at->line > 0)
+        snprintf(r->err, r->errlen, "config: %s%s%s: %s (line %d)", section, key ? "." : "",
+                 key ? key : "", what, at->line);
+    else
+        snprintf(r->err, r->errlen, "config: %s%s%s: %s", section, key ? "." : "", key ? key : "",
+                 what);
+    r->failed = 1;
+}
+
+/* Resolves a dotted key ("etcd.address") inside a section map. */
+static const struct imp_yaml *lookup(const struct imp_yaml *sec, const char *key)
+{
+    char part[128];
+    const char *p = key;
+    const struct imp_yaml *n = sec;
+    while (n && *p) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len >= sizeof(part)) return NULL;
+        memcpy(part, p, len);
+        part[len] = '\0';
+        n = imp_yaml_get(n, part);
+        p = dot ? dot + 1 : p + len;
+    }
+    return n;
+}
+
+static bool is_null(const struct imp_yaml *n)
+{
+    return n && n->kind == IMP_YAML_SCALAR && !n->quoted &&
+           (n->scalar[0] == '\0' || strcmp(n->scalar, "~") == 0 || strcmp(n->scalar, "null") == 0);
+}
+
+static char *get_str(struct reader *r, const struct imp_yaml *sec, const char *sname,
+                     const char *key, const char *def)
+{
+    const struct imp_yaml *n = lookup(sec, key);
+    if (!n || (is_null(n) && def)) return def ? imp_xstrdup(def) : NULL;
+    if (n->kind != IMP_YAML_SCALAR) {
+        fail(r, sname, key, n, "expected a string");
+        return NULL;
+    }
+    return imp_xstrdup(n->scalar);
+}
+
+static long get_int(struct reader *r, const struct imp_yaml *sec, const char *sname,
+                    const char *key, long def, long min, long max)
+{
+    const struct imp_yaml *n = lookup(sec, key);
+    if (!n || is_null(n)) return def;
+    char *end = NULL;
+    errno = 0;
+    long v = n->kind == IMP_YAML_SCALAR ? strtol(n->scalar, &end, 10) : 0;
+    if (n->kind != IMP_YAML_SCALAR || n->quoted || !end || end == n->scalar || *end || errno) {
+        fail(r, sname, key, n, "expected an integer");
+        return def;
+    }
+    if (v < min || v > max) {
+        fail(r, sname, key, n, "%ld is out of range [%ld, %ld]", v, min, max);
+        return def;
+    }
+    return v;
+}
+
+static bool get_bool(struct reader *r, const struct imp_yaml *sec, const char *sname,
+                     const char *key, bool def)
+{
+    const struct imp_yaml *n = lookup(sec, key);
+    if (!n || is_null(n)) return def;
+    if (n->kind == IMP_YAML_SCALAR && !n->quoted) {
+        if (!strcasecmp(n->scalar, "true") || !strcasecmp(n->scalar, "yes") ||
+            !strcasecmp(n->scalar, "on"))
+            return true;
+        if (!strcasecmp(n->scalar, "false") || !strcasecmp(n->scalar, "no") ||
+            !strcasecmp(n->scalar, "off"))
+            return false;
+    }
+    fail(r, sname, key, n, "expected true or false");
+    return def;
+}
+
+/* A list of strings; a single scalar is accepted as a one-item list. */
+static void get_list(struct reader *r, const struct imp_yaml *sec, const char *sname,
+                     const char *key, struct imp_strlist *out)
+{
+    const struct imp_yaml *n = lookup(sec, key);
+    out->n = 0;
+    out->v = NULL;
+    if (!n || is_null(n)) return;
+    if (n->kind == IMP_YAML_SCALAR) {
+        out->v = imp_xcalloc(1, sizeof(char *));
+        out->v[0] = imp_xstrdup(n->scalar);
+        out->n = 1;
+        return;
+    }
+    if (n->kind != IMP_YAML_SEQ) {
+        fail(r, sname, key, n, "expected a list of strings");
+        return;
+    }
+    out->v = imp_xcalloc(n->n, sizeof(char *));
+    for (size_t i = 0; i < n->n; i++) {
+        if (n->items[i]->kind != IMP_YAML_SCALAR) {
+            fail(r, sname, key, n->items[i], "item %zu is not a string", i + 1);
+            return;
+        }
+        out->v[out->n++] = imp_xstrdup(n->items[i]->scalar);
+    }
+}
+
+static void free_list(struct imp_strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+int imp_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':') return -2;
+        hl = (size_t)(close - s - 1);
+        if (hl >= hostlen) return -2;
+        memcpy(host, s + 1, hl);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon) return -2;
+        hl = (size_t)(colon - s);
+        if (hl == 0 || hl >= hostlen) return -2;
+        memcpy(host, s, hl);
+    }
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p < 0 || p > 65535) return -2;
+    *port = (int)p;
+    return 0;
+}
+
+static void check_addrs(struct reader *r, const char *sname, const char *key,
+                        const struct imp_yaml *sec, const struct imp_strlist *l, bool required)
+{
+    char host[256];
+    int port;
+    if (required && l->n == 0) {
+        fail(r, sname, key, lookup(sec, key), "at least one host:port is required");
+        return;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (imp_split_hostport(l->v[i], host, sizeof(host), &port) < 0 || port == 0) {
+            fail(r, sname, key, lookup(sec, key), "'%s' is not host:port", l->v[i]);
+            return;
+        }
+    }
+}
+
+static void read_lru(struct reader *r, const struct imp_yaml *sec, const char *which,
+                     struct imp_lru_config *c, const char *topic)
+{
+    char k[64];
+#define K(x) (snprintf(k, sizeof(k), "%s.%s", which, x), k)
+    c->topic = get_str(r, sec, "local-cache", K("topic"), topic);
+    c->slot_num = (int)get_int(r, sec, "local-cache", K("slotNum"), 100, 1, 1 << 20);
+    c->slot_size = (int)get_int(r, sec, "local-cache", K("slotSize"), 2000, 1, 1 << 24);
+    c->success_expire_s =
+        (int)get_int(r, sec, "local-cache", K("successExpire"), 300, 0, 86400 * 30);
+    c->failed_expire_s = (int)get_int(r, sec, "local-cache", K("failedExpire"), 5, 0, 86400 * 30);
+#undef K
+}
+
+static const char *impulse_keys[] = {
+    "workers",
+    "scripts",
+    "luaPath",
+    "admin",
+    "maxInflight",
+    "gatewayTimeoutMs",
+    "rpcTimeoutMs",
+    "drainTimeoutMs",
+    "longTimePushMs",
+    "maxGrpcMessageBytes",
+    "routeLogUsers",
+    "autoOffsetReset",
+    "sessionTimeoutMs",
+    "heartbeatIntervalMs",
+    "commitIntervalMs",
+    "logLevel",
+    "scriptBudgetMs",
+    "scriptMemoryMB",
+    "scriptJit",
+    "deadLetterTopic",
+    "offlineDeadLetterTopic",
+    "fetchWaitMs",
+    "serveRpc",
+    "consumeOffline",
+    "providers",
+    "registerTtlS",
+    NULL,
+};
+
+/* A YAML subtree as JSON: unquoted true/false become booleans, unquoted
+ * numbers numbers, other scalars strings. */
+static void yaml_json(struct imp_buf *b, const struct imp_yaml *y)
+{
+    if (!y) {
+        imp_buf_puts(b, "null");
+        return;
+    }
+    if (y->kind == IMP_YAML_SCALAR) {
+        const char *v = y->scalar ? y->scalar : "";
+        char *end;
+        if (!y->quoted && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)) {
+            imp_buf_puts(b, v);
+            return;
+        }
+        if (!y->quoted && v[0] && (strtod(v, &end), *end == '\0') &&
+            strspn(v, "0123456789.-+eE") == strlen(v)) {
+            imp_buf_puts(b, v);
+            return;
+        }
+        imp_buf_json_cstr(b, v);
+        return;
+    }
+    imp_buf_putc(b, y->kind == IMP_YAML_MAP ? '{' : '[');
+    for (size_t i = 0; i < y->n; i++) {
+        if (i) imp_buf_putc(b, ',');
+        if (y->kind == IMP_YAML_MAP) {
+            imp_buf_json_cstr(b, y->keys[i]);
+            imp_buf_putc(b, ':');
+        }
+        yaml_json(b, y->items[i]);
+    }
+    imp_buf_putc(b, y->kind == IMP_YAML_MAP ? '}' : ']');
+}
+
+/* The providers' settings as one JSON object for the transports (Lua):
+ * OpenIM's geTui, fcm, jpush and iosPush of openim-push, and
+ * impulse.providers. Validated by the transports, at first use. */
+static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *imp)
+{
+    static const char *const openim[] = {"geTui", "fcm", "jpush", "iosPush"};
+    struct imp_buf b;
+    imp_buf_init(&b);
+    imp_buf_putc(&b, '{');
+    for (size_t i = 0; i < IMP_ARRAY_LEN(openim); i++) {
+        imp_buf_printf(&b, "\"%s\":", openim[i]);
+        yaml_json(&b, push ? imp_yaml_get(push, openim[i]) : NULL);
+        imp_buf_putc(&b, ',');
+    }
+    imp_buf_puts(&b, "\"impulse\":");
+    yaml_json(&b, imp ? imp_yaml_get(imp, "providers") : NULL);
+    imp_buf_putc(&b, '}');
+    return imp_buf_steal(&b, NULL);
+}
+
+static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
+{
+    const struct imp_yaml *s;
+
+    /* kafka */
+    s = imp_yaml_get(root, "kafka");
+    if (!s) fail(r, "kafka", NULL, NULL, "section is missing");
+    get_list(r, s, "kafka", "address", &c->kafka_addrs);
+    check_addrs(r, "kafka", "address", s, &c->kafka_addrs, true);
+    c->kafka_username = get_str(r, s, "kafka", "username", "");
+    c->kafka_password = get_str(r, s, "kafka", "password", "");
+    c->kafka_tls = get_bool(r, s, "kafka", "tls.enableTLS", false);
+    c->kafka_tls_ca = get_str(r, s, "kafka", "tls.caCrt", "");
+    c->kafka_tls_cert = get_str(r, s, "kafka", "tls.clientCrt", "");
+    c->kafka_tls_key = get_str(r, s, "kafka", "tls.clientKey", "");
+    c->kafka_tls_key_password = get_str(r, s, "kafka", "tls.clientKeyPwd", "");
+    c->kafka_tls_insecure = get_bool(r, s, "kafka", "tls.insecureSkipVerify", false);
+    c->topic_push = get_str(r, s, "kafka", "toPushTopic", "toPush");
+    c->topic_offline_push = get_str(r, s, "kafka", "toOfflinePushTopic", "toOfflinePush");
+    c->group_push = get_str(r, s, "kafka", "toPushGroupID", "push");
+    c->group_offline_push = get_str(r, s, "kafka", "toOfflinePushGroupID", "offlinePush");
+
+    /* redis */
+    s = imp_yaml_get(root, "redis");
+    if (!s) fail(r, "redis", NULL, NULL, "section is missing");
+    struct imp_strlist raddr;
+    get_list(r, s, "redis", "address", &raddr);
+    check_addrs(r, "redis", "address", s, &raddr, true);
+    c->redis_addr = raddr.n ? imp_xstrdup(raddr.v[0]) : NULL;
+    if (raddr.n > 1)
+        fail(r, "redis", "address", lookup(s, "address"),
+             "more than one address means Redis cluster mode (as in OpenIM), which is not "
+             "supported yet; give one address");
+    free_list(&raddr);
+    c->redis_username = get_str(r, s, "redis", "username", "");
+    c->redis_password = get_str(r, s, "redis", "password", "");
+    /* OpenIM v3.8.3 reads the database from `storage` (a bug fixed later to
+     * `db`): accept both, `db` first. */
+    c->redis_db = (int)get_int(r, s, "redis", lookup(s, "db") ? "db" : "storage", 0, 0, 1024);
+    if (get_bool(r, s, "redis", "clusterMode", false))
+        fail(r, "redis", "clusterMode", lookup(s, "clusterMode"),
+             "Redis cluster mode is not supported yet; point redis.address at one server");
+    if (lookup(s, "sentinel") && !is_null(lookup(s, "sentinel")) &&
+        lookup(lookup(s, "sentinel"), "masterName") &&
+        !is_null(lookup(lookup(s, "sentinel"), "masterName")))
+        fail(r, "redis", "sentinel", lookup(s, "sentinel"),
+             "Redis sentinel mode is not supported yet");
+
+    /* discovery */
+    s = imp_yaml_get(root, "discovery");
+    if (!s) fail(r, "discovery", NULL, NULL, "section is missing");
+    char *mode = get_str(r, s, "discovery", "enable", "etcd");
+    if (mode && strcmp(mode, "etcd") != 0) {
+        if (strcmp(mode, "k8s") == 0 || strcmp(mode, "kubernetes") == 0)
+            fail(r, "discovery", "enable", lookup(s, "enable"),
+                 "'%s' discovery is not supported yet; use etcd", mode);
+        else
+            fail(r, "discovery", "enable", lookup(s, "enable"), "unknown discovery '%s' (use etcd)",
+                 mode);
+    }
+    free(mode);
+    get_list(r, s, "discovery", "etcd.address", &c->etcd_addrs);
+    check_addrs(r, "discovery", "etcd.address", s, &c->etcd_addrs, true);
+    c->etcd_root = get_str(r, s, "discovery", "etcd.rootDirectory", "openim");
+    c->etcd_username = get_str(r, s, "discovery", "etcd.username", "");
+    c->etcd_password = get_str(r, s, "discovery", "etcd.password", "");
+
+    /* share */
+    s = imp_yaml_get(root, "share");
+    c->svc_gateway = get_str(r, s, "share", "rpcRegisterName.messageGateway", "messageGateway");
+    c->svc_user = get_str(r, s, "share", "rpcRegisterName.user", "user");
+    c->svc_group = get_str(r, s, "share", "rpcRegisterName.group", "group");
+    c->svc_conversation = get_str(r, s, "share", "rpcRegisterName.conversation", "conversation");
+    c->svc_msg = get_str(r, s, "share", "rpcRegisterName.msg", "msg");
+    c->svc_push = get_str(r, s, "share", "rpcRegisterName.push", "push");
+    struct imp_strlist admins;
+    get_list(r, s, "share", "imAdminUserID", &admins);
+    c->im_admin_user = imp_xstrdup(admins.n ? admins.v[0] : "imAdmin");
+    free_list(&admins);
+
+    /* openim-push */
+    s = imp_yaml_get(root, "openim-push");
+    c->full_user_cache = get_bool(r, s, "openim-push", "fullUserCache", true);
+    /* OpenIM serves prometheus on prometheus.ports[0] only when
+     * rpc.autoSetPorts is false; with auto ports impulse serves /metrics on
+     * its admin listener alone. */
+    c->prometheus_enable = get_bool(r, s, "openim-push", "prometheus.enable", false) &&
+                           !get_bool(r, s, "openim-push", "rpc.autoSetPorts", true);
+    struct imp_strlist ports;
+    get_list(r, s, "openim-push", "prometheus.ports", &ports);
+    c->prometheus_port = 0;
+    if (ports.n) {
+        char *end;
+        long p = strtol(ports.v[0], &end, 10);
+        if (*end || p <= 0 || p > 65535)
+            fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus.ports"),
+                 "'%s' is not a port", ports.v[0]);
+        c->prometheus_port = (int)p;
+    }
+    free_list(&ports);
+    if (c->prometheus_enable && c->prometheus_port == 0)
+        fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
+             "prometheus is enabled but no port is given");
+    /* the offline provider: OpenIM's `enable`, lower-cased as OpenIM does
+     * (geTui works); OpenIM falls back to a dummy pusher on anything else,
+     * impulse refuses it rather than drop every offline push */
+    {
+        char *p = get_str(r, s, "openim-push", "enable", "");
+        if (p) {
+            for (char *q = p; *q; q++) *q = (char)tolower((unsigned char)*q);
+            if (strcmp(p, "none") == 0 || strcmp(p, "dummy") == 0) p[0] = '\0';
+            if (p[0] && strcmp(p, "getui") && strcmp(p, "fcm") && strcmp(p, "jpush") &&
+                strcmp(p, "apns") && strcmp(p, "log"))
+                fail(r, "openim-push", "enable", lookup(s, "enable"),
+                     "'%s' is not a provider: expected getui, fcm, jpush, apns, log or none", p);
+        }
+        c->offline_provider = p;
+    }
+    /* the push service's own gRPC listener (openim.push.PushMsgService) */
+    c->rpc_listen_ip = get_str(r, s, "openim-push", "rpc.listenIP", "0.0.0.0");
+    if (!c->rpc_listen_ip[0]) {
+        free(c->rpc_listen_ip);
+        c->rpc_listen_ip = imp_xstrdup("0.0.0.0");
+    }
+    c->rpc_register_ip = get_str(r, s, "openim-push", "rpc.registerIP", "");
+    c->rpc_port = 0; /* autoSetPorts: a free port */
+    if (!get_bool(r, s, "openim-push", "rpc.autoSetPorts", true)) {
+        get_list(r, s, "openim-push", "rpc.ports", &ports);
+        char *end = NULL;
+        long p = ports.n ? strtol(ports.v[0], &end, 10) : 0;
+        if (!ports.n)
+            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc"),
+                 "rpc.autoSetPorts is false but no port is given");
+        else if (*end || p <= 0 || p > 65535)
+            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc.ports"), "'%s' is not a port",
+                 ports.v[0]);
+        c->rpc_port = (int)p;
+        free_list(&ports);
+    }
+
+    /* webhooks (webhooks.yml): only the three push hooks are read */
+    s = imp_yaml_get(root, "webhooks");
+    c->webhook_url = get_str(r, s, "webhooks", "url", "");
+    struct {
+        const char *name;
+        struct imp_webhook *wh;
+    } hooks[] = {{"beforeOnlinePush", &c->wh_before_online},
+                 {"beforeGroupOnlinePush", &c->wh_before_group_online},
+                 {"beforeOfflinePush", &c->wh_before_offline}};
+    for (size_t i = 0; i < IMP_ARRAY_LEN(hooks); i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "%s.enable", hooks[i].name);
+        hooks[i].wh->enable = get_bool(r, s, "webhooks", k, false);
+        snprintf(k, sizeof(k), "%s.timeout", hooks[i].name);
+        hooks[i].wh->timeout_s = (int)get_int(r, s, "webhooks", k, 5, 0, 600);
+        snprintf(k, sizeof(k), "%s.failedContinue", hooks[i].name);
+        hooks[i].wh->failed_continue = get_bool(r, s, "webhooks", k, true);
+        if (hooks[i].wh->enable && (!c->webhook_url || !c->webhook_url[0])) {
+            snprintf(k, sizeof(k), "%s.enable", hooks[i].name);
+            fail(r, "webhooks", "url", lookup(s, "url"), "is empty but webhooks.%s is true", k);
+        }
+    }
+
+    /* local-cache */
+    s = imp_yaml_get(root, "local-cache");
+    read_lru(r, s, "group", &c->cache_group, "DELETE_CACHE_GROUP");
+    read_lru(r, s, "user", &c->cache_user, "DELETE_CACHE_USER");
+
+    /* impulse */
+    s = imp_yaml_get(root, "impulse");
+    {
+        const struct imp_yaml *pv = s ? imp_yaml_get(s, "providers") : NULL;
+        if (pv && pv->kind != IMP_YAML_MAP)
+            fail(r, "impulse", "providers", pv, "must be a map of provider settings");
+        c->providers_json = providers_json(imp_yaml_get(root, "openim-push"), s);
+    }
+    if (s && s->kind == IMP_YAML_MAP) {
+        for (size_t i = 0; i < s->n; i++) {
+            int known = 0;
+            for (const char **k = impulse_keys; *k; k++)
+                if (strcmp(*k, s->keys[i]) == 0) known = 1;
+            if (!known) fail(r, "impulse", s->keys[i], s->items[i], "unknown key");
+        }
+    } else if (s && !is_null(s)) {
+        fail(r, "impulse", NULL, s, "expected a map");
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    c->workers = (int)get_int(r, s, "impulse", "workers", 0, 0, 256);
+    if (c->workers == 0) c->workers = ncpu > 0 ? (int)ncpu : 1;
+    c->scripts_dir = get_str(r, s, "impulse", "scripts", "scripts");
+    c->lua_dir = get_str(r, s, "impulse", "luaPath", IMPULSE_LUA_DIR);
+    c->admin_listen = get_str(r, s, "impulse", "admin", "127.0.0.1:9470");
+    c->max_inflight = (int)get_int(r, s, "impulse", "maxInflight", 1024, 1, 1 << 20);
+    c->gateway_timeout_ms = (int)get_int(r, s, "impulse", "gatewayTimeoutMs", 5000, 10, 600000);
+    c->rpc_timeout_ms = (int)get_int(r, s, "impulse", "rpcTimeoutMs", 5000, 10, 600000);
+    c->drain_timeout_ms = (int)get_int(r, s, "impulse", "drainTimeoutMs", 25000, 0, 29000);
+    c->long_time_push_ms = (int)get_int(r, s, "impulse", "longTimePushMs", 10000, 0, 86400000);
+    c->max_grpc_message =
+        (int)get_int(r, s, "impulse", "maxGrpcMessageBytes", 3584 * 1024, 4096, 64 << 20);
+    c->route_log_users = (int)get_int(r, s, "impulse", "routeLogUsers", 20, 0, 100000);
+    c->auto_offset_reset = get_str(r, s, "impulse", "autoOffsetReset", "latest");
+    if (c->auto_offset_reset && strcmp(c->auto_offset_reset, "latest") != 0 &&
+        strcmp(c->auto_offset_reset, "earliest") != 0)
+        fail(r, "impulse", "autoOffsetReset", lookup(s, "autoOffsetReset"),
+             "expected latest or earliest, not '%s'", c->auto_offset_reset);
+    c->session_timeout_ms = (int)get_int(r, s, "impulse", "sessionTimeoutMs", 10000, 3001, 3600000);
+    c->heartbeat_interval_ms =
+        (int)get_int(r, s, "impulse", "heartbeatIntervalMs", 3000, 100, 3600000);
+    c->commit_interval_ms = (int)get_int(r, s, "impulse", "commitIntervalMs", 1000, 100, 60000);
+    c->fetch_wait_ms = (int)get_int(r, s, "impulse", "fetchWaitMs", 50, 1, 5000);
+    if (c->heartbeat_interval_ms >= c->session_timeout_ms)
+        fail(r, "impulse", "heartbeatIntervalMs", lookup(s, "heartbeatIntervalMs"),
+             "must be lower than sessionTimeoutMs (%d)", c->session_timeout_ms);
+    c->script_budget_ms = (int)get_int(r, s, "impulse", "scriptBudgetMs", 50, 0, 60000);
+    c->script_memory_mb = (int)get_int(r, s, "impulse", "scriptMemoryMB", 256, 16, 65536);
+    c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
+    c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
+    c->consume_offline = get_bool(r, s, "impulse", "consumeOffline", true);
+    c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
+    c->log_level = get_str(r, s, "impulse", "logLevel", "info");
+    char dlq[512];
+    snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
+    c->dlq_push = get_str(r, s, "impulse", "deadLetterTopic", dlq);
+    snprintf(dlq, sizeof(dlq), "%s.dlq",
+             c->topic_offline_push ? c->topic_offline_push : "toOfflinePush");
+    c->dlq_offline_push = get_str(r, s, "impulse", "offlineDeadLetterTopic", dlq);
+    if (c->dlq_push && c->topic_push && strcmp(c->dlq_push, c->topic_push) == 0)
+        fail(r, "impulse", "deadLetterTopic", lookup(s, "deadLetterTopic"),
+             "must differ from kafka.toPushTopic");
+    if (c->log_level && strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error"))
+        fail(r, "impulse", "logLevel", lookup(s, "logLevel"),
+             "expected debug, info, warn or error");
+
+    struct stat st;
+    if (!r->failed && (stat(c->scripts_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        fail(r, "impulse", "scripts", lookup(s, "scripts"), "'%s' is not a directory",
+             c->scripts_dir);
+    if (!r->failed && (stat(c->lua_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
+        fail(r, "impulse", "luaPath", lookup(s, "luaPath"), "'%s' is not a directory", c->lua_dir);
+}
+
+/* A directory of OpenIM files: each file becomes the section of its name. */
+static struct imp_yaml *load_dir(const char *dir, char *err, size_t errlen)
+{
+    static const char *sections[] = {"kafka",       "redis",    "discovery", "share", "openim-push",
+                                     "local-cache", "webhooks", "impulse",   NULL};
+    struct imp_yaml *root = imp_yaml_new_map();
+    char path[PATH_MAX];
+    for (const char **s = sections; *s; s++) {
+        snprintf(path, sizeof(path), "%s/%s.yml", dir, *s);
+        if (access(path, F_OK) != 0) continue;
+        struct imp_yaml *y = imp_yaml_load_file(path, err, errlen);
+        if (!y) {
+            imp_yaml_destroy(root);
+            return NULL;
+        }
+        imp_yaml_set(root, *s, y);
+    }
+    return root;
+}
+
+struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen)
+{
+    char inner[512];
+    struct imp_yaml *root = imp_yaml_load_string(text, strlen(text), inner, sizeof(inner));
+    if (!root) {
+        snprintf(err, errlen, "config: %s", inner);
+        return NULL;
+    }
+    struct imp_config *c = imp_xcalloc(1, sizeof(*c));
+    struct reader r = {err, errlen, 0};
+    c->path = imp_xstrdup("(built-in)");
+    read_all(&r, c, root);
+    imp_yaml_destroy(root);
+    if (r.failed) {
+        imp_config_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct imp_config *imp_config_load(const char *path, char *err, size_t errlen)
+{
+    char inner[512];
+    struct stat st;
+    struct imp_yaml *root;
+
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "config: cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    root = S_ISDIR(st.st_mode) ? load_dir(path, inner, sizeof(inner))
+                               : imp_yaml_load_file(path, inner, sizeof(inner));
+    if (!root) {
+        snprintf(err, errlen, "config: %s", inner);
+        return NULL;
+    }
+    if (root->kind != IMP_YAML_MAP) {
+        snprintf(err, errlen, "config: %s: the top level must be a map of sections", path);
+        imp_yaml_destroy(root);
+        return NULL;
+    }
+    struct imp_config *c = imp_xcalloc(1, sizeof(*c));
+    struct reader r = {err, errlen, 0};
+    c->path = imp_xstrdup(path);
+    read_all(&r, c, root);
+    imp_yaml_destroy(root);
+    if (r.failed) {
+        imp_config_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+void imp_config_destroy(struct imp_config *c)
+{
+    if (!c) return;
+    free_list(&c->kafka_addrs);
+    free_list(&c->etcd_addrs);
+    char **strs[] = {
+        &c->path,
+        &c->kafka_username,
+        &c->kafka_password,
+        &c->kafka_tls_ca,
+        &c->kafka_tls_cert,
+        &c->kafka_tls_key,
+        &c->kafka_tls_key_password,
+        &c->topic_push,
+        &c->topic_offline_push,
+        &c->group_push,
+        &c->group_offline_push,
+        &c->dlq_push,
+        &c->dlq_offline_push,
+        &c->webhook_url,
+        &c->redis_addr,
+        &c->redis_username,
+        &c->redis_password,
+        &c->etcd_root,
+        &c->etcd_username,
+        &c->rpc_listen_ip,
+        &c->rpc_register_ip,
+        &c->etcd_password,
+        &c->svc_gateway,
+        &c->svc_user,
+        &c->svc_group,
+        &c->svc_conversation,
+        &c->svc_msg,
+        &c->svc_push,
+        &c->im_admin_user,
+        &c->cache_group.topic,
+        &c->cache_user.topic,
+        &c->scripts_dir,
+        &c->lua_dir,
+        &c->admin_listen,
+        &c->auto_offset_reset,
+        &c->log_level,
+        &c->offline_provider,
+        &c->providers_json,
+    };
+    for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
+    free(c);
+}

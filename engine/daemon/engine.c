@@ -1,0 +1,168 @@
+/*
+ * The engine's own decisions: the shared state's life, OpenIM's start-up
+ * order (the workers join their consumer groups only once the online table
+ * is loaded), reload (a VM per worker built aside, all installed or none),
+ * a fatal consumer error, readiness and status. Readiness and status read
+ * the threads' published atomics: no locks, no waiting.
+ */
+#include "daemon/engine.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/common.h"
+#include "calls/group.h"
+#include "calls/presence.h"
+#include "daemon/announce.h"
+#include "daemon/pushsvc.h"
+#include "script/vm.h"
+#include "state/cache/localcache.h"
+#include "state/cache/slot.h"
+#include "state/online.h"
+#include "state/registry.h"
+
+void imp_engine_init(struct imp_engine *e, struct imp_config *cfg, unsigned shards)
+{
+    const char *svcs[] = {cfg->svc_gateway, cfg->svc_user, cfg->svc_group, cfg->svc_conversation,
+                          cfg->svc_msg};
+    e->cfg = cfg;
+    e->shared.online = imp_online_create(shards);
+    e->shared.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
+    e->shared.group_cache = imp_group_cache_create(cfg);
+    e->shared.online_lru = imp_presence_lru_create(cfg);
+}
+
+void imp_engine_dispose(struct imp_engine *e)
+{
+    imp_registry_destroy(e->shared.registry);
+    imp_localcache_destroy(e->shared.group_cache);
+    imp_slot_destroy(e->shared.online_lru);
+    imp_online_destroy(e->shared.online);
+}
+
+/* The watcher loaded the online table: the first time, every worker joins
+ * its consumer groups (OpenIM's order: subscribe, load, apply the buffer,
+ * then consume). */
+static void online_loaded(void *arg)
+{
+    struct imp_engine *e = arg;
+    atomic_store(&e->online_loaded, 1);
+    if (atomic_exchange(&e->consuming, 1)) return;
+    if (atomic_load(&e->stopping)) return;
+    for (int i = 0; i < e->nworkers; i++) imp_worker_consume(e->workers[i]);
+}
+
+/* On the watcher thread: a VM per worker from the scripts on disk, each
+ * checked; installed only if every one built. */
+static int reload(void *arg, char *err, size_t errlen)
+{
+    struct imp_engine *e = arg;
+    struct imp_vm **vms = imp_xcalloc((size_t)e->nworkers + 1, sizeof(*vms));
+    int ok = 1;
+    for (int i = 0; i < e->nworkers && ok; i++) {
+        vms[i] = imp_worker_build_vm(e->workers[i], err, errlen);
+        ok = vms[i] != NULL;
+    }
+    for (int i = 0; i < e->nworkers; i++) {
+        if (ok)
+            imp_worker_install_vm(e->workers[i], vms[i]);
+        else
+            imp_vm_destroy(vms[i]);
+    }
+    free(vms);
+    return ok ? 0 : IMP_ESCRIPT;
+}
+
+/* A worker's consumer could not start: stop the process, exit code 1. */
+static void fatal(void *arg, const char *why)
+{
+    struct imp_engine *e = arg;
+    (void)why; /* the worker logged it */
+    atomic_store(&e->stopping, 2);
+    kill(getpid(), SIGTERM);
+}
+
+/* A VM ran out of memory: fresh VMs for new messages. */
+static void reload_request(void *arg, const char *why)
+{
+    struct imp_engine *e = arg;
+    if (e->watcher) imp_watcher_reload(e->watcher, why);
+}
+
+void imp_engine_worker_env(struct imp_engine *e, struct imp_worker_env *env)
+{
+    *env = (struct imp_worker_env){
+        .cfg = e->cfg,
+        .shared = &e->shared,
+        .drain_barrier = &e->drain_barrier,
+        .fatal = fatal,
+        .reload = reload_request,
+        .arg = e,
+    };
+}
+
+void imp_engine_watcher_hooks(struct imp_engine *e, struct imp_watcher_hooks *hooks)
+{
+    *hooks = (struct imp_watcher_hooks){.online_loaded = online_loaded, .reload = reload, .arg = e};
+}
+
+int imp_engine_ready(struct imp_engine *e, struct imp_buf *why)
+{
+    int ok = 1;
+    if (atomic_load(&e->stopping)) {
+        imp_buf_puts(why, "shutting down; ");
+        ok = 0;
+    }
+    if (!atomic_load(&e->online_loaded)) {
+        imp_buf_puts(why, "online table not loaded; ");
+        ok = 0;
+    }
+    for (int i = 0; i < e->nworkers; i++) {
+        if (!imp_worker_assigned(e->workers[i])) {
+            imp_buf_printf(why, "worker %d has no partition assignment yet; ", i);
+            ok = 0;
+        }
+    }
+    return ok;
+}
+
+void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
+{
+    struct imp_buf why;
+    imp_buf_init(&why);
+    int ready = imp_engine_ready(e, &why);
+    imp_buf_printf(out, "{\"status\":\"ok\",\"ready\":%s,", ready ? "true" : "false");
+    if (!ready) {
+        imp_buf_puts(out, "\"notReady\":");
+        imp_buf_json_str(out, why.data, why.len > 2 ? why.len - 2 : why.len);
+        imp_buf_putc(out, ',');
+    }
+    imp_buf_printf(out,
+                   "\"onlineUsers\":%zu,\"redisSubscribed\":%s,\"etcdSynced\":%s,"
+                   "\"onlineLoads\":%ld,\"workers\":[",
+                   imp_online_count(e->shared.online),
+                   imp_watcher_redis_subscribed(e->watcher) ? "true" : "false",
+                   imp_watcher_etcd_synced(e->watcher) ? "true" : "false",
+                   imp_watcher_online_loads(e->watcher));
+    for (int i = 0; i < e->nworkers; i++)
+        imp_buf_printf(out,
+                       "%s{\"id\":%d,\"partitions\":%d,\"offlinePartitions\":%d,"
+                       "\"inflight\":%d}",
+                       i ? "," : "", i, imp_worker_partitions(e->workers[i], 0),
+                       imp_worker_partitions(e->workers[i], 1), imp_worker_inflight(e->workers[i]));
+    imp_buf_puts(out, "],");
+    if (e->pushsvc) {
+        imp_buf_puts(out, "\"pushService\":{\"addr\":");
+        imp_buf_json_cstr(out, imp_pushsvc_addr(e->pushsvc));
+        if (e->announce) {
+            imp_buf_puts(out, ",\"etcd\":");
+            imp_announce_status_json(e->announce, out);
+        }
+        imp_buf_puts(out, "},");
+    }
+    imp_watcher_scripts_json(e->watcher, out);
+    imp_buf_putc(out, '}');
+    imp_buf_dispose(&why);
+}

@@ -1,0 +1,37 @@
+/*
+ * A loop's gRPC channels, one per peer address, created on first use and
+ * kept: every call a worker makes (gateway fan-out, the OpenIM services
+ * scripts call, the online status fetch) goes through its own set, so no
+ * channel is shared between threads. Not thread-safe: one owner loop.
+ */
+#ifndef IMP_CHANS_H
+#define IMP_CHANS_H
+
+#include <stddef.h>
+
+struct imp_chans;
+struct imp_grpc_channel;
+struct imp_registry;
+struct imp_svclist;
+
+/* An empty set whose channels accept messages up to max_message bytes.
+ * Cannot fail. */
+struct imp_chans *imp_chans_create(int max_message);
+/* Destroys every channel. NULL is ignored. */
+void imp_chans_destroy(struct imp_chans *c);
+
+/* The channel to addr (created on first use, kept). Cannot fail. */
+struct imp_grpc_channel *imp_chans_get(struct imp_chans *c, const char *addr);
+
+/* A node of service `name` in reg, round robin; NULL when none is
+ * registered. */
+struct imp_grpc_channel *imp_chans_service(struct imp_chans *c, struct imp_registry *reg,
+                                           const char *name);
+
+/* The current node list of service `name` (the caller owns one reference:
+ * imp_svclist_release). When the list changed since the last call, the
+ * channels of nodes that left are closed: the gateways follow etcd. */
+struct imp_svclist *imp_chans_follow(struct imp_chans *c, struct imp_registry *reg,
+                                     const char *name);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * The request is hand-encoded: field 1 is the MsgData bytes encoded once
+ * per message, field 2 the user IDs of the chunk, so a 100,000-member
+ * group does not re-encode the message per chunk or per gateway. Replies
+ * are decoded with protobuf-c. User positions are found through an
+ * open-addressing table of indices built once per fan-out.
+ *
+ * Started by a worker's online push (push/fanout.c) on its loop; the
+ * answers come back through the worker's inbox.
+ */
+#include "net/gateway.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/common.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "msggateway.pb-c.h"
+
+struct call_ctx {
+    struct imp_fanout *f;
+    size_t gw;
+    size_t first, count; /* users of this chunk */
+};
+
+void imp_gateway_encode(struct imp_buf *out, const void *msgdata, size_t len, char *const *users,
+                        size_t n)
+{
+    imp_buf_pb_bytes(out, 1, msgdata, len);
+    for (size_t i = 0; i < n; i++) imp_buf_pb_bytes(out, 2, users[i], strlen(users[i]));
+}
+
+static void index_build(struct imp_fanout *f)
+{
+    size_t cap = 16;
+    while (cap < f->nusers * 2) cap *= 2;
+    f->index_cap = cap;
+    f->index = imp_xmalloc(cap * sizeof(size_t));
+    for (size_t i = 0; i < cap; i++) f->index[i] = (size_t)-1;
+    for (size_t u = 0; u < f->nusers; u++) {
+        size_t i = imp_fnv1a64(f->users[u], strlen(f->users[u])) & (cap - 1);
+        while (f->index[i] != (size_t)-1) i = (i + 1) & (cap - 1);
+        f->index[i] = u;
+    }
+}
+
+static size_t index_find(const struct imp_fanout *f, const char *uid)
+{
+    size_t i = imp_fnv1a64(uid, strlen(uid)) & (f->index_cap - 1);
+    while (f->index[i] != (size_t)-1) {
+        if (strcmp(f->users[f->index[i]], uid) == 0) return f->index[i];
+        i = (i + 1) & (f->index_cap - 1);
+    }
+    return (size_t)-1;
+}
+
+static void finish_one(struct imp_fanout *f)
+{
+    if (--f->pending == 0) f->done(f, f->arg);
+}
+
+static void deferred_done(void *arg)
+{
+    struct imp_fanout *f = arg;
+    finish_one(f);
+}
+
+static void on_reply(void *arg, const struct imp_grpc_result *r)
+{
+    struct call_ctx *cc = arg;
+    struct imp_fanout *f = cc->f;
+    struct imp_fanout_gw *g = &f->gw[cc->gw];
+    char sname[16];
+    const char *result = "ok";
+
+    if (r->status != 0) {
+        g->failed++;
+        g->status = r->status;
+        snprintf(g->error, sizeof(g->error), "%s: %s",
+                 imp_grpc_status_name(r->status, sname, sizeof(sname)), r->details);
+        result = r->status == 4 ? "timeout" : r->status == 14 ? "unavailable" : "error";
+    } else {
+        Openim__Msggateway__OnlineBatchPushOneMsgResp *resp =
+            openim__msggateway__online_batch_push_one_msg_resp__unpack(NULL, r->len, r->data);
+        if (!resp) {
+            g->failed++;
+            g->status = -1;
+            snprintf(g->error, sizeof(g->error), "unparseable reply (%zu bytes)", r->len);
+            result = "garbage";
+        } else {
+            for (size_t i = 0; i < resp->n_singlepushresult; i++) {
+                const Openim__Msggateway__SingleMsgToUserResults *u = resp->singlepushresult[i];
+                if (!u->onlinepush || !u->userid) continue;
+                size_t idx = index_find(f, u->userid);
+                /* only users of this chunk count: a gateway cannot reach
+                 * users it was not asked about */
+                if (idx == (size_t)-1 || idx < cc->first || idx >= cc->first + cc->count) continue;
+                g->reached++;
+                if (!f->reached[idx]) {
+                    f->reached[idx] = 1;
+                    f->nreached++;
+                }
+            }
+            openim__msggateway__online_batch_push_one_msg_resp__free_unpacked(resp, NULL);
+        }
+    }
+    char labels[64];
+    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+    imp_metrics_inc("impulse_gateway_calls_total", labels, 1);
+    free(cc);
+    finish_one(f);
+}
+
+struct imp_fanout *imp_fanout_start(const struct imp_fanout_req *r)
+{
+    struct imp_fanout *f = imp_xcalloc(1, sizeof(*f));
+    f->users = r->users;
+    f->nusers = r->nusers;
+    f->reached = imp_xcalloc(r->nusers ? r->nusers : 1, 1);
+    f->ngw = r->nchannels;
+    f->gw = imp_xcalloc(r->nchannels ? r->nchannels : 1, sizeof(*f->gw));
+    f->done = r->done;
+    f->arg = r->arg;
+    for (size_t g = 0; g < r->nchannels; g++) f->gw[g].addr = r->addrs[g];
+    f->pending = 1; /* held until every call is started */
+    if (r->nusers == 0 || r->nchannels == 0) goto out;
+    index_build(f);
+
+    /* Chunk boundaries: as many users as fit under max_request. */
+    size_t base = 1 + imp_pb_varint_len(r->msgdata_len) + r->msgdata_len;
+    struct imp_buf req;
+    imp_buf_init(&req);
+    size_t first = 0;
+    while (first < r->nusers) {
+        size_t size = base, count = 0;
+        while (first + count < r->nusers) {
+            size_t ul = strlen(r->users[first + count]);
+            size_t add = 1 + imp_pb_varint_len(ul) + ul;
+            if (count > 0 && size + add > r->max_request) break;
+            size += add;
+            count++;
+        }
+        imp_buf_reset(&req);
+        imp_gateway_encode(&req, r->msgdata, r->msgdata_len, r->users + first, count);
+        for (size_t g = 0; g < r->nchannels; g++) {
+            struct call_ctx *cc = imp_xmalloc(sizeof(*cc));
+            cc->f = f;
+            cc->gw = g;
+            cc->first = first;
+            cc->count = count;
+            f->gw[g].calls++;
+            f->pending++;
+            if (imp_grpc_unary(r->channels[g], IMP_GATEWAY_METHOD, req.data, req.len, r->timeout_ms,
+                               r->md, r->nmd, r->inbox, on_reply, cc) != 0) {
+                f->pending--;
+                f->gw[g].failed++;
+                f->gw[g].status = -1;
+                snprintf(f->gw[g].error, sizeof(f->gw[g].error), "could not start the call");
+                free(cc);
+            }
+        }
+        first += count;
+    }
+    imp_buf_dispose(&req);
+out:
+    /* Never complete inside start: the caller's done may free f. */
+    if (f->pending == 1) {
+        if (imp_inbox_post(r->inbox, deferred_done, f) != 0) {
+            imp_fanout_destroy(f);
+            return NULL;
+        }
+    } else {
+        f->pending--;
+    }
+    return f;
+}
+
+void imp_fanout_destroy(struct imp_fanout *f)
+{
+    if (!f) return;
+    free(f->reached);
+    free(f->gw);
+    free(f->index);
+    free(f);
+}

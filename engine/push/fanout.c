@@ -1,0 +1,184 @@
+/*
+ * The online push of a message (core.push_online): the recipients'
+ * presence (calls/presence.c), then one fan-out to every gateway etcd
+ * lists (net/gateway.c, OpenIM's SuperGroupOnlineBatchPushOneMsg), then
+ * the route log line (who was for, online, reached, per gateway) and the
+ * result the coroutine resumes with. Runs on the worker's loop; the
+ * coroutine waits from the call until the last gateway answers or times
+ * out.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/common.h"
+#include "base/config.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "calls/presence.h"
+#include "net/chans.h"
+#include "net/gateway.h"
+#include "push/worker_int.h"
+#include "script/vm.h"
+#include "state/registry.h"
+#include "state/shared.h"
+
+static void json_users(struct imp_buf *b, char *const *users, size_t n, size_t cap)
+{
+    imp_buf_putc(b, '[');
+    for (size_t i = 0; i < n && i < cap; i++) {
+        if (i) imp_buf_putc(b, ',');
+        imp_buf_json_cstr(b, users[i]);
+    }
+    imp_buf_putc(b, ']');
+}
+
+/* One line per message: who it was for, who was online, which gateways
+ * were called and whom they reached. Lists are capped (routeLogUsers). */
+static void log_route(struct msg *t, const struct imp_fanout *f)
+{
+    const Openim__Sdkws__MsgData *m = t->req->msgdata;
+    size_t cap = (size_t)t->w->cfg->route_log_users;
+    struct imp_buf b;
+    char **tmp;
+    size_t n;
+
+    if (imp_log_level() > IMP_LOG_INFO) return;
+    imp_buf_init(&b);
+    imp_buf_puts(&b, "\"clientMsgID\":");
+    imp_buf_json_cstr(&b, m->clientmsgid);
+    imp_buf_printf(&b, ",\"sessionType\":%d,\"contentType\":%d,\"sendID\":", m->sessiontype,
+                   m->contenttype);
+    imp_buf_json_cstr(&b, m->sendid);
+    imp_buf_puts(&b, ",\"recvID\":");
+    imp_buf_json_cstr(&b, m->recvid);
+    imp_buf_puts(&b, ",\"groupID\":");
+    imp_buf_json_cstr(&b, m->groupid);
+    imp_buf_printf(&b, ",\"recipients\":%zu,\"online\":", t->users.n);
+    json_users(&b, t->online, t->nonline, cap);
+    tmp = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
+    n = 0;
+    for (size_t i = 0; i < t->users.n; i++)
+        if (!t->online_flags[i]) tmp[n++] = t->users.items[i];
+    imp_buf_puts(&b, ",\"offline\":");
+    json_users(&b, tmp, n, cap);
+    n = 0;
+    for (size_t i = 0; i < t->nonline; i++)
+        if (f->reached[i]) tmp[n++] = t->online[i];
+    imp_buf_puts(&b, ",\"reached\":");
+    json_users(&b, tmp, n, cap);
+    free(tmp);
+    imp_buf_puts(&b, ",\"gateways\":[");
+    for (size_t g = 0; g < f->ngw; g++) {
+        if (g) imp_buf_putc(&b, ',');
+        imp_buf_puts(&b, "{\"addr\":");
+        imp_buf_json_cstr(&b, f->gw[g].addr);
+        imp_buf_printf(&b, ",\"calls\":%d,\"reached\":%zu", f->gw[g].calls, f->gw[g].reached);
+        if (f->gw[g].failed) {
+            imp_buf_puts(&b, ",\"error\":");
+            imp_buf_json_cstr(&b, f->gw[g].error);
+        }
+        imp_buf_putc(&b, '}');
+    }
+    imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f",
+                   (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6);
+    imp_log_fields(IMP_LOG_INFO, msg_opid(t), "push", b.data);
+    imp_buf_dispose(&b);
+}
+
+static void on_fanout(struct imp_fanout *f, void *arg)
+{
+    struct msg *t = arg;
+    lua_State *co = t->task.co;
+
+    log_route(t, f);
+    imp_metrics_inc("impulse_online_push_users_total", "result=\"reached\"", (int64_t)f->nreached);
+    imp_metrics_inc("impulse_online_push_users_total", "result=\"not_reached\"",
+                    (int64_t)(t->users.n - f->nreached));
+
+    /* result = { recipients = n, reached = {...}, not_reached = {...} } */
+    lua_createtable(co, 0, 3);
+    lua_pushnumber(co, (lua_Number)t->users.n);
+    lua_setfield(co, -2, "recipients");
+    lua_createtable(co, (int)f->nreached, 0);
+    lua_createtable(co, (int)(t->users.n - f->nreached), 0);
+    int nr = 0, nn = 0;
+    size_t oi = 0;
+    for (size_t i = 0; i < t->users.n; i++) {
+        const char *u = t->users.items[i];
+        int reached = 0;
+        /* online[] preserves users' order, so one pass matches them */
+        if (oi < t->nonline && t->online[oi] == u) reached = f->reached[oi++];
+        lua_pushstring(co, u);
+        lua_rawseti(co, reached ? -3 : -2, reached ? ++nr : ++nn);
+    }
+    lua_setfield(co, -3, "not_reached");
+    lua_setfield(co, -2, "reached");
+    imp_fanout_destroy(f);
+    imp_task_resume(&t->task, 1);
+}
+
+/* The recipients' presence is known: call every gateway. */
+static void start_fanout(struct msg *t)
+{
+    struct imp_worker *w = t->w;
+    t->nonline = 0;
+    for (size_t i = 0; i < t->users.n; i++)
+        if (t->online_flags[i]) t->online[t->nonline++] = t->users.items[i];
+    t->gws = imp_chans_follow(w->host.chans, w->env.shared->registry, w->cfg->svc_gateway);
+    struct imp_grpc_channel **chs = imp_xcalloc(t->gws->n ? t->gws->n : 1, sizeof(*chs));
+    for (size_t g = 0; g < t->gws->n; g++) chs[g] = imp_chans_get(w->host.chans, t->gws->addrs[g]);
+    struct imp_grpc_md md[4];
+    imp_task_grpc_md(&t->task, md);
+    struct imp_fanout_req req = {
+        .msgdata = t->msgdata.data,
+        .msgdata_len = t->msgdata.len,
+        .users = t->online,
+        .nusers = t->nonline,
+        .channels = chs,
+        .addrs = t->gws->addrs,
+        .nchannels = t->gws->n,
+        .timeout_ms = w->cfg->gateway_timeout_ms,
+        .max_request = (size_t)w->cfg->max_grpc_message - 1024,
+        .md = md,
+        .nmd = 4,
+        .inbox = &w->inbox,
+        .done = on_fanout,
+        .arg = t,
+    };
+    if (!imp_fanout_start(&req)) {
+        /* the inbox is closed: the worker is past its drain deadline */
+        imp_warn(msg_opid(t), "online push abandoned: the worker is stopping");
+    }
+    free(chs);
+}
+
+static void on_presence(struct imp_task *task) { start_fanout(msg_of(task)); }
+
+/* push_online(users) -> true (pending): the online push of the current
+ * message to users (a list of strings; duplicates are pushed once). The
+ * coroutine resumes with { recipients, reached, not_reached }. */
+int imp_lua_push_online(lua_State *L)
+{
+    struct msg *t = msg_current(L);
+    if (!t || !t->req) return luaL_error(L, "push_online called outside a message coroutine");
+    uint64_t t0 = imp_now_ns();
+    luaL_checktype(L, 1, LUA_TTABLE);
+    size_t n = lua_objlen(L, 1);
+    for (size_t i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, (int)i);
+        size_t len;
+        const char *u = lua_tolstring(L, -1, &len);
+        if (u && len) imp_strset_add(&t->users, u, len);
+        lua_pop(L, 1);
+    }
+    t->online = imp_xcalloc(t->users.n ? t->users.n : 1, sizeof(char *));
+    t->online_flags = imp_xcalloc(t->users.n ? t->users.n : 1, 1);
+    t->task.waiting = 1;
+    if (imp_presence_lookup(&t->task, t->users.items, t->users.n, t->online_flags, on_presence) ==
+        0)
+        start_fanout(t);
+    imp_vm_exclude(t->task.vm, t0);
+    lua_pushboolean(L, 1);
+    return 1;
+}

@@ -1,0 +1,89 @@
+/*
+ * A worker thread: a libev loop, a LuaJIT VM holding the policy, Kafka
+ * consumers of toPush (group `push`) and toOfflinePush, and its own gRPC
+ * channels. The push pipeline's entry point; push/worker_int.h lists the
+ * files behind it.
+ *
+ * Per message: decode PushMsgReq, queue it behind earlier messages of its
+ * Kafka key, run the policy's route() in a coroutine, look recipients up in
+ * the online table, fan out to every gateway, log the route, then mark the
+ * message done so its offset can be stored. A bad record, a failing script
+ * or a failing peer costs that message only.
+ */
+#ifndef IMP_WORKER_H
+#define IMP_WORKER_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct imp_vm;
+struct imp_config;
+struct imp_shared;
+struct imp_worker;
+
+/* What a worker gets from the engine above it: the config, the shared
+ * tables, and two calls back up. Copied by imp_worker_create. */
+struct imp_worker_env {
+    const struct imp_config *cfg;
+    struct imp_shared *shared;
+    /* every worker waits here twice on its way out (drained, committed) */
+    pthread_barrier_t *drain_barrier;
+    /* a consumer could not start: stop the process with exit code 1 */
+    void (*fatal)(void *arg, const char *why);
+    /* a VM ran out of memory: start new messages on fresh VMs */
+    void (*reload)(void *arg, const char *why);
+    void *arg;
+};
+
+/* Builds the worker and its VM (scripts are loaded here, so a broken script
+ * stops the start). Returns NULL with the reason in err. */
+struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id, char *err,
+                                     size_t errlen);
+/* Starts the thread. */
+int imp_worker_start(struct imp_worker *w);
+/* Asks the worker to create its consumer and join the group. Thread-safe. */
+void imp_worker_consume(struct imp_worker *w);
+/* Asks the worker to stop fetching, drain in-flight messages (bounded by
+ * drainTimeoutMs), commit and exit its thread. Thread-safe. */
+void imp_worker_stop(struct imp_worker *w);
+void imp_worker_join(struct imp_worker *w);
+/* Frees the worker; its thread must be joined and gRPC stopped. */
+void imp_worker_destroy(struct imp_worker *w);
+
+/* Push-service calls (openim.push.PushMsgService) the worker runs. */
+enum { IMP_RPC_PUSHMSG = 1, IMP_RPC_DELTOKEN = 2 };
+struct imp_grpc_scall;
+/* Hands a call to the worker (any thread; req valid until the call is
+ * answered). The worker answers it when its task ends. IMP_ECLOSED when the
+ * worker has finished: the caller answers. */
+int imp_worker_rpc(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const uint8_t *req,
+                   size_t len);
+
+/* Readiness: every consumer (toPush, and toOfflinePush unless
+ * impulse.consumeOffline is off) has had its first assignment. */
+int imp_worker_assigned(const struct imp_worker *w);
+/* Partitions of toPush (offline 0) or toOfflinePush (offline 1) held now,
+ * -1 when that topic is not consumed; messages in flight. Thread-safe
+ * (approximate). */
+int imp_worker_partitions(const struct imp_worker *w, int offline);
+int imp_worker_inflight(const struct imp_worker *w);
+/* The configured offline provider's settings and credentials, checked in
+ * the worker's VM before it runs (the start, `impulse check`). 0, or an
+ * error with one line in err. */
+int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen);
+
+/* impulse test: runs busted (argv: its arguments) in one engine coroutine
+ * on the calling thread, in a VM without the sandbox. Returns an exit code
+ * (busted usually exits the process itself). */
+int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv);
+
+/* Hot reload. build_vm makes a VM with this worker's engine calls, the
+ * scripts as they are on disk now, and their check() run (any thread; NULL
+ * with "file:line: message" in err). install_vm hands it over: the worker
+ * starts new messages on it; messages in flight finish on the old VM,
+ * which is closed when the last of them is done. Thread-safe. */
+struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen);
+void imp_worker_install_vm(struct imp_worker *w, struct imp_vm *vm);
+
+#endif

@@ -1,0 +1,449 @@
+/*
+ * VM construction and the protected ways into it. Scripts are loaded by
+ * impulse.sandbox (Lua); this file owns what only C can do: the capping
+ * allocator, the budget hook, the JIT switch, and classifying errors (a
+ * script error, out of memory, or the budget's STOP object).
+ *
+ * Built on any thread (the watcher builds reload VMs), then used by one
+ * worker thread at a time; every call into Lua from C goes through here.
+ */
+#include "script/vm.h"
+
+#include <dirent.h>
+#include <luajit.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/common.h"
+#include "base/log.h"
+
+#define STOP_KEY   "impulse.STOP"
+#define HOOK_COUNT 1000
+
+uint64_t imp_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    struct imp_vm *vm = ud;
+    if (nsize == 0) {
+        free(ptr);
+        vm->mem_used -= osize;
+        return NULL;
+    }
+    if (vm->mem_limited && nsize > osize && vm->mem_used + (nsize - osize) > vm->mem_cap)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (!p) return NULL;
+    vm->mem_used += nsize;
+    vm->mem_used -= ptr ? osize : 0;
+    return p;
+}
+
+/* The instruction-count hook: stops the running message once its Lua time
+ * passes the budget, by raising the STOP object (sandboxed pcall re-raises
+ * it, so a script cannot catch it). */
+static void budget_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    struct imp_vm *vm;
+    lua_getallocf(L, (void **)&vm);
+    if (!vm->running || !vm->budget_ns) return;
+    if (vm->charged_ns + (imp_now_ns() - vm->run_start_ns) - vm->excluded_ns <= vm->budget_ns)
+        return;
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    lua_error(L);
+}
+
+/* Describes the error object on top of L (a string, STOP, or anything
+ * with __tostring); pops nothing. */
+static const char *error_text(lua_State *L, int idx)
+{
+    const char *msg = lua_tostring(L, idx);
+    if (msg) return msg;
+    if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1)) {
+        msg = lua_tostring(L, -1);
+        lua_pop(L, 1); /* the string stays alive: it is interned and anchored below */
+        return msg;
+    }
+    return "(error object is not a string)";
+}
+
+static int is_stop(lua_State *L, int idx)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    int r = lua_rawequal(L, idx < 0 ? idx - 1 : idx, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+static int traceback(lua_State *L)
+{
+    if (is_stop(L, 1)) return 1; /* keep STOP itself: callers classify it */
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void charge_begin(struct imp_vm *vm, uint64_t charged)
+{
+    vm->charged_ns = charged;
+    vm->excluded_ns = 0;
+    vm->run_start_ns = imp_now_ns();
+    vm->running = 1;
+    vm->mem_limited = 1;
+}
+
+static uint64_t charge_end(struct imp_vm *vm)
+{
+    vm->running = 0;
+    vm->mem_limited = 0;
+    uint64_t spent = imp_now_ns() - vm->run_start_ns;
+    return vm->charged_ns + (spent > vm->excluded_ns ? spent - vm->excluded_ns : 0);
+}
+
+static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, char *err,
+                    size_t errlen)
+{
+    if (status == LUA_ERRMEM) {
+        snprintf(err, errlen, "not enough memory (script memory cap %zu MB)", vm->mem_cap >> 20);
+        return IMP_ENOMEM;
+    }
+    if (is_stop(L, -1) || (vm->budget_ns && used > vm->budget_ns)) {
+        snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
+                 used / 1e6, vm->budget_ns / 1e6);
+        return IMP_ETIMEDOUT;
+    }
+    return IMP_ESCRIPT;
+}
+
+int imp_vm_pcall(struct imp_vm *vm, lua_State *L, int nargs, int nresults, char *err, size_t errlen)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    charge_begin(vm, 0);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    uint64_t used = charge_end(vm);
+    lua_remove(L, base);
+    if (rc == 0) return 0;
+    int kind = classify(vm, L, rc, used, err, errlen);
+    if (kind == IMP_ESCRIPT) snprintf(err, errlen, "%s", error_text(L, -1));
+    lua_pop(L, 1);
+    return kind;
+}
+
+int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged_ns, char *err,
+                  size_t errlen)
+{
+    charge_begin(vm, *charged_ns);
+    int st = lua_resume(co, nargs);
+    *charged_ns = charge_end(vm);
+    if (st == LUA_YIELD) {
+        lua_settop(co, 0); /* the yielded marker; answers are pushed later */
+        /* the wall-clock check at every yield */
+        if (vm->budget_ns && *charged_ns > vm->budget_ns) {
+            snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
+                     *charged_ns / 1e6, vm->budget_ns / 1e6);
+            return IMP_ETIMEDOUT;
+        }
+        return 1;
+    }
+    if (st == 0) return 0;
+    int kind = classify(vm, co, st, *charged_ns, err, errlen);
+    if (kind == IMP_ESCRIPT) {
+        luaL_traceback(vm->L, co, error_text(co, -1), 0);
+        snprintf(err, errlen, "%s", lua_tostring(vm->L, -1));
+        lua_pop(vm->L, 1);
+    }
+    return kind;
+}
+
+/* Module loader for "impulse.core": the engine's C functions, and STOP. */
+static int open_core(lua_State *L)
+{
+    const luaL_Reg *const *libs = lua_touserdata(L, lua_upvalueindex(1));
+    void *owner = lua_touserdata(L, lua_upvalueindex(2));
+    lua_newtable(L);
+    for (; *libs; libs++) {
+        for (const luaL_Reg *f = *libs; f->name; f++) {
+            lua_pushlightuserdata(L, owner);
+            lua_pushcclosure(L, f->func, 1);
+            lua_setfield(L, -2, f->name);
+        }
+    }
+    lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+    lua_setfield(L, -2, "STOP");
+    return 1;
+}
+
+static int stop_tostring(lua_State *L)
+{
+    lua_pushliteral(L, "script budget exceeded");
+    return 1;
+}
+
+static void set_paths(lua_State *L, const struct imp_config *cfg)
+{
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua", cfg->lua_dir, cfg->lua_dir);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+}
+
+/* What every VM has: libraries, the JIT setting, paths, STOP, the engine
+ * module, the budget hook and the task tables. NULL on OOM. */
+static struct imp_vm *vm_base(const struct imp_config *cfg, const luaL_Reg *const *libs,
+                              void *owner, int test_mode)
+{
+    struct imp_vm *vm = imp_xcalloc(1, sizeof(*vm));
+    vm->policy_ref = vm->handle_ref = LUA_NOREF;
+    vm->mem_cap = test_mode ? (size_t)-1 : (size_t)cfg->script_memory_mb << 20;
+    vm->budget_ns = test_mode ? 0 : (uint64_t)cfg->script_budget_ms * 1000000u;
+    vm->L = lua_newstate(vm_alloc, vm);
+    if (!vm->L) {
+        free(vm);
+        return NULL;
+    }
+    lua_State *L = vm->L;
+    luaL_openlibs(L);
+    if (!cfg->script_jit && !test_mode) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    if (test_mode) {
+        /* the engine's library first, then wherever busted and friends live */
+        lua_getglobal(L, "package");
+        lua_getfield(L, -1, "path");
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;./?.lua;./?/init.lua;%s", cfg->lua_dir,
+                        cfg->lua_dir, lua_tostring(L, -1));
+        lua_setfield(L, -3, "path");
+        lua_pop(L, 2);
+    } else {
+        set_paths(L, cfg);
+    }
+
+    /* STOP: a unique object the budget hook raises */
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_pushcfunction(L, stop_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, STOP_KEY);
+
+    /* package.preload["impulse.core"] = open_core (upvalues: libs, owner) */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "preload");
+    lua_pushlightuserdata(L, (void *)libs);
+    lua_pushlightuserdata(L, owner);
+    lua_pushcclosure(L, open_core, 2);
+    lua_setfield(L, -2, "impulse.core");
+    lua_pop(L, 2);
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, HOOK_COUNT);
+
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_TASKS_KEY);
+    lua_newtable(L); /* weak keys: coroutines a script drops are collected */
+    lua_newtable(L);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, IMP_VM_ADOPTED_KEY);
+    return vm;
+}
+
+/* Loads every scripts/providers/<name>.lua into registry table
+ * "impulse.providers" (name → module). Returns 0 or IMP_ESCRIPT/... */
+static int load_providers(struct imp_vm *vm, const struct imp_config *cfg, char *err, size_t errlen)
+{
+    lua_State *L = vm->L;
+    char dir[1024];
+    snprintf(dir, sizeof(dir), "%s/providers", cfg->scripts_dir);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "impulse.providers");
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    int rc = 0;
+    while (!rc && (de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0) continue;
+        lua_getfield(L, LUA_REGISTRYINDEX, "impulse.providers");
+        lua_getglobal(L, "require");
+        lua_pushliteral(L, "impulse.sandbox");
+        lua_call(L, 1, 1);
+        lua_getfield(L, -1, "load_provider");
+        lua_remove(L, -2);
+        lua_pushstring(L, cfg->scripts_dir);
+        lua_pushlstring(L, de->d_name, n - 4);
+        rc = imp_vm_pcall(vm, L, 2, 1, err, errlen);
+        if (rc) {
+            lua_pop(L, 1);
+            break;
+        }
+        lua_pushlstring(L, de->d_name, n - 4);
+        lua_insert(L, -2);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+    closedir(d);
+    return rc;
+}
+
+struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *const *libs,
+                                  void *owner, char *err, size_t errlen)
+{
+    struct imp_vm *vm = vm_base(cfg, libs, owner, 1);
+    if (!vm) snprintf(err, errlen, "cannot create a Lua state");
+    return vm;
+}
+
+struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const *libs, void *owner,
+                             char *err, size_t errlen)
+{
+    struct imp_vm *vm = vm_base(cfg, libs, owner, 0);
+    if (!vm) {
+        snprintf(err, errlen, "cannot create a Lua state");
+        return NULL;
+    }
+    lua_State *L = vm->L;
+
+    /* handle = require("impulse.driver").handle */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "impulse.driver");
+    if (imp_vm_pcall(vm, L, 1, 1, err, errlen)) goto fail;
+    lua_getfield(L, -1, "handle");
+    if (!lua_isfunction(L, -1)) {
+        snprintf(err, errlen, "impulse.driver has no handle function");
+        lua_pop(L, 2);
+        goto fail;
+    }
+    vm->handle_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+
+    /* policy = require("impulse.sandbox").load_policy(scripts) */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "impulse.sandbox");
+    if (imp_vm_pcall(vm, L, 1, 1, err, errlen)) goto fail;
+    lua_getfield(L, -1, "load_policy");
+    lua_remove(L, -2);
+    lua_pushstring(L, cfg->scripts_dir);
+    int rc = imp_vm_pcall(vm, L, 1, 1, err, errlen);
+    if (rc) {
+        if (rc == IMP_ETIMEDOUT)
+            snprintf(err + strlen(err), errlen - strlen(err), " while loading %s/push.lua",
+                     cfg->scripts_dir);
+        goto fail;
+    }
+    vm->policy_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* provider payload modules: scripts/providers/<name>.lua, each checked
+     * now so a broken one fails the load (or the reload) like the policy */
+    if (load_providers(vm, cfg, err, errlen)) goto fail;
+
+    /* the policy's own check, under the budget */
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->policy_ref);
+    lua_getfield(L, -1, "check");
+    lua_remove(L, -2);
+    if (lua_isfunction(L, -1)) {
+        char inner[2048];
+        rc = imp_vm_pcall(vm, L, 0, 2, inner, sizeof(inner));
+        if (rc) {
+            snprintf(err, errlen, "%s/push.lua: check() failed: %s", cfg->scripts_dir, inner);
+            goto fail;
+        }
+        /* check() may also answer nil, err */
+        if (lua_isnil(L, -2) && !lua_isnil(L, -1)) {
+            snprintf(err, errlen, "%s/push.lua: check() failed: %s", cfg->scripts_dir,
+                     lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no reason)");
+            lua_pop(L, 2);
+            goto fail;
+        }
+        lua_pop(L, 2);
+    } else {
+        lua_pop(L, 1);
+    }
+
+    imp_vm_scripts_hash(cfg->scripts_dir, vm->hash);
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    return vm;
+fail:
+    /* a load error is one line (file:line: message); the traceback only
+     * repeats the engine's loader frames */
+    {
+        char *tb = strstr(err, "\nstack traceback:");
+        if (tb) *tb = '\0';
+    }
+    imp_vm_destroy(vm);
+    return NULL;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Collects the .lua files under dir (one level of subfolders: providers/). */
+static void list_scripts(const char *dir, const char *prefix, char ***names, size_t *n, int depth)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    if (!d) return;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char path[1024], rel[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        snprintf(rel, sizeof(rel), "%s%s", prefix, de->d_name);
+        struct stat st;
+        if (stat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode) && depth > 0) {
+            char sub[600];
+            snprintf(sub, sizeof(sub), "%s/", rel);
+            list_scripts(path, sub, names, n, depth - 1);
+        } else if (S_ISREG(st.st_mode) && strlen(de->d_name) > 4 &&
+                   strcmp(de->d_name + strlen(de->d_name) - 4, ".lua") == 0) {
+            *names = imp_xrealloc(*names, (*n + 1) * sizeof(char *));
+            (*names)[(*n)++] = imp_xstrdup(rel);
+        }
+    }
+    closedir(d);
+}
+
+void imp_vm_scripts_hash(const char *dir, char out[17])
+{
+    char **names = NULL;
+    size_t n = 0;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    list_scripts(dir, "", &names, &n, 1);
+    qsort(names, n, sizeof(char *), cmp_names);
+    for (size_t i = 0; i < n; i++) {
+        char path[2048];
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        h = (h ^ imp_fnv1a64(names[i], strlen(names[i]) + 1)) * 0x100000001b3ULL;
+        FILE *f = fopen(path, "rb");
+        char buf[4096];
+        size_t got;
+        while (f && (got = fread(buf, 1, sizeof(buf), f)) > 0)
+            h = (h ^ imp_fnv1a64(buf, got)) * 0x100000001b3ULL;
+        if (f) fclose(f);
+        free(names[i]);
+    }
+    free(names);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+void imp_vm_destroy(struct imp_vm *vm)
+{
+    if (!vm) return;
+    if (vm->L) lua_close(vm->L);
+    free(vm);
+}
