@@ -87,6 +87,14 @@ local ok, err = pcall(function()
   local idle = (cpu_s(imp.pid) - c0) / ((h.now_ms() - t0) / 1000)
   print(format("idle: %.1f ms CPU per second", idle * 1000))
 
+  -- the script's Lua time so far: impulse_script_lua_ms's sum (ms) and
+  -- count
+  local function lua_ms()
+    local _, mt = h.http("GET", imp.admin .. "/metrics")
+    return tonumber(mt:match("impulse_script_lua_ms_sum (%S+)")) or 0,
+      tonumber(mt:match("impulse_script_lua_ms_count (%S+)")) or 0
+  end
+
   local done = 0
   local function run(name, count, make)
     -- warm-up message: caches filled, channels connected
@@ -94,6 +102,7 @@ local ok, err = pcall(function()
     done = done + 1
     h.wait_until(function() return handled() >= done end, 120000, name .. " warm-up")
     local cpu0, wall0 = cpu_s(imp.pid), h.now_ms()
+    local lsum0, lcount0 = lua_ms()
     if RATE > 0 then
       -- paced: message i is due at wall0 + i / RATE seconds, produced in
       -- 10 ms ticks, so the engine sees a steady stream, not a backlog
@@ -118,8 +127,10 @@ local ok, err = pcall(function()
     local cpu = cpu_s(imp.pid) - cpu0
     local wall = (h.now_ms() - wall0) / 1000
     local corrected = cpu - idle * wall
-    print(format("%-14s %7d msgs in %6.2f s: CPU %6.2f s = %8.1f us/msg (idle-corrected %8.1f us/msg)",
-      name, count, wall, cpu, cpu / count * 1e6, corrected / count * 1e6))
+    local lsum, lcount = lua_ms()
+    print(format("%-14s %7d msgs in %6.2f s: CPU %6.2f s = %8.1f us/msg (idle-corrected %8.1f us/msg), "
+      .. "Lua %.3f ms/msg", name, count, wall, cpu, cpu / count * 1e6, corrected / count * 1e6,
+      (lsum - lsum0) / math.max(1, lcount - lcount0)))
     return cpu / count, corrected / count
   end
 

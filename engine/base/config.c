@@ -244,6 +244,8 @@ static const char *impulse_keys[] = {
     "scriptJit",
     "deadLetterTopic",
     "offlineDeadLetterTopic",
+    "deadLetterSpool",
+    "deadLetterSpoolMB",
     "fetchWaitMs",
     "serveRpc",
     "consumeOffline",
@@ -526,6 +528,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
     c->consume_offline = get_bool(r, s, "impulse", "consumeOffline", true);
     c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
+    c->dlq_spool = get_str(r, s, "impulse", "deadLetterSpool", "/var/lib/impulse/spool");
+    c->dlq_spool_mb = (int)get_int(r, s, "impulse", "deadLetterSpoolMB", 1024, 0, 1 << 20);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
     char dlq[512];
     snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
@@ -666,6 +670,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->log_level,
         &c->offline_provider,
         &c->providers_json,
+        &c->dlq_spool,
     };
     for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
     free(c);

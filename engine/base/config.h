@@ -54,6 +54,8 @@ struct imp_config {
     char *group_offline_push;
     char *dlq_push;         /* impulse.deadLetterTopic, default "<toPushTopic>.dlq" */
     char *dlq_offline_push; /* impulse.offlineDeadLetterTopic */
+    char *dlq_spool;        /* impulse.deadLetterSpool: full copies of cut dead letters */
+    int dlq_spool_mb;       /* impulse.deadLetterSpoolMB: its bound; 0 = keep none */
 
     /* redis */
     char *redis_addr; /* host:port (first of redis.address) */
@@ -112,7 +114,7 @@ struct imp_config {
     int commit_interval_ms;
     int fetch_wait_ms; /* fetch.wait.max.ms: latency of an idle fetch */
     char *log_level;
-    int script_budget_ms;   /* Lua time per message; 0 = unlimited */
+    int script_budget_ms;   /* Lua CPU time per message; 0 = unlimited */
     int script_memory_mb;   /* per worker VM */
     bool script_jit;        /* JIT on: faster, but the budget cannot stop a compiled loop */
     bool serve_rpc;         /* serve openim.push.PushMsgService and register in etcd */

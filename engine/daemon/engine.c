@@ -124,6 +124,12 @@ int imp_engine_ready(struct imp_engine *e, struct imp_buf *why)
             imp_buf_printf(why, "worker %d has no partition assignment yet; ", i);
             ok = 0;
         }
+        int stuck = imp_worker_dead_letters_stuck(e->workers[i]);
+        if (stuck) {
+            imp_buf_printf(why, "worker %d: %d dead letters failing for good (see the log); ", i,
+                           stuck);
+            ok = 0;
+        }
     }
     return ok;
 }

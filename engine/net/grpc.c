@@ -42,7 +42,8 @@ struct tag {
 };
 
 struct imp_grpc_call {
-    struct tag tag; /* first */
+    struct tag tag;                    /* first */
+    struct imp_grpc_call *next, *prev; /* live calls (calls_lock) */
     /* Release/acquire handoff to the completion thread: gRPC passes the tag
      * through its own synchronization, which ThreadSanitizer cannot see in
      * Debian's uninstrumented libgrpc; this makes the ordering explicit. */
@@ -66,8 +67,36 @@ static grpc_completion_queue *cq;
 static pthread_t cq_thread;
 static atomic_long in_flight;
 
+/* Every client call from start to free, so imp_grpc_stop can cancel what
+ * is still waiting (a hung peer would otherwise hold the completion queue
+ * open until each call's deadline). */
+static pthread_mutex_t calls_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct imp_grpc_call *calls;
+
+static void call_link(struct imp_grpc_call *c)
+{
+    pthread_mutex_lock(&calls_lock);
+    c->next = calls;
+    if (calls) calls->prev = c;
+    calls = c;
+    pthread_mutex_unlock(&calls_lock);
+}
+
+static void call_unlink(struct imp_grpc_call *c)
+{
+    pthread_mutex_lock(&calls_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (calls == c)
+        calls = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+    pthread_mutex_unlock(&calls_lock);
+}
+
 static void call_free(struct imp_grpc_call *c)
 {
+    call_unlink(c);
     for (size_t i = 0; i < c->nmd; i++) {
         grpc_slice_unref(c->md[i].key);
         grpc_slice_unref(c->md[i].value);
@@ -195,6 +224,12 @@ int imp_grpc_start(void)
 void imp_grpc_stop(void)
 {
     if (!cq) return;
+    /* calls still waiting (a hung gateway, past the drain deadline) end
+     * now, with CANCELLED; their completions find their loops closed */
+    pthread_mutex_lock(&calls_lock);
+    for (struct imp_grpc_call *c = calls; c; c = c->next)
+        if (c->call) grpc_call_cancel(c->call, NULL);
+    pthread_mutex_unlock(&calls_lock);
     grpc_completion_queue_shutdown(cq);
     pthread_join(cq_thread, NULL);
     grpc_completion_queue_destroy(cq);
@@ -271,6 +306,7 @@ int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *
                                        deadline, NULL);
     grpc_slice_unref(mslice);
     if (!c->call) goto fail;
+    call_link(c);
     for (size_t i = 0; i < nmd && c->nmd < MAX_MD; i++) {
         if (!md[i].value || !md[i].value[0]) continue;
         c->md[c->nmd].key = grpc_slice_from_copied_string(md[i].key);

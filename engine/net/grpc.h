@@ -39,8 +39,9 @@ struct imp_grpc_md {
 /* Initializes gRPC and starts the completion thread. Once per process,
  * before any other thread that uses gRPC starts. */
 int imp_grpc_start(void);
-/* Shuts the queue down and joins the thread; every channel must be
- * destroyed and every call completed first. */
+/* Cancels the client calls still waiting, shuts the queue down and joins
+ * the thread: bounded, whatever the peers do. Every loop that owns calls
+ * must have stopped (their completions are dropped). */
 void imp_grpc_stop(void);
 
 /* A channel to host:port. max_msg bounds sent messages (received ones may

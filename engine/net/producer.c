@@ -132,6 +132,13 @@ void imp_producer_destroy(struct imp_producer *p, int timeout_ms)
 {
     if (!p) return;
     rd_kafka_flush(p->rk, timeout_ms); /* serves delivery reports */
+    /* what is still queued or in flight (a broker down, a record refused
+     * and retried) fails now, its report served here, so rd_kafka_destroy
+     * never waits for it */
+    if (rd_kafka_outq_len(p->rk) > 0) {
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(p->rk, 1000);
+    }
     imp_kafka_wakeup_stop(&p->wake);
     rd_kafka_queue_destroy(p->q);
     rd_kafka_destroy(p->rk);

@@ -36,8 +36,9 @@ int imp_producer_send(struct imp_producer *p, const char *topic, const void *key
 /* Records sent and not yet reported. */
 int imp_producer_pending(const struct imp_producer *p);
 
-/* Waits up to timeout_ms for outstanding reports (callbacks run), then
- * destroys the producer. */
+/* Waits up to timeout_ms for outstanding reports (callbacks run), fails
+ * what is still undelivered (its callback runs with an error), then
+ * destroys the producer: bounded whatever the broker does. */
 void imp_producer_destroy(struct imp_producer *p, int timeout_ms);
 
 /* The names of the topics on the cluster (for impulse check). Returns 0

@@ -7,20 +7,34 @@
  * with backoff, so nothing is lost. core.offline_dead_letter writes only
  * the users of a toOfflinePush record whose sends failed for good.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/common.h"
+#include "base/config.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "net/producer.h"
 #include "push/worker_int.h"
 #include "script/vm.h"
 
+/* A dead letter's value when the whole record is refused for its size
+ * (the broker's and the producer's message.max.bytes default to 1,000,000). */
+#define CUT_BYTES (256 * 1024)
+/* Failed attempts (0.5 + 1 + 2 + 4 + 8 s of backoff) before a dead letter
+ * counts as failing for good: the engine reports not ready until it goes. */
+#define STUCK_ATTEMPTS 5
+
 struct dead {
     ev_timer retry;
+    struct dead *next, *prev; /* the worker's pending dead letters */
     struct imp_worker *w;
     struct stream *s;
     struct imp_msgref ref;
@@ -28,18 +42,146 @@ struct dead {
     const char *reason;
     char *error;
     int attempts;
+    int cut;     /* 0: the whole value; 1: its first CUT_BYTES; 2: none of it */
+    char *spool; /* when cut: the file with the whole value, or "not kept: why" */
+    int stuck;   /* counted in the worker's dead_stuck */
 };
 
 static void dead_send(struct dead *d);
 
+static void dead_unlink(struct dead *d)
+{
+    struct imp_worker *w = d->w;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        w->deads = d->next;
+    if (d->next) d->next->prev = d->prev;
+    ev_timer_stop(w->loop, &d->retry);
+    if (d->stuck) atomic_fetch_sub(&w->dead_stuck, 1);
+    rd_kafka_message_destroy(d->rkm);
+    free(d->error);
+    free(d->spool);
+    free(d);
+    w->dead_pending--;
+}
+
 static void dead_free(struct dead *d)
 {
     struct imp_worker *w = d->w;
-    rd_kafka_message_destroy(d->rkm);
-    free(d->error);
-    free(d);
-    w->dead_pending--;
+    dead_unlink(d);
     imp_worker_maybe_finish(w);
+}
+
+void imp_deadletter_abandon(struct imp_worker *w)
+{
+    while (w->deads) {
+        struct dead *d = w->deads;
+        imp_warn(NULL,
+                 "dead letter to %s abandoned at shutdown; %s[%d]@%lld will be consumed "
+                 "again",
+                 d->s->dlq, d->s->topic, (int)d->ref.partition, (long long)d->rkm->offset);
+        dead_unlink(d);
+    }
+}
+
+/* mkdir -p: 0, or -1 with errno. */
+static int make_dirs(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof(p), "%s", dir);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/') continue;
+        *c = '\0';
+        if (mkdir(p, 0750) != 0 && errno != EEXIST) return -1;
+        *c = '/';
+    }
+    return mkdir(p, 0750) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static unsigned long long dir_bytes(const char *dir)
+{
+    unsigned long long total = 0;
+    DIR *dp = opendir(dir);
+    struct dirent *de;
+    if (!dp) return 0;
+    while ((de = readdir(dp))) {
+        char p[1280];
+        struct stat st;
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        if (stat(p, &st) == 0 && S_ISREG(st.st_mode)) total += (unsigned long long)st.st_size;
+    }
+    closedir(dp);
+    return total;
+}
+
+/* Keeps the whole value of a record whose dead letter must be cut: a file
+ * <topic>-<partition>-<offset>.record in impulse.deadLetterSpool, within
+ * impulse.deadLetterSpoolMB. Returns its path, or "not kept: <why>". Blocks
+ * the worker for one file write, which only a record too big for the
+ * dead-letter topic costs. */
+static char *spool_record(struct dead *d)
+{
+    const struct imp_config *cfg = d->w->cfg;
+    const char *dir = cfg->dlq_spool;
+    char out[1400], tmp[1500], msg[1700];
+    unsigned long long cap = (unsigned long long)cfg->dlq_spool_mb << 20, used;
+    if (cap == 0) return imp_xstrdup("not kept: impulse.deadLetterSpoolMB is 0");
+    if (make_dirs(dir) != 0) {
+        snprintf(out, sizeof(out), "not kept: cannot create %s: %s", dir, strerror(errno));
+        return imp_xstrdup(out);
+    }
+    used = dir_bytes(dir);
+    if (used + d->rkm->len > cap) {
+        snprintf(out, sizeof(out), "not kept: %s holds %llu MB (impulse.deadLetterSpoolMB %d)", dir,
+                 used >> 20, cfg->dlq_spool_mb);
+        return imp_xstrdup(out);
+    }
+    snprintf(out, sizeof(out), "%s/%s-%d-%lld.record", dir, d->s->topic, (int)d->ref.partition,
+             (long long)d->rkm->offset);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    size_t done = 0;
+    while (fd >= 0 && done < d->rkm->len) {
+        ssize_t n = write(fd, (const char *)d->rkm->payload + done, d->rkm->len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        done += (size_t)n;
+    }
+    int ok = fd >= 0 && done == d->rkm->len && fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0) close(fd);
+    if (!ok || rename(tmp, out) != 0) {
+        if (ok) saved = errno;
+        unlink(tmp);
+        snprintf(msg, sizeof(msg), "not kept: cannot write %s: %s", out, strerror(saved));
+        return imp_xstrdup(msg);
+    }
+    return imp_xstrdup(out);
+}
+
+static int too_big(int err)
+{
+    return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* The dead letter was refused for its size: the whole value goes to the
+ * spool and the dead letter is sent again with its value cut (then with
+ * none), flagged by impulse-truncated and impulse-spool. */
+static void cut_and_resend(struct dead *d)
+{
+    char labels[128];
+    if (!d->spool) d->spool = spool_record(d);
+    d->cut++;
+    imp_warn(NULL,
+             "dead letter to %s refused for its size (%zu bytes); sent again %s; the whole "
+             "record: %s",
+             d->s->dlq, d->rkm->len,
+             d->cut == 1 ? "with its value cut to 256 KiB" : "with no value", d->spool);
+    snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"cut\"", d->s->dlq);
+    imp_metrics_inc("impulse_dead_letters_total", labels, 1);
+    dead_send(d);
 }
 
 static void on_dead_ack(void *arg, int err, const char *errstr)
@@ -48,6 +190,10 @@ static void on_dead_ack(void *arg, int err, const char *errstr)
     struct imp_worker *w = d->w;
     struct stream *s = d->s;
     char labels[128];
+    if (err && too_big(err) && d->cut < 2) {
+        cut_and_resend(d);
+        return;
+    }
     if (err) {
         int delay = d->attempts < 6 ? 500 << d->attempts : 30000;
         imp_warn(NULL,
@@ -56,6 +202,14 @@ static void on_dead_ack(void *arg, int err, const char *errstr)
                  s->dlq, errstr, delay, s->topic, (int)d->ref.partition, (long long)d->rkm->offset);
         snprintf(labels, sizeof(labels), "topic=\"%s\",result=\"retry\"", s->dlq);
         imp_metrics_inc("impulse_dead_letters_total", labels, 1);
+        if (d->attempts >= STUCK_ATTEMPTS && !d->stuck) {
+            d->stuck = 1;
+            atomic_fetch_add(&w->dead_stuck, 1);
+            imp_error(NULL,
+                      "dead letter to %s failing for good after %d attempts (%s): impulse "
+                      "reports not ready until it is written",
+                      s->dlq, d->attempts, errstr);
+        }
         ev_timer_set(&d->retry, delay / 1000.0, 0.);
         ev_timer_start(w->loop, &d->retry);
         return;
@@ -90,12 +244,23 @@ static void dead_send(struct dead *d)
     rd_kafka_header_add(h, "impulse-reason", -1, d->reason, -1);
     rd_kafka_header_add(h, "impulse-error", -1, d->error, (ssize_t)IMP_MIN(strlen(d->error), 4000));
     rd_kafka_header_add(h, "impulse-origin", -1, origin, -1);
+    size_t vlen = d->cut == 0 ? d->rkm->len : d->cut == 1 ? IMP_MIN(d->rkm->len, CUT_BYTES) : 0;
+    if (d->cut) {
+        char n[32];
+        snprintf(n, sizeof(n), "%zu", d->rkm->len);
+        rd_kafka_header_add(h, "impulse-truncated", -1, n, -1);
+        rd_kafka_header_add(h, "impulse-spool", -1, d->spool, -1);
+    }
     int rc = w->host.producer
                  ? imp_producer_send(w->host.producer, d->s->dlq, d->rkm->key, d->rkm->key_len,
-                                     d->rkm->payload, d->rkm->len, h, on_dead_ack, d)
+                                     d->rkm->payload, vlen, h, on_dead_ack, d)
                  : -1;
     if (rc != 0) {
         rd_kafka_headers_destroy(h);
+        if (too_big(rc) && d->cut < 2) {
+            cut_and_resend(d);
+            return;
+        }
         on_dead_ack(d, rc ? rc : -1, w->host.producer ? rd_kafka_err2str(rc) : "no producer");
     }
 }
@@ -115,6 +280,9 @@ void imp_deadletter_record(struct msg *t)
     d->reason = t->fail_reason;
     d->error = imp_xstrdup(t->fail_error ? t->fail_error : "");
     ev_timer_init(&d->retry, on_dead_retry, 0., 0.);
+    d->next = w->deads;
+    if (w->deads) w->deads->prev = d;
+    w->deads = d;
     t->dead_lettered = 1;
     w->dead_pending++;
     dead_send(d);

@@ -433,8 +433,20 @@ static void finish(struct imp_worker *w)
     imp_httpbatch_destroy(w->host.httpbatch);
     w->host.httpbatch = NULL;
     if (w->host.producer) { /* dead letters still unacknowledged get 5 s */
-        imp_producer_destroy(w->host.producer, 5000);
-        w->host.producer = NULL;
+        struct imp_producer *p = w->host.producer;
+        w->host.producer = NULL; /* what its last reports resume sees no producer */
+        imp_producer_destroy(p, 5000);
+    }
+    /* librdkafka's destroy waits until every message object it handed out
+     * is released: the records of messages still in flight (past the
+     * deadline: a hung gateway, a stuck provider) and of unacknowledged dead
+     * letters are released now. Their offsets are not stored, so the
+     * partition's next owner consumes them again. */
+    imp_deadletter_abandon(w);
+    for (struct msg *m = w->msgs; m; m = m->next) {
+        if (!m->rkm) continue;
+        rd_kafka_message_destroy(m->rkm);
+        m->rkm = NULL;
     }
     for (int i = 0; i < w->nstreams; i++)
         if (w->streams[i].consumer) imp_consumer_commit(w->streams[i].consumer);
@@ -685,6 +697,11 @@ int imp_worker_partitions(const struct imp_worker *w, int offline)
     int i = offline ? S_OFFLINE : S_PUSH;
     return i < mw->nstreams ? atomic_load(&mw->streams[i].partitions) : -1;
 }
+int imp_worker_dead_letters_stuck(const struct imp_worker *w)
+{
+    return atomic_load(&((struct imp_worker *)w)->dead_stuck);
+}
+
 int imp_worker_inflight(const struct imp_worker *w)
 {
     return atomic_load(&((struct imp_worker *)w)->inflight_pub);

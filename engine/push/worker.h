@@ -68,6 +68,9 @@ int imp_worker_assigned(const struct imp_worker *w);
  * (approximate). */
 int imp_worker_partitions(const struct imp_worker *w, int offline);
 int imp_worker_inflight(const struct imp_worker *w);
+/* Dead letters of this worker failing for good (after 5 attempts): the
+ * engine is not ready while any is. Thread-safe. */
+int imp_worker_dead_letters_stuck(const struct imp_worker *w);
 /* The configured offline provider's settings and credentials, checked in
  * the worker's VM before it runs (the start, `impulse check`). 0, or an
  * error with one line in err. */

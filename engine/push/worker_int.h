@@ -110,6 +110,8 @@ static inline struct imp_worker *worker_of(lua_State *L)
 
 static inline const char *msg_opid(const struct msg *m) { return imp_task_opid(&m->task); }
 
+struct dead;
+
 /* A push-service call waiting to reach the worker's loop. */
 struct rpc_job {
     struct rpc_job *next;
@@ -133,8 +135,10 @@ struct imp_worker {
     struct imp_vm *retired; /* replaced VMs still running messages */
     int test_mode;          /* impulse test: one task, no Kafka */
     struct stream streams[S_COUNT];
-    int nstreams;     /* S_OFFLINE too when impulse.consumeOffline */
-    int dead_pending; /* dead letters sent, not acknowledged */
+    int nstreams;       /* S_OFFLINE too when impulse.consumeOffline */
+    int dead_pending;   /* dead letters sent, not acknowledged */
+    struct dead *deads; /* those dead letters (deadletter.c) */
+    atomic_int dead_stuck; /* of those, failing for good (readiness) */
     struct msg *msgs;
     struct msg *runq_head, *runq_tail;
     int inflight; /* messages of every stream, and calls */
@@ -176,6 +180,10 @@ void imp_svccall_close(struct imp_worker *w);
  * offset is stored only once the dead letter is acknowledged (imp_msg_done
  * skips it). Nothing for a message that did not fail or has no record. */
 void imp_deadletter_record(struct msg *m);
+/* Shutdown past the drain deadline: drops the dead letters not yet
+ * acknowledged (their records are released, their offsets not stored, so
+ * the partition's next owner consumes them again). */
+void imp_deadletter_abandon(struct imp_worker *w);
 int imp_lua_offline_dead_letter(lua_State *L);
 
 /* handoff.c */

@@ -31,6 +31,26 @@ uint64_t imp_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* CPU time of the calling thread: what the budget charges, so a worker the
+ * kernel deschedules on a busy host is not charged for time it did not run.
+ * A system call (about 170 ns here, against 20 ns for the monotonic clock),
+ * so the hook reads it only when the wall clock says the budget may be
+ * spent (see budget_hook). */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Lua CPU time of the running message so far: before this resume, plus
+ * this resume's CPU time, minus the engine work done inside it. */
+static uint64_t used_ns(const struct imp_vm *vm)
+{
+    uint64_t spent = thread_cpu_ns() - vm->run_start_ns;
+    return vm->charged_ns + (spent > vm->excluded_ns ? spent - vm->excluded_ns : 0);
+}
+
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     struct imp_vm *vm = ud;
@@ -48,33 +68,99 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     return p;
 }
 
-/* The instruction-count hook: stops the running message once its Lua time
- * passes the budget, by raising the STOP object (sandboxed pcall re-raises
- * it, so a script cannot catch it). */
+/* The instruction-count hook: stops the running message once its Lua CPU
+ * time passes the budget, by raising the STOP object (sandboxed pcall,
+ * xpcall and coroutine.resume raise it again, so a script cannot catch
+ * it), and keeps raising it at every later count while the message runs.
+ * A thread's CPU time never runs ahead of the wall clock, so until the
+ * wall clock reaches check_at_ns (the earliest moment the budget could be
+ * spent) the hook costs one vDSO clock read; past it, it reads the thread's
+ * CPU time and either stops the message or moves check_at_ns on. */
 static void budget_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     struct imp_vm *vm;
     lua_getallocf(L, (void **)&vm);
     if (!vm->running || !vm->budget_ns) return;
-    if (vm->charged_ns + (imp_now_ns() - vm->run_start_ns) - vm->excluded_ns <= vm->budget_ns)
+    uint64_t now = imp_now_ns();
+    if (now < vm->check_at_ns && !vm->stopped) return;
+    uint64_t used = used_ns(vm);
+    if (used <= vm->budget_ns && !vm->stopped) {
+        vm->check_at_ns = now + (vm->budget_ns - used);
         return;
+    }
+    vm->stopped = 1;
     lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
     lua_error(L);
 }
 
-/* Describes the error object on top of L (a string, STOP, or anything
- * with __tostring); pops nothing. */
-static const char *error_text(lua_State *L, int idx)
+/* core.stopped() -> true once the budget stopped the running message:
+ * lets the sandbox raise STOP again when the stop surfaced as something
+ * else (an error in an xpcall handler, a dead coroutine). */
+static int l_stopped(lua_State *L)
 {
-    const char *msg = lua_tostring(L, idx);
-    if (msg) return msg;
-    if (luaL_callmeta(L, idx, "__tostring") && lua_isstring(L, -1)) {
-        msg = lua_tostring(L, -1);
-        lua_pop(L, 1); /* the string stays alive: it is interned and anchored below */
-        return msg;
+    struct imp_vm *vm;
+    lua_getallocf(L, (void **)&vm);
+    lua_pushboolean(L, vm->stopped);
+    return 1;
+}
+
+static void charge_begin(struct imp_vm *vm, uint64_t charged);
+static uint64_t charge_end(struct imp_vm *vm);
+
+/* Runs __tostring of the value at index 1 (a protected call: it may raise,
+ * loop, yield or allocate without end). Stack: +1 string. */
+static int call_tostring(lua_State *L)
+{
+    if (!luaL_callmeta(L, 1, "__tostring") || lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "no string from __tostring");
+    return 1;
+}
+
+/* Describes the error object at idx of L into out. A string or number is
+ * copied; any other value's __tostring runs only inside a protected call,
+ * under the memory cap and a budget of its own, on the VM's main state (L
+ * may be a dead coroutine): whatever it does, the answer is its string or
+ * the value's type. Never raises; leaves L's stack as it was. */
+static void error_text(struct imp_vm *vm, lua_State *L, int idx, char *out, size_t outlen)
+{
+    size_t len;
+    const char *msg = lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER
+                          ? lua_tolstring(L, idx, &len)
+                          : NULL;
+    if (msg) {
+        snprintf(out, outlen, "%s", msg);
+        return;
     }
-    return "(error object is not a string)";
+    const char *type = lua_typename(L, lua_type(L, idx));
+    lua_State *M = vm->L;
+    int top = lua_gettop(M);
+    if (!lua_checkstack(M, 4)) {
+        snprintf(out, outlen, "(error object is a %s value)", type);
+        return;
+    }
+    lua_pushcfunction(M, call_tostring);
+    lua_pushvalue(L, idx);
+    if (L != M) lua_xmove(L, M, 1);
+    int was_running = vm->running;
+    uint64_t saved_charged = vm->charged_ns, saved_excluded = vm->excluded_ns;
+    uint64_t saved_start = vm->run_start_ns, saved_check = vm->check_at_ns;
+    int saved_stopped = vm->stopped;
+    charge_begin(vm, 0);
+    int rc = lua_pcall(M, 1, 1, 0);
+    charge_end(vm);
+    vm->running = was_running;
+    vm->mem_limited = was_running;
+    vm->charged_ns = saved_charged;
+    vm->excluded_ns = saved_excluded;
+    vm->run_start_ns = saved_start;
+    vm->check_at_ns = saved_check;
+    vm->stopped = saved_stopped;
+    if (rc == 0 && lua_type(M, -1) == LUA_TSTRING)
+        snprintf(out, outlen, "%s", lua_tostring(M, -1));
+    else
+        snprintf(out, outlen, "(error object is a %s value; its __tostring failed)", type);
+    lua_settop(M, top);
 }
 
 static int is_stop(lua_State *L, int idx)
@@ -85,14 +171,15 @@ static int is_stop(lua_State *L, int idx)
     return r;
 }
 
+/* The message handler of imp_vm_pcall: the message with a traceback. A
+ * value other than a string or number is described by its type only (its
+ * __tostring is run later, by error_text, in a protected call). */
 static int traceback(lua_State *L)
 {
     if (is_stop(L, 1)) return 1; /* keep STOP itself: callers classify it */
-    const char *msg = lua_tostring(L, 1);
-    if (!msg) {
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    }
+    const char *msg =
+        lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER ? lua_tostring(L, 1) : NULL;
+    if (!msg) return 1; /* the value itself, for error_text */
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -101,17 +188,19 @@ static void charge_begin(struct imp_vm *vm, uint64_t charged)
 {
     vm->charged_ns = charged;
     vm->excluded_ns = 0;
-    vm->run_start_ns = imp_now_ns();
+    vm->run_start_ns = thread_cpu_ns();
+    vm->check_at_ns = imp_now_ns() + (vm->budget_ns > charged ? vm->budget_ns - charged : 0);
+    vm->stopped = 0;
     vm->running = 1;
     vm->mem_limited = 1;
 }
 
 static uint64_t charge_end(struct imp_vm *vm)
 {
+    uint64_t used = used_ns(vm);
     vm->running = 0;
     vm->mem_limited = 0;
-    uint64_t spent = imp_now_ns() - vm->run_start_ns;
-    return vm->charged_ns + (spent > vm->excluded_ns ? spent - vm->excluded_ns : 0);
+    return used;
 }
 
 static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, char *err,
@@ -121,7 +210,7 @@ static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, 
         snprintf(err, errlen, "not enough memory (script memory cap %zu MB)", vm->mem_cap >> 20);
         return IMP_ENOMEM;
     }
-    if (is_stop(L, -1) || (vm->budget_ns && used > vm->budget_ns)) {
+    if (is_stop(L, -1) || vm->stopped || (vm->budget_ns && used > vm->budget_ns)) {
         snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
                  used / 1e6, vm->budget_ns / 1e6);
         return IMP_ETIMEDOUT;
@@ -140,7 +229,7 @@ int imp_vm_pcall(struct imp_vm *vm, lua_State *L, int nargs, int nresults, char 
     lua_remove(L, base);
     if (rc == 0) return 0;
     int kind = classify(vm, L, rc, used, err, errlen);
-    if (kind == IMP_ESCRIPT) snprintf(err, errlen, "%s", error_text(L, -1));
+    if (kind == IMP_ESCRIPT) error_text(vm, L, -1, err, errlen);
     lua_pop(L, 1);
     return kind;
 }
@@ -151,20 +240,24 @@ int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged
     charge_begin(vm, *charged_ns);
     int st = lua_resume(co, nargs);
     *charged_ns = charge_end(vm);
-    if (st == LUA_YIELD) {
-        lua_settop(co, 0); /* the yielded marker; answers are pushed later */
-        /* the wall-clock check at every yield */
-        if (vm->budget_ns && *charged_ns > vm->budget_ns) {
+    if (st == LUA_YIELD || st == 0) {
+        /* the check at every yield and return; a stop the script turned
+         * into something else still stops the message */
+        if (vm->stopped || (vm->budget_ns && *charged_ns > vm->budget_ns)) {
+            lua_settop(co, 0);
             snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
                      *charged_ns / 1e6, vm->budget_ns / 1e6);
             return IMP_ETIMEDOUT;
         }
+        if (st == 0) return 0;
+        lua_settop(co, 0); /* the yielded marker; answers are pushed later */
         return 1;
     }
-    if (st == 0) return 0;
     int kind = classify(vm, co, st, *charged_ns, err, errlen);
     if (kind == IMP_ESCRIPT) {
-        luaL_traceback(vm->L, co, error_text(co, -1), 0);
+        char text[2048];
+        error_text(vm, co, -1, text, sizeof(text));
+        luaL_traceback(vm->L, co, text, 0);
         snprintf(err, errlen, "%s", lua_tostring(vm->L, -1));
         lua_pop(vm->L, 1);
     }
@@ -186,6 +279,8 @@ static int open_core(lua_State *L)
     }
     lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
     lua_setfield(L, -2, "STOP");
+    lua_pushcfunction(L, l_stopped);
+    lua_setfield(L, -2, "stopped");
     return 1;
 }
 
@@ -316,6 +411,20 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const
         return NULL;
     }
     lua_State *L = vm->L;
+
+    /* Strings' shared metatable indexes the real string library, which
+     * every script and the engine's own Lua share: a script could replace
+     * string.format for every later message, or reach string.dump. Method
+     * calls get a copy without dump instead, and getmetatable("") answers
+     * false, so no script reaches either table. */
+    static const char protect_strings[] =
+        "local mt = getmetatable('') local view = {} "
+        "for k, v in pairs(string) do if k ~= 'dump' then view[k] = v end end "
+        "mt.__index = view mt.__metatable = false";
+    if (luaL_loadstring(L, protect_strings) != 0 || imp_vm_pcall(vm, L, 0, 0, err, errlen)) {
+        if (lua_isstring(L, -1)) snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        goto fail;
+    }
 
     /* handle = require("impulse.driver").handle */
     lua_getglobal(L, "require");

@@ -9,9 +9,18 @@
  *    enforced only inside protected calls, since a failed allocation in a
  *    lua_push* outside one would abort the process);
  *  - time: a budget of Lua time per message, summed over its resumes,
- *    checked by an instruction-count hook and at every yield and return.
- *    Debian's LuaJIT never runs hooks inside compiled code, so scripts run
- *    with the JIT off unless impulse.scriptJit says otherwise.
+ *    counted in the worker thread's CPU time (not wall time: a thread the
+ *    kernel deschedules is not charged), checked by an instruction-count
+ *    hook and at every yield and return. Once the hook has stopped a
+ *    message it raises STOP at every count until the message ends, and
+ *    core.stopped() lets the sandbox raise it again wherever it surfaces
+ *    as something else (an xpcall handler, a script's coroutine). Debian's
+ *    LuaJIT never runs hooks inside compiled code, so scripts run with the
+ *    JIT off unless impulse.scriptJit says otherwise; nor inside one long
+ *    C call (a pattern match), which the budget cannot interrupt;
+ *  - error values: whatever a script raises (a table whose __tostring
+ *    raises, loops or yields), C turns it into text only inside a
+ *    protected call with a budget of its own.
  *
  * Every call from C into Lua goes through imp_vm_pcall or imp_vm_resume,
  * which return an IMP_* code and leave the stack balanced.
@@ -38,10 +47,12 @@ struct imp_vm {
     size_t mem_used;
     size_t mem_cap;
     int mem_limited;       /* the cap applies (inside protected calls) */
-    uint64_t budget_ns;    /* per message; 0 = none */
-    uint64_t run_start_ns; /* the running coroutine's resume */
+    uint64_t budget_ns;    /* per message, of Lua CPU time; 0 = none */
+    uint64_t run_start_ns; /* the thread's CPU time at this resume */
     uint64_t charged_ns;   /* what it had used before this resume */
     uint64_t excluded_ns;  /* engine work done inside this resume (not Lua's) */
+    uint64_t check_at_ns;  /* monotonic: the budget cannot be spent before */
+    int stopped;           /* the hook raised STOP in this resume */
     int running;
 };
 
@@ -82,7 +93,9 @@ uint64_t imp_now_ns(void);
 /* Engine functions called from a script that do real work in C (the
  * online push, protobuf conversions, the offline hand-off) exclude it from
  * the script's budget: the budget is Lua time. since_ns: imp_now_ns() at
- * the start of that work. */
+ * the start of that work. Measured on the monotonic clock (cheap) and
+ * subtracted from the thread's CPU time: a thread descheduled inside that
+ * work is charged less, never more. */
 static inline void imp_vm_exclude(struct imp_vm *vm, uint64_t since_ns)
 {
     if (vm->running) vm->excluded_ns += imp_now_ns() - since_ns;

@@ -15,6 +15,9 @@ local unpack = unpack
 
 local _M = {}
 
+local STOP = core.STOP -- the budget's stop: a script's coroutine cannot keep it
+local stopped = core.stopped or function() return false end
+
 local ENGINE = setmetatable({}, { __tostring = function() return "impulse engine yield" end })
 _M.ENGINE = ENGINE
 
@@ -29,12 +32,15 @@ local function pack(...)
 end
 
 -- Resumes co; while co is parked in an engine call, parks this coroutine
--- too (passing the yield up) and hands the engine's answer back down.
+-- too (passing the yield up) and hands the engine's answer back down. A
+-- budget stop inside co is raised again here: the script that resumed co
+-- does not get it back as a value.
 local function resume(co, ...)
   local r = pack(co_resume(co, ...))
   while r[1] and r[2] == ENGINE and co_status(co) == "suspended" do
     r = pack(co_resume(co, co_yield(ENGINE)))
   end
+  if not r[1] and (r[2] == STOP or stopped()) then error(STOP, 0) end
   return unpack(r, 1, r.n)
 end
 

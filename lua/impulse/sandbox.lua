@@ -5,7 +5,10 @@
 -- other scripts from the scripts folder, loaded into the sandbox too.
 --
 -- pcall and xpcall are wrapped so a script cannot catch the engine's stop
--- (budget exceeded): the stop is raised again past every script pcall.
+-- (budget exceeded): the stop is raised again past every script pcall, as
+-- it is past a script's coroutine.resume (impulse.coroutine). Strings'
+-- shared metatable is the engine's (vm.c gives it a read-only view of the
+-- string library without dump, and hides it from getmetatable).
 local core = require "impulse.core"
 local co = require "impulse.coroutine"
 
@@ -18,6 +21,10 @@ local unpack = unpack
 local _M = {}
 
 local STOP = core.STOP -- the error object the budget hook raises
+-- true once the budget stopped the running message, whatever the script
+-- did with the STOP it raised (an error inside an xpcall handler surfaces
+-- as "error in error handling")
+local stopped = core.stopped or function() return false end
 
 local function copy(t, keys)
   local out = {}
@@ -30,7 +37,7 @@ local function copy(t, keys)
 end
 
 local function rethrow_stop(ok, ...)
-  if not ok and (...) == STOP then error(STOP, 0) end
+  if not ok and ((...) == STOP or stopped()) then error(STOP, 0) end
   return ok, ...
 end
 

@@ -16,6 +16,16 @@ function _M.route(msg, ctx)
     local t = {}
     for i = 1, 1e9 do t[i] = string.rep("x", 1048576) .. i end
   end
+  if r == "co_loop" then -- a loop inside the script's own coroutine
+    local f = coroutine.wrap(function() while true do end end)
+    return f()
+  end
+  if r == "xpcall_loop" then -- a loop inside an xpcall message handler
+    while true do xpcall(function() error("x") end, function() while true do end end) end
+  end
+  if r == "poison" then -- an error value whose __tostring raises
+    error(setmetatable({}, { __tostring = function() error("x") end }))
+  end
   if r == "co" then
     local co = coroutine.wrap(function() return group.member_ids(msg.groupID) end)
     return co()
@@ -57,6 +67,8 @@ describe("script limits #engine", function()
 
   for _, case in ipairs { { "loop", "script budget exceeded", "script_budget" },
                           { "loop_pcall", "script budget exceeded", "script_budget" },
+                          { "co_loop", "script budget exceeded", "script_budget" },
+                          { "xpcall_loop", "script budget exceeded", "script_budget" },
                           { "bomb", "not enough memory", "script_memory" } } do
     it("stops " .. case[1] .. " and handles the next message", function()
       local before = h.metric(imp, "impulse_messages_total", 'topic="toPush",result="' .. case[3] .. '"')
@@ -75,6 +87,24 @@ describe("script limits #engine", function()
       end
     end)
   end
+
+  it("survives an error value whose __tostring raises, and dead-letters the message", function()
+    local before = h.metric(imp, "impulse_messages_total", 'topic="toPush",result="script_error"')
+    local bad = h.push_msg { sendID = "x", recvID = "poison" }
+    local good = h.push_msg { sendID = "x", recvID = "alice" }
+    h.produce(env, bad, { key = "k" })
+    h.produce(env, good, { key = "k" })
+    local line = h.wait_until(function()
+      for _, l in ipairs(h.log_lines(imp, "script error")) do
+        if l.clientMsgID == bad.clientMsgID then return l end
+      end
+    end, 20000, "the script error")
+    assert.matches("its __tostring failed", line.error, 1, true)
+    assert.same({ "alice" }, delivered(good).reached)
+    assert.equal(before + 1,
+      h.metric(imp, "impulse_messages_total", 'topic="toPush",result="script_error"'))
+    assert.is_true(h.alive(imp), "impulse exited")
+  end)
 
   it("lets a script's own coroutine call the engine", function()
     local m = h.push_msg { sendID = "x", recvID = "co", groupID = "g1" }
