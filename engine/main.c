@@ -181,7 +181,9 @@ static int cmd_check(const char *path, int skip_kafka)
     struct imp_worker_env env;
     imp_engine_init(&e, cfg, 1);
     imp_engine_worker_env(&e, &env);
-    struct imp_worker *w = imp_worker_create(&env, 0, err, sizeof(err));
+    struct imp_scripts *scripts = imp_scripts_read(cfg->scripts_dir);
+    struct imp_worker *w = imp_worker_create(&env, 0, scripts, err, sizeof(err));
+    imp_scripts_free(scripts);
     int bad_provider = w && imp_worker_check_provider(w, err, sizeof(err)) != 0;
     if (w) imp_worker_destroy(w);
     imp_engine_dispose(&e);
@@ -239,13 +241,15 @@ static int cmd_run(const char *path)
     imp_engine_init(&e, cfg, 256);
     imp_engine_worker_env(&e, &env);
     imp_engine_watcher_hooks(&e, &hooks);
+    /* every worker starts from one snapshot of the scripts */
+    struct imp_scripts *scripts = imp_scripts_read(cfg->scripts_dir);
     char scripts_hash[17];
-    imp_vm_scripts_hash(cfg->scripts_dir, scripts_hash);
+    memcpy(scripts_hash, scripts->hash, sizeof(scripts_hash));
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
     pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
     for (int i = 0; i < e.nworkers; i++) {
-        e.workers[i] = imp_worker_create(&env, i, err, sizeof(err));
+        e.workers[i] = imp_worker_create(&env, i, scripts, err, sizeof(err));
         if (!e.workers[i]) {
             fprintf(stderr, "script: %s\n", err);
             rc = 2;
@@ -321,6 +325,7 @@ static int cmd_run(const char *path)
     imp_admin_destroy(admin);
     if (atomic_load(&e.stopping) == 2 && !rc) rc = 1;
 out:
+    imp_scripts_free(scripts);
     for (int i = 0; i < e.nworkers; i++)
         if (e.workers[i]) imp_worker_join(e.workers[i]);
     imp_grpc_stop();

@@ -251,6 +251,9 @@ static const char *impulse_keys[] = {
     "consumeOffline",
     "providers",
     "registerTtlS",
+    "reloadQuietMs",
+    "gatewayBreakerFailures",
+    "gatewayBreakerOpenMs",
     NULL,
 };
 
@@ -528,6 +531,10 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
     c->consume_offline = get_bool(r, s, "impulse", "consumeOffline", true);
     c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
+    c->reload_quiet_ms = (int)get_int(r, s, "impulse", "reloadQuietMs", 1000, 50, 60000);
+    c->gw_breaker_failures = (int)get_int(r, s, "impulse", "gatewayBreakerFailures", 3, 0, 1000000);
+    c->gw_breaker_open_ms =
+        (int)get_int(r, s, "impulse", "gatewayBreakerOpenMs", 5000, 100, 3600000);
     c->dlq_spool = get_str(r, s, "impulse", "deadLetterSpool", "/var/lib/impulse/spool");
     c->dlq_spool_mb = (int)get_int(r, s, "impulse", "deadLetterSpoolMB", 1024, 0, 1 << 20);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");

@@ -114,14 +114,17 @@ struct imp_config {
     int commit_interval_ms;
     int fetch_wait_ms; /* fetch.wait.max.ms: latency of an idle fetch */
     char *log_level;
-    int script_budget_ms;   /* Lua CPU time per message; 0 = unlimited */
-    int script_memory_mb;   /* per worker VM */
-    bool script_jit;        /* JIT on: faster, but the budget cannot stop a compiled loop */
-    bool serve_rpc;         /* serve openim.push.PushMsgService and register in etcd */
-    bool consume_offline;   /* consume toOfflinePush (group offlinePush) */
-    char *offline_provider; /* openim-push.enable, lower-cased; "" = none */
-    char *providers_json;   /* geTui, fcm, jpush, iosPush, impulse.providers */
-    int register_ttl_s;     /* lease of the etcd registration */
+    int script_budget_ms;    /* Lua CPU time per message; 0 = unlimited */
+    int script_memory_mb;    /* per worker VM */
+    bool script_jit;         /* JIT on: faster, but the budget cannot stop a compiled loop */
+    bool serve_rpc;          /* serve openim.push.PushMsgService and register in etcd */
+    bool consume_offline;    /* consume toOfflinePush (group offlinePush) */
+    char *offline_provider;  /* openim-push.enable, lower-cased; "" = none */
+    char *providers_json;    /* geTui, fcm, jpush, iosPush, impulse.providers */
+    int register_ttl_s;      /* lease of the etcd registration */
+    int reload_quiet_ms;     /* the scripts folder is quiet this long before a reload */
+    int gw_breaker_failures; /* failed gateway calls in a row that open its breaker; 0 = off */
+    int gw_breaker_open_ms;  /* how long an open gateway is skipped before a probe */
 };
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */

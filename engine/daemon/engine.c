@@ -54,15 +54,15 @@ static void online_loaded(void *arg)
     for (int i = 0; i < e->nworkers; i++) imp_worker_consume(e->workers[i]);
 }
 
-/* On the watcher thread: a VM per worker from the scripts on disk, each
- * checked; installed only if every one built. */
-static int reload(void *arg, char *err, size_t errlen)
+/* On the watcher thread: a VM per worker from one snapshot of the scripts,
+ * each checked; installed only if every one built. */
+static int reload(void *arg, const struct imp_scripts *scripts, char *err, size_t errlen)
 {
     struct imp_engine *e = arg;
     struct imp_vm **vms = imp_xcalloc((size_t)e->nworkers + 1, sizeof(*vms));
     int ok = 1;
     for (int i = 0; i < e->nworkers && ok; i++) {
-        vms[i] = imp_worker_build_vm(e->workers[i], err, errlen);
+        vms[i] = imp_worker_build_vm(e->workers[i], scripts, err, errlen);
         ok = vms[i] != NULL;
     }
     for (int i = 0; i < e->nworkers; i++) {

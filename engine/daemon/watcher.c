@@ -385,7 +385,10 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
 static void do_reload(struct imp_watcher *w, const char *why, int only_if_changed)
 {
     char hash[17], err[4096];
-    imp_vm_scripts_hash(w->cfg->scripts_dir, hash);
+    /* one snapshot: its hash decides whether anything changed, and every
+     * worker's VM is built from it */
+    struct imp_scripts *scripts = imp_scripts_read(w->cfg->scripts_dir);
+    memcpy(hash, scripts->hash, sizeof(hash));
     pthread_mutex_lock(&w->scripts_lock);
     int same = strcmp(hash, w->active_hash) == 0;
     int cleared = same && only_if_changed && w->last_error;
@@ -399,10 +402,14 @@ static void do_reload(struct imp_watcher *w, const char *why, int only_if_change
         snprintf(f, sizeof(f), "\"scripts\":\"%s\"", hash);
         imp_log_fields(IMP_LOG_INFO, NULL, "scripts back to the active version", f);
     }
-    if (same && only_if_changed) return;
+    if (same && only_if_changed) {
+        imp_scripts_free(scripts);
+        return;
+    }
 
     uint64_t t0 = imp_now_ms();
-    int ok = w->hooks.reload(w->hooks.arg, err, sizeof(err)) == 0;
+    int ok = w->hooks.reload(w->hooks.arg, scripts, err, sizeof(err)) == 0;
+    imp_scripts_free(scripts);
     struct imp_buf b;
     imp_buf_init(&b);
     imp_buf_puts(&b, "\"trigger\":");
@@ -503,6 +510,9 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
             struct inotify_event *ev = (struct inotify_event *)p;
             size_t nl = ev->len ? strlen(ev->name) : 0;
             if (nl > 4 && strcmp(ev->name + nl - 4, ".lua") == 0) lua = 1;
+            /* a Kubernetes ConfigMap volume: kubelet writes the new files
+             * into a fresh folder and swaps the ..data symlink atomically */
+            if (nl && strcmp(ev->name, "..data") == 0) lua = 1;
             if (ev->mask & IN_ISDIR) {
                 lua = 1;
                 /* providers/ made after the start: watch it too */
@@ -514,7 +524,7 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
     }
     if (!lua) return;
     ev_timer_stop(loop, &w->debounce);
-    ev_timer_set(&w->debounce, 0.2, 0.);
+    ev_timer_set(&w->debounce, w->cfg->reload_quiet_ms / 1000.0, 0.);
     ev_timer_start(loop, &w->debounce);
 }
 

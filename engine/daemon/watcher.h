@@ -16,6 +16,7 @@
 #include "base/buf.h"
 
 struct imp_config;
+struct imp_scripts;
 struct imp_shared;
 struct imp_watcher;
 
@@ -24,9 +25,9 @@ struct imp_watcher;
 struct imp_watcher_hooks {
     /* the online table was (re)loaded; the engine acts on the first time */
     void (*online_loaded)(void *arg);
-    /* builds a VM per worker from the scripts on disk and installs them
-     * all, or none: 0, or an error ("file:line: message") in err */
-    int (*reload)(void *arg, char *err, size_t errlen);
+    /* builds a VM per worker from scripts (one snapshot of the folder) and
+     * installs them all, or none: 0, or an error ("file:line: message") */
+    int (*reload)(void *arg, const struct imp_scripts *scripts, char *err, size_t errlen);
     void *arg;
 };
 

@@ -14,13 +14,21 @@
 #include "net/grpc.h"
 #include "state/registry.h"
 
+enum { B_CLOSED, B_OPEN, B_PROBING };
+
 struct chan {
     char *addr;
     struct imp_grpc_channel *ch;
+    int state;      /* breaker */
+    int failures;   /* in a row */
+    uint64_t until; /* B_OPEN: skip until then; B_PROBING: the probe's deadline */
 };
 
 struct imp_chans {
     int max_message;
+    int breaker_failures; /* 0: no breaker */
+    int breaker_open_ms;
+    int breaker_probe_ms;
     struct chan *v;
     size_t n;
     struct imp_svclist *seen; /* the list imp_chans_follow last returned */
@@ -46,14 +54,59 @@ void imp_chans_destroy(struct imp_chans *c)
     free(c);
 }
 
-struct imp_grpc_channel *imp_chans_get(struct imp_chans *c, const char *addr)
+static struct chan *find(struct imp_chans *c, const char *addr)
 {
     for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->v[i].addr, addr) == 0) return c->v[i].ch;
+        if (strcmp(c->v[i].addr, addr) == 0) return &c->v[i];
     c->v = imp_xrealloc(c->v, (c->n + 1) * sizeof(*c->v));
-    c->v[c->n].addr = imp_xstrdup(addr);
-    c->v[c->n].ch = imp_grpc_channel_create(addr, c->max_message);
-    return c->v[c->n++].ch;
+    c->v[c->n] = (struct chan){
+        .addr = imp_xstrdup(addr),
+        .ch = imp_grpc_channel_create(addr, c->max_message),
+    };
+    return &c->v[c->n++];
+}
+
+struct imp_grpc_channel *imp_chans_get(struct imp_chans *c, const char *addr)
+{
+    return find(c, addr)->ch;
+}
+
+void imp_chans_breaker(struct imp_chans *c, int failures, int open_ms, int probe_ms)
+{
+    c->breaker_failures = failures;
+    c->breaker_open_ms = open_ms;
+    c->breaker_probe_ms = probe_ms;
+}
+
+int imp_chans_skip(struct imp_chans *c, const char *addr, uint64_t now_ms)
+{
+    if (!c->breaker_failures) return 0;
+    struct chan *ch = find(c, addr);
+    if (ch->state == B_CLOSED) return 0;
+    if (now_ms >= ch->until) { /* open and due, or a probe never reported */
+        ch->state = B_PROBING; /* this caller probes; the others skip */
+        ch->until = now_ms + (uint64_t)c->breaker_probe_ms;
+        return 0;
+    }
+    return 1;
+}
+
+int imp_chans_report(struct imp_chans *c, const char *addr, int ok, uint64_t now_ms)
+{
+    if (!c->breaker_failures) return 0;
+    struct chan *ch = find(c, addr);
+    if (ok) {
+        ch->failures = 0;
+        ch->state = B_CLOSED;
+        return 0;
+    }
+    ch->failures++;
+    if (ch->state == B_PROBING || (ch->state == B_CLOSED && ch->failures >= c->breaker_failures)) {
+        ch->state = B_OPEN;
+        ch->until = now_ms + (uint64_t)c->breaker_open_ms;
+        return 1;
+    }
+    return 0;
 }
 
 static void drop(struct imp_chans *c, const char *addr)

@@ -146,6 +146,13 @@ struct imp_fanout *imp_fanout_start(const struct imp_fanout_req *r)
         imp_buf_reset(&req);
         imp_gateway_encode(&req, r->msgdata, r->msgdata_len, r->users + first, count);
         for (size_t g = 0; g < r->nchannels; g++) {
+            if (!r->channels[g]) { /* skipped by the caller (circuit open) */
+                f->gw[g].failed++;
+                f->gw[g].status = -1;
+                snprintf(f->gw[g].error, sizeof(f->gw[g].error), "%s",
+                         r->skip_reason ? r->skip_reason : "skipped");
+                continue;
+            }
             struct call_ctx *cc = imp_xmalloc(sizeof(*cc));
             cc->f = f;
             cc->gw = g;

@@ -47,7 +47,8 @@ struct imp_fanout_req {
     size_t msgdata_len;
     char **users; /* online users to push to */
     size_t nusers;
-    struct imp_grpc_channel **channels; /* one per gateway */
+    struct imp_grpc_channel **channels; /* one per gateway; NULL: skip it (failed) */
+    const char *skip_reason;            /* the error of a skipped gateway */
     char *const *addrs;                 /* their addresses, borrowed until done */
     size_t nchannels;
     int timeout_ms;

@@ -80,8 +80,9 @@ static void log_route(struct msg *t, const struct imp_fanout *f)
         }
         imp_buf_putc(&b, '}');
     }
-    imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f",
-                   (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6);
+    imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f,\"scripts\":\"%s\"",
+                   (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6,
+                   t->task.vm->hash);
     imp_log_fields(IMP_LOG_INFO, msg_opid(t), "push", b.data);
     imp_buf_dispose(&b);
 }
@@ -91,6 +92,21 @@ static void on_fanout(struct imp_fanout *f, void *arg)
     struct msg *t = arg;
     lua_State *co = t->task.co;
 
+    /* each gateway called: its breaker learns how it went */
+    uint64_t now = imp_now_ms();
+    for (size_t g = 0; g < f->ngw; g++) {
+        if (f->gw[g].calls == 0) continue; /* skipped, or nobody to push to */
+        if (imp_chans_report(t->w->host.chans, f->gw[g].addr, f->gw[g].failed == 0, now)) {
+            char labels[160];
+            imp_warn(msg_opid(t),
+                     "gateway %s: circuit breaker open after %d failed calls in a row (%s); "
+                     "skipped for %d ms, then probed",
+                     f->gw[g].addr, t->w->cfg->gw_breaker_failures, f->gw[g].error,
+                     t->w->cfg->gw_breaker_open_ms);
+            snprintf(labels, sizeof(labels), "gateway=\"%s\"", f->gw[g].addr);
+            imp_metrics_inc("impulse_gateway_breaker_opened_total", labels, 1);
+        }
+    }
     log_route(t, f);
     imp_metrics_inc("impulse_online_push_users_total", "result=\"reached\"", (int64_t)f->nreached);
     imp_metrics_inc("impulse_online_push_users_total", "result=\"not_reached\"",
@@ -127,7 +143,17 @@ static void start_fanout(struct msg *t)
         if (t->online_flags[i]) t->online[t->nonline++] = t->users.items[i];
     t->gws = imp_chans_follow(w->host.chans, w->env.shared->registry, w->cfg->svc_gateway);
     struct imp_grpc_channel **chs = imp_xcalloc(t->gws->n ? t->gws->n : 1, sizeof(*chs));
-    for (size_t g = 0; g < t->gws->n; g++) chs[g] = imp_chans_get(w->host.chans, t->gws->addrs[g]);
+    uint64_t now = imp_now_ms();
+    for (size_t g = 0; g < t->gws->n; g++) {
+        /* an open breaker: the gateway is skipped, its users take the path
+         * of a failed call (not reached), and nobody waits for it */
+        if (!imp_chans_skip(w->host.chans, t->gws->addrs[g], now))
+            chs[g] = imp_chans_get(w->host.chans, t->gws->addrs[g]);
+    }
+    char skip[160];
+    snprintf(skip, sizeof(skip),
+             "circuit breaker open: %d calls in a row failed; probed again every %d ms",
+             w->cfg->gw_breaker_failures, w->cfg->gw_breaker_open_ms);
     struct imp_grpc_md md[4];
     imp_task_grpc_md(&t->task, md);
     struct imp_fanout_req req = {
@@ -136,6 +162,7 @@ static void start_fanout(struct msg *t)
         .users = t->online,
         .nusers = t->nonline,
         .channels = chs,
+        .skip_reason = skip,
         .addrs = t->gws->addrs,
         .nchannels = t->gws->n,
         .timeout_ms = w->cfg->gateway_timeout_ms,

@@ -551,6 +551,8 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
         .chans = imp_chans_create(env->cfg->max_grpc_message),
         .ops = &task_ops,
     };
+    imp_chans_breaker(w->host.chans, env->cfg->gw_breaker_failures, env->cfg->gw_breaker_open_ms,
+                      env->cfg->gateway_timeout_ms + 1000);
     for (int i = 0; i < S_COUNT; i++) {
         struct stream *s = &w->streams[i];
         s->w = w;
@@ -592,11 +594,11 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     return w;
 }
 
-struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id, char *err,
-                                     size_t errlen)
+struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id,
+                                     const struct imp_scripts *scripts, char *err, size_t errlen)
 {
     struct imp_worker *w = worker_alloc(env, id);
-    w->vm = imp_vm_create(env->cfg, imp_core_libs, &w->host, err, errlen);
+    w->vm = imp_vm_create(env->cfg, scripts, imp_core_libs, &w->host, err, errlen);
     if (!w->vm) {
         imp_worker_destroy(w);
         return NULL;
@@ -707,9 +709,10 @@ int imp_worker_inflight(const struct imp_worker *w)
     return atomic_load(&((struct imp_worker *)w)->inflight_pub);
 }
 
-struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen)
+struct imp_vm *imp_worker_build_vm(struct imp_worker *w, const struct imp_scripts *scripts,
+                                   char *err, size_t errlen)
 {
-    return imp_vm_create(w->cfg, imp_core_libs, &w->host, err, errlen);
+    return imp_vm_create(w->cfg, scripts, imp_core_libs, &w->host, err, errlen);
 }
 
 int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen)

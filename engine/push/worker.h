@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct imp_vm;
+struct imp_scripts;
 struct imp_config;
 struct imp_shared;
 struct imp_worker;
@@ -38,8 +39,8 @@ struct imp_worker_env {
 
 /* Builds the worker and its VM (scripts are loaded here, so a broken script
  * stops the start). Returns NULL with the reason in err. */
-struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id, char *err,
-                                     size_t errlen);
+struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id,
+                                     const struct imp_scripts *scripts, char *err, size_t errlen);
 /* Starts the thread. */
 int imp_worker_start(struct imp_worker *w);
 /* Asks the worker to create its consumer and join the group. Thread-safe. */
@@ -82,11 +83,12 @@ int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen);
 int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv);
 
 /* Hot reload. build_vm makes a VM with this worker's engine calls, the
- * scripts as they are on disk now, and their check() run (any thread; NULL
+ * scripts of the snapshot, and their check() run (any thread; NULL
  * with "file:line: message" in err). install_vm hands it over: the worker
  * starts new messages on it; messages in flight finish on the old VM,
  * which is closed when the last of them is done. Thread-safe. */
-struct imp_vm *imp_worker_build_vm(struct imp_worker *w, char *err, size_t errlen);
+struct imp_vm *imp_worker_build_vm(struct imp_worker *w, const struct imp_scripts *scripts,
+                                   char *err, size_t errlen);
 void imp_worker_install_vm(struct imp_worker *w, struct imp_vm *vm);
 
 #endif

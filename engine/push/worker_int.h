@@ -135,9 +135,9 @@ struct imp_worker {
     struct imp_vm *retired; /* replaced VMs still running messages */
     int test_mode;          /* impulse test: one task, no Kafka */
     struct stream streams[S_COUNT];
-    int nstreams;       /* S_OFFLINE too when impulse.consumeOffline */
-    int dead_pending;   /* dead letters sent, not acknowledged */
-    struct dead *deads; /* those dead letters (deadletter.c) */
+    int nstreams;          /* S_OFFLINE too when impulse.consumeOffline */
+    int dead_pending;      /* dead letters sent, not acknowledged */
+    struct dead *deads;    /* those dead letters (deadletter.c) */
     atomic_int dead_stuck; /* of those, failing for good (readiness) */
     struct msg *msgs;
     struct msg *runq_head, *runq_tail;

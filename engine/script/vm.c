@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "base/buf.h"
 #include "base/common.h"
 #include "base/log.h"
 
@@ -358,20 +359,19 @@ static struct imp_vm *vm_base(const struct imp_config *cfg, const luaL_Reg *cons
 
 /* Loads every scripts/providers/<name>.lua into registry table
  * "impulse.providers" (name → module). Returns 0 or IMP_ESCRIPT/... */
-static int load_providers(struct imp_vm *vm, const struct imp_config *cfg, char *err, size_t errlen)
+static int load_providers(struct imp_vm *vm, const struct imp_config *cfg,
+                          const struct imp_scripts *scripts, char *err, size_t errlen)
 {
     lua_State *L = vm->L;
-    char dir[1024];
-    snprintf(dir, sizeof(dir), "%s/providers", cfg->scripts_dir);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "impulse.providers");
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *de;
     int rc = 0;
-    while (!rc && (de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (de->d_name[0] == '.' || n < 5 || strcmp(de->d_name + n - 4, ".lua") != 0) continue;
+    for (size_t i = 0; !rc && i < scripts->n; i++) {
+        const char *name = scripts->names[i];
+        size_t n = strlen(name);
+        if (strncmp(name, "providers/", 10) != 0 || strchr(name + 10, '/') || n < 15 ||
+            strcmp(name + n - 4, ".lua") != 0)
+            continue;
         lua_getfield(L, LUA_REGISTRYINDEX, "impulse.providers");
         lua_getglobal(L, "require");
         lua_pushliteral(L, "impulse.sandbox");
@@ -379,19 +379,39 @@ static int load_providers(struct imp_vm *vm, const struct imp_config *cfg, char 
         lua_getfield(L, -1, "load_provider");
         lua_remove(L, -2);
         lua_pushstring(L, cfg->scripts_dir);
-        lua_pushlstring(L, de->d_name, n - 4);
+        lua_pushlstring(L, name + 10, n - 14);
         rc = imp_vm_pcall(vm, L, 2, 1, err, errlen);
         if (rc) {
             lua_pop(L, 1);
             break;
         }
-        lua_pushlstring(L, de->d_name, n - 4);
+        lua_pushlstring(L, name + 10, n - 14);
         lua_insert(L, -2);
         lua_rawset(L, -3);
         lua_pop(L, 1);
     }
-    closedir(d);
     return rc;
+}
+
+/* package.loaded["impulse.snapshot"] = { root = dir, files = { [name] =
+ * source } }: impulse.sandbox loads scripts from it instead of the disk.
+ * Stack: unchanged. */
+static void push_snapshot(lua_State *L, const struct imp_config *cfg,
+                          const struct imp_scripts *scripts)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, cfg->scripts_dir);
+    lua_setfield(L, -2, "root");
+    lua_createtable(L, 0, (int)scripts->n);
+    for (size_t i = 0; i < scripts->n; i++) {
+        lua_pushlstring(L, scripts->data[i], scripts->lens[i]);
+        lua_setfield(L, -2, scripts->names[i]);
+    }
+    lua_setfield(L, -2, "files");
+    lua_setfield(L, -2, "impulse.snapshot");
+    lua_pop(L, 2);
 }
 
 struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *const *libs,
@@ -402,8 +422,8 @@ struct imp_vm *imp_vm_create_test(const struct imp_config *cfg, const luaL_Reg *
     return vm;
 }
 
-struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const *libs, void *owner,
-                             char *err, size_t errlen)
+struct imp_vm *imp_vm_create(const struct imp_config *cfg, const struct imp_scripts *scripts,
+                             const luaL_Reg *const *libs, void *owner, char *err, size_t errlen)
 {
     struct imp_vm *vm = vm_base(cfg, libs, owner, 0);
     if (!vm) {
@@ -411,6 +431,7 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const
         return NULL;
     }
     lua_State *L = vm->L;
+    push_snapshot(L, cfg, scripts);
 
     /* Strings' shared metatable indexes the real string library, which
      * every script and the engine's own Lua share: a script could replace
@@ -457,7 +478,7 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const
 
     /* provider payload modules: scripts/providers/<name>.lua, each checked
      * now so a broken one fails the load (or the reload) like the policy */
-    if (load_providers(vm, cfg, err, errlen)) goto fail;
+    if (load_providers(vm, cfg, scripts, err, errlen)) goto fail;
 
     /* the policy's own check, under the budget */
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->policy_ref);
@@ -482,7 +503,7 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const
         lua_pop(L, 1);
     }
 
-    imp_vm_scripts_hash(cfg->scripts_dir, vm->hash);
+    memcpy(vm->hash, scripts->hash, sizeof(vm->hash));
     lua_gc(L, LUA_GCCOLLECT, 0);
     return vm;
 fail:
@@ -501,7 +522,8 @@ static int cmp_names(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Collects the .lua files under dir (one level of subfolders: providers/). */
+/* Collects the .lua files under dir and depth levels of subfolders
+ * (providers/, modules a policy requires as "lib.util"). */
 static void list_scripts(const char *dir, const char *prefix, char ***names, size_t *n, int depth)
 {
     DIR *d = opendir(dir);
@@ -527,27 +549,61 @@ static void list_scripts(const char *dir, const char *prefix, char ***names, siz
     closedir(d);
 }
 
-void imp_vm_scripts_hash(const char *dir, char out[17])
+struct imp_scripts *imp_scripts_read(const char *dir)
 {
+    struct imp_scripts *sc = imp_xcalloc(1, sizeof(*sc));
     char **names = NULL;
     size_t n = 0;
     uint64_t h = 0xcbf29ce484222325ULL;
-    list_scripts(dir, "", &names, &n, 1);
+    sc->dir = imp_xstrdup(dir);
+    list_scripts(dir, "", &names, &n, 4);
     qsort(names, n, sizeof(char *), cmp_names);
+    sc->names = imp_xcalloc(n ? n : 1, sizeof(char *));
+    sc->data = imp_xcalloc(n ? n : 1, sizeof(char *));
+    sc->lens = imp_xcalloc(n ? n : 1, sizeof(size_t));
     for (size_t i = 0; i < n; i++) {
         char path[2048];
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-        h = (h ^ imp_fnv1a64(names[i], strlen(names[i]) + 1)) * 0x100000001b3ULL;
         FILE *f = fopen(path, "rb");
-        char buf[4096];
+        if (!f) {
+            free(names[i]);
+            continue;
+        }
+        struct imp_buf b;
+        imp_buf_init(&b);
+        char buf[8192];
         size_t got;
-        while (f && (got = fread(buf, 1, sizeof(buf), f)) > 0)
-            h = (h ^ imp_fnv1a64(buf, got)) * 0x100000001b3ULL;
-        if (f) fclose(f);
-        free(names[i]);
+        while ((got = fread(buf, 1, sizeof(buf), f)) > 0) imp_buf_append(&b, buf, got);
+        fclose(f);
+        /* the same hash as before snapshots: name with its NUL, then the
+         * contents (in any chunking: FNV-1a folds bytes one at a time only
+         * within a chunk, so hash the whole file as one chunk per 4 KiB) */
+        h = (h ^ imp_fnv1a64(names[i], strlen(names[i]) + 1)) * 0x100000001b3ULL;
+        for (size_t off = 0; off < b.len; off += 4096)
+            h = (h ^ imp_fnv1a64(b.data + off, IMP_MIN((size_t)4096, b.len - off))) *
+                0x100000001b3ULL;
+        sc->names[sc->n] = names[i];
+        sc->data[sc->n] = b.data ? b.data : imp_xstrdup("");
+        sc->lens[sc->n] = b.len;
+        sc->n++;
     }
     free(names);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    snprintf(sc->hash, sizeof(sc->hash), "%016llx", (unsigned long long)h);
+    return sc;
+}
+
+void imp_scripts_free(struct imp_scripts *sc)
+{
+    if (!sc) return;
+    for (size_t i = 0; i < sc->n; i++) {
+        free(sc->names[i]);
+        free(sc->data[i]);
+    }
+    free(sc->names);
+    free(sc->data);
+    free(sc->lens);
+    free(sc->dir);
+    free(sc);
 }
 
 void imp_vm_destroy(struct imp_vm *vm)

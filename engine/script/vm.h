@@ -56,14 +56,33 @@ struct imp_vm {
     int running;
 };
 
+/* The scripts folder read at one moment: every .lua file, and those of
+ * one level of subfolders (providers/), by name relative to the folder,
+ * with the hash /healthz and the route log show. A reload reads the
+ * folder once into a snapshot and builds every worker's VM from it, so no
+ * VM mixes files of two versions. */
+struct imp_scripts {
+    char *dir;
+    size_t n;
+    char **names; /* sorted, "push.lua", "providers/fcm.lua" */
+    char **data;
+    size_t *lens;
+    char hash[17]; /* hex FNV-1a 64 of the names and contents */
+};
+
+/* Reads dir now. Cannot fail: an unreadable file is left out (the policy's
+ * loader then reports it missing). */
+struct imp_scripts *imp_scripts_read(const char *dir);
+void imp_scripts_free(struct imp_scripts *s);
+
 /* Builds a VM, registers the functions of libs (a NULL-terminated list of
  * luaL_Reg lists) as module "impulse.core" (each gets owner as
  * lightuserdata upvalue 1), loads the driver and the policy into the
- * sandbox, checks the policy's shape and runs its check() hook, all under
- * the budget. Returns NULL with "file:line: message" in err. Callable from
- * any thread; the VM is then used by one thread at a time. */
-struct imp_vm *imp_vm_create(const struct imp_config *cfg, const luaL_Reg *const *libs, void *owner,
-                             char *err, size_t errlen);
+ * sandbox from scripts (a snapshot of cfg's scripts folder), checks the
+ * policy's shape and runs its check() hook, all under the budget. Returns NULL with "file:line:
+ * message" in err. Callable from any thread; the VM is then used by one thread at a time. */
+struct imp_vm *imp_vm_create(const struct imp_config *cfg, const struct imp_scripts *scripts,
+                             const luaL_Reg *const *libs, void *owner, char *err, size_t errlen);
 /* The VM of `impulse test`: the engine module and library, but no sandbox,
  * no budget, no memory cap and no policy loaded (busted needs debug, io and
  * os; the scripts under test are loaded into the sandbox by the specs,
@@ -100,10 +119,6 @@ static inline void imp_vm_exclude(struct imp_vm *vm, uint64_t since_ns)
 {
     if (vm->running) vm->excluded_ns += imp_now_ns() - since_ns;
 }
-
-/* A hash of every .lua file under dir (names and contents), as 16 hex
- * digits in out: what /healthz reports as the active scripts. */
-void imp_vm_scripts_hash(const char *dir, char out[17]);
 
 /* Registry tables every VM has: message coroutine → task, and coroutines
  * scripts created → their message's coroutine (weak). */

@@ -185,7 +185,9 @@ int main(void)
     for (; imp_core_libs[nlibs]; nlibs++) libs[nlibs] = imp_core_libs[nlibs];
     libs[nlibs++] = test_lib;
     libs[nlibs] = NULL;
-    struct imp_vm *vm = imp_vm_create(cfg, libs, &host, err, sizeof(err));
+    struct imp_scripts *scripts = imp_scripts_read(dir);
+    struct imp_vm *vm = imp_vm_create(cfg, scripts, libs, &host, err, sizeof(err));
+    imp_scripts_free(scripts);
     if (!vm) {
         fprintf(stderr, "vm: %s\n", err);
         return 2;
