@@ -113,6 +113,17 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
         revoke_finished(a);
         return;
     }
+    if (a->step == S_AUTH && !err && imp_etcd_auth_not_enabled(status, body, len)) {
+        /* credentials configured, auth disabled on the server: as OpenIM's
+         * clientv3, register without a token */
+        imp_warn(NULL, "etcd registration: authentication is not enabled on the server; "
+                       "registering without a token");
+        cJSON_Delete(j);
+        a->token[0] = '\0';
+        a->step = S_GRANT;
+        run(a);
+        return;
+    }
     if (err || status != 200 || !j) {
         snprintf(why, sizeof(why), "%s: %s (HTTP %ld) %.*s",
                  a->step == S_AUTH    ? "authenticate"

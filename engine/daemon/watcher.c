@@ -219,7 +219,7 @@ static void on_lost(void *arg)
 static void on_etcd_synced(void *arg)
 {
     struct imp_watcher *w = arg;
-    atomic_store(&w->pub_synced, 1);
+    atomic_store(&w->pub_synced, imp_etcd_up(w->etcd));
     try_load(w);
 }
 
@@ -378,6 +378,9 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
     uint64_t now = imp_now_ms();
     imp_localcache_sweep(w->st->group_cache, now);
     if (w->st->online_lru) imp_slot_sweep(w->st->online_lru, now);
+    /* /healthz: listed, and etcd answering now (the registry keeps the
+     * last list while it does not) */
+    atomic_store(&w->pub_synced, imp_etcd_synced(w->etcd) && imp_etcd_up(w->etcd));
 }
 
 /* ---------- hot reload ---------- */

@@ -40,6 +40,8 @@ struct imp_etcd {
     char token[512];
     long long revision;
     int synced;
+    int up;       /* the last list succeeded and the watch since then is alive */
+    int auth_off; /* credentials configured, but the server has auth disabled */
     int backoff_ms;
     ev_timer retry;
     struct imp_http_req *req;
@@ -57,6 +59,7 @@ static void do_auth(struct imp_etcd *e);
 static void schedule_retry(struct imp_etcd *e, const char *why)
 {
     e->req = NULL;
+    e->up = 0;
     e->state = ST_IDLE;
     imp_warn(NULL, "etcd %s: %s; retrying in %d ms", e->cfg->etcd_addrs.v[e->endpoint], why,
              e->backoff_ms);
@@ -203,12 +206,34 @@ static void publish(struct imp_etcd *e)
 
 /* ---- auth ---- */
 
+int imp_etcd_auth_not_enabled(long status, const char *body, size_t len)
+{
+    static const char needle[] = "authentication is not enabled";
+    if (status != 412 || !body) return 0;
+    for (size_t i = 0; i + sizeof(needle) - 1 <= len; i++)
+        if (memcmp(body + i, needle, sizeof(needle) - 1) == 0) return 1;
+    return 0;
+}
+
 static void on_auth(void *arg, int err, long status, const char *body, size_t len,
                     const char *errmsg)
 {
     struct imp_etcd *e = arg;
     char why[300];
     e->req = NULL;
+    if (!err && imp_etcd_auth_not_enabled(status, body, len)) {
+        imp_warn(NULL,
+                 "etcd %s: authentication is not enabled on the server; going on without a "
+                 "token (discovery.etcd.username is ignored until it is)",
+                 e->cfg->etcd_addrs.v[e->endpoint]);
+        e->auth_off = 1;
+        e->token[0] = '\0';
+        if (e->synced)
+            do_watch(e);
+        else
+            do_list(e);
+        return;
+    }
     if (err || status != 200) {
         snprintf(why, sizeof(why), "authenticate failed: %s (HTTP %ld) %.*s", err ? errmsg : "",
                  status, (int)IMP_MIN(len, 200), body);
@@ -241,7 +266,10 @@ static void do_auth(struct imp_etcd *e)
     imp_buf_dispose(&b);
 }
 
-static int needs_auth(const struct imp_etcd *e) { return e->cfg->etcd_username[0] != '\0'; }
+static int needs_auth(const struct imp_etcd *e)
+{
+    return e->cfg->etcd_username[0] != '\0' && !e->auth_off;
+}
 
 /* ---- list ---- */
 
@@ -254,7 +282,10 @@ static void on_list(void *arg, int err, long status, const char *body, size_t le
     if (err || status != 200) {
         snprintf(why, sizeof(why), "list failed: %s (HTTP %ld) %.*s", err ? errmsg : "", status,
                  (int)IMP_MIN(len, 200), body);
-        if (status == 401 && needs_auth(e)) e->token[0] = '\0';
+        if (status == 401 && e->cfg->etcd_username[0]) { /* auth enabled since, or expired */
+            e->auth_off = 0;
+            e->token[0] = '\0';
+        }
         schedule_retry(e, why);
         return;
     }
@@ -283,6 +314,7 @@ static void on_list(void *arg, int err, long status, const char *body, size_t le
         imp_info(NULL, "etcd: listed %zu keys under %s at revision %lld", e->nkeys, e->prefix,
                  e->revision);
     e->synced = 1;
+    e->up = 1;
     if (e->on_synced) e->on_synced(e->arg);
     do_watch(e);
 }
@@ -325,7 +357,10 @@ static int watch_line(struct imp_etcd *e, const char *s, size_t len)
         cJSON_Delete(j);
         return -1;
     }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"))) e->backoff_ms = 200;
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res, "created"))) {
+        e->backoff_ms = 200;
+        e->up = 1;
+    }
     if (json_int(res, "compact_revision") > 0) {
         imp_warn(NULL, "etcd: watch revision %lld was compacted; listing again", e->revision + 1);
         rc = 1;
@@ -462,6 +497,7 @@ struct imp_etcd *imp_etcd_create(struct ev_loop *loop, struct imp_http *http,
 void imp_etcd_start(struct imp_etcd *e) { do_list(e); }
 
 int imp_etcd_synced(const struct imp_etcd *e) { return e->synced; }
+int imp_etcd_up(const struct imp_etcd *e) { return e->up; }
 
 void imp_etcd_destroy(struct imp_etcd *e)
 {

@@ -27,6 +27,14 @@ void imp_etcd_start(struct imp_etcd *e);
 void imp_etcd_destroy(struct imp_etcd *e);
 /* 1 after the first successful listing. */
 int imp_etcd_synced(const struct imp_etcd *e);
+/* 1 while etcd answers: the last listing succeeded and the watch started
+ * since then is open; 0 from the first failure until it is again. */
+int imp_etcd_up(const struct imp_etcd *e);
+
+/* 1 when an /v3/auth/authenticate reply says the server has authentication
+ * disabled (HTTP 412 "authentication is not enabled"). OpenIM's etcd client
+ * (clientv3) then goes on without a token, and so do impulse's. */
+int imp_etcd_auth_not_enabled(long status, const char *body, size_t len);
 
 /* For the other etcd clients (announce.c): a JSON POST of body to
  * http://<endpoint><path> with the auth token, if any; NULL when libcurl

@@ -22,9 +22,16 @@ describe("discovery #engine", function()
     return last or {}
   end
 
+  local function etcd_synced()
+    return h.http_json("GET", imp.admin .. "/healthz").etcdSynced
+  end
+
   it("resumes the watch after etcd restarts and sees gateways registered since", function()
     local cmd = env.etcd.cmd
+    assert.is_true(etcd_synced())
     h.stop(env.etcd)
+    -- /healthz says so while etcd is gone (the registry keeps its last list)
+    h.wait_until(function() return etcd_synced() == false end, 15000, "etcdSynced false")
     local restarted = h.spawn("etcd-again", cmd)
     restarted.port, restarted.url, restarted.addr = env.etcd.port, env.etcd.url, env.etcd.addr
     env.etcd = restarted
@@ -35,6 +42,7 @@ describe("discovery #engine", function()
     local g2 = h.start_gateway(env.etcd)
     env.gateways[2] = g2
     h.wait_until(function() return #gateways_seen() == 2 end, 20000, "impulse to see the new gateway")
+    h.wait_until(function() return etcd_synced() == true end, 15000, "etcdSynced true again")
     h.http_json("POST", g2.control .. "/conns", { alice = { 2 } })
     local msg = h.push_msg { sendID = "x", recvID = "alice", options = { senderSync = false } }
     h.produce(env, msg)

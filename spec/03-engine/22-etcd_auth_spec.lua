@@ -55,3 +55,37 @@ describe("etcd with authentication #engine", function()
     h.stop(imp)
   end)
 end)
+
+-- Credentials configured, but the etcd has authentication disabled: as
+-- OpenIM's clientv3 (which ignores ErrAuthNotEnabled), impulse goes on
+-- without a token instead of retrying for ever.
+describe("etcd credentials against an etcd without authentication #engine", function()
+  local env
+
+  lazy_setup(function()
+    env = h.start_env { gateways = 1 }
+    h.set_online(env, { alice = { 1 } }, env.gateways[1])
+  end)
+
+  lazy_teardown(function()
+    h.stop_env(env)
+  end)
+
+  it("becomes ready, discovers the gateways and registers the push service", function()
+    local imp = h.start_impulse(env, { workers = 1, etcd_user = "root", etcd_password = "secret" })
+    local m = h.push_msg { sendID = "bob", recvID = "alice" }
+    h.produce(env, m)
+    h.wait_until(function() return h.delivered(env, m.clientMsgID)[1]["alice"] end, 15000, "the push to alice")
+    h.wait_until(function()
+      local out = h.run(format("ETCDCTL_API=3 etcdctl --endpoints=%s get --prefix openim/push/ --keys-only 2>&1",
+        env.etcd.url))
+      return out:match("openim/push/127%.0%.0%.1:%d+")
+    end, 15000, "the push service's key")
+    assert.is_true(#h.log_lines(imp, "etcd") > 0)
+    local warned = false
+    for _, l in ipairs(h.log_lines(imp)) do
+      if l.msg:match("authentication is not enabled") then warned = true end
+    end
+    assert.is_true(warned, "no log line says etcd has authentication disabled")
+  end)
+end)
