@@ -32,6 +32,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/pbcheck.h"
 #include "calls/api.h"
 #include "calls/httpbatch.h"
 #include "net/chans.h"
@@ -395,10 +396,12 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
         for (int i = 0; i < 4; i++) t->task.md[i] = header_dup(hdrs, imp_md_header_names[i]);
 
     t->req = openim__push__push_msg_req__unpack(NULL, m->len, m->payload);
-    if (!t->req || !t->req->msgdata) {
+    /* a field numbered 0 (base/pbcheck.h): it could not be handed on */
+    if (!t->req || !t->req->msgdata || imp_pb_has_field_zero(&t->req->base)) {
         char why[128];
         snprintf(why, sizeof(why), "the record is not a PushMsgReq%s (%zu bytes)",
-                 t->req ? " with msgData" : "", m->len);
+                 !t->req ? "" : !t->req->msgdata ? " with msgData" : " (a field numbered 0)",
+                 m->len);
         imp_msg_fail(t, "bad_record", "bad record", why);
         imp_deadletter_record(t);
         imp_msg_done(t);

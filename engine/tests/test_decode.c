@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/pbcheck.h"
 #include "msggateway.pb-c.h"
 #include "net/gateway.h"
 #include "push.pb-c.h"
@@ -98,5 +99,24 @@ int main(void)
     imp_buf_dispose(&opt);
     imp_buf_dispose(&rec);
     imp_buf_dispose(&req);
+    /* a field numbered 0, written with a two-byte tag, at the top and nested
+     * in msgData's offlinePushInfo (field 19): decoded by protobuf-c, refused
+     * by the worker (found by fuzz_pushmsg) */
+    {
+        static const uint8_t top[] = {0x0a, 0x00, 0x80, 0x00, 0x05};
+        static const uint8_t nested[] = {0x0a, 0x0b, 0x9a, 0x01, 0x08, 0x0a, 0x01,
+                                         0x74, 0x0a, 0x00, 0x80, 0x00, 0x0a};
+        static const uint8_t fine[] = {0x0a, 0x03, 0x0a, 0x01, 0x61}; /* sendID "a" */
+        const uint8_t *in[] = {top, nested, fine};
+        size_t len[] = {sizeof(top), sizeof(nested), sizeof(fine)};
+        int want[] = {1, 1, 0};
+        for (int i = 0; i < 3; i++) {
+            Openim__Push__PushMsgReq *r = openim__push__push_msg_req__unpack(NULL, len[i], in[i]);
+            CHECK(r != NULL);
+            if (!r) continue;
+            CHECK(imp_pb_has_field_zero(&r->base) == want[i]);
+            openim__push__push_msg_req__free_unpacked(r, NULL);
+        }
+    }
     return t_done("decode");
 }

@@ -1,0 +1,17 @@
+/*
+ * A check protobuf-c does not make: protobuf-c 1.4 accepts a field numbered
+ * 0 when its tag is written in more bytes than needed (a tag of 0 is
+ * invalid protobuf), keeps it as an unknown field, and writes it back in a
+ * form no parser accepts, its own included (found by fuzz_pushmsg). A
+ * message holding one cannot be handed on faithfully.
+ */
+#ifndef IMP_PBCHECK_H
+#define IMP_PBCHECK_H
+
+#include <protobuf-c/protobuf-c.h>
+
+/* 1 when m or any message nested in it (at any depth, repeated fields
+ * included) has an unknown field numbered 0. Cannot fail. */
+int imp_pb_has_field_zero(const ProtobufCMessage *m);
+
+#endif
