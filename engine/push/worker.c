@@ -400,7 +400,9 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
     if (!t->req || !t->req->msgdata || imp_pb_has_field_zero(&t->req->base)) {
         char why[128];
         snprintf(why, sizeof(why), "the record is not a PushMsgReq%s (%zu bytes)",
-                 !t->req ? "" : !t->req->msgdata ? " with msgData" : " (a field numbered 0)",
+                 !t->req            ? ""
+                 : !t->req->msgdata ? " with msgData"
+                                    : " (a field numbered 0)",
                  m->len);
         imp_msg_fail(t, "bad_record", "bad record", why);
         imp_deadletter_record(t);

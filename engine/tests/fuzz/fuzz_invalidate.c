@@ -12,7 +12,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     if (!cache) {
         struct imp_localcache_config cfg = {
-            .slot_num = 4, .slot_size = 16, .link_slot_num = 4, .success_ttl_ms = 60000,
+            .slot_num = 4,
+            .slot_size = 16,
+            .link_slot_num = 4,
+            .success_ttl_ms = 60000,
             .failed_ttl_ms = 1000,
         };
         cache = imp_localcache_create(&cfg);
