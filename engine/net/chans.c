@@ -78,17 +78,16 @@ void imp_chans_breaker(struct imp_chans *c, int failures, int open_ms, int probe
     c->breaker_probe_ms = probe_ms;
 }
 
-int imp_chans_skip(struct imp_chans *c, const char *addr, uint64_t now_ms)
+struct imp_grpc_channel *imp_chans_admit(struct imp_chans *c, const char *addr, uint64_t now_ms)
 {
-    if (!c->breaker_failures) return 0;
     struct chan *ch = find(c, addr);
-    if (ch->state == B_CLOSED) return 0;
+    if (!c->breaker_failures || ch->state == B_CLOSED) return ch->ch;
     if (now_ms >= ch->until) { /* open and due, or a probe never reported */
         ch->state = B_PROBING; /* this caller probes; the others skip */
         ch->until = now_ms + (uint64_t)c->breaker_probe_ms;
-        return 0;
+        return ch->ch;
     }
-    return 1;
+    return NULL;
 }
 
 int imp_chans_report(struct imp_chans *c, const char *addr, int ok, uint64_t now_ms)

@@ -30,14 +30,16 @@ struct imp_grpc_channel *imp_chans_service(struct imp_chans *c, struct imp_regis
                                            const char *name);
 
 /* Circuit breaker of the peer at addr, per loop. A peer whose calls failed
- * `failures` times in a row is open for open_ms: imp_chans_skip answers 1
- * (fail fast, no call). Then one caller is let through as a probe (half
+ * `failures` times in a row is open for open_ms: imp_chans_admit answers
+ * NULL. Then one caller is let through as a probe (half
  * open; the others still skip): its success closes the breaker, its
  * failure opens it again; a probe not reported within probe_ms lets
  * another through. now_ms: the monotonic clock. failures 0 (the default)
  * turns the breaker off. */
 void imp_chans_breaker(struct imp_chans *c, int failures, int open_ms, int probe_ms);
-int imp_chans_skip(struct imp_chans *c, const char *addr, uint64_t now_ms);
+/* The channel to addr as imp_chans_get, or NULL while its breaker is open
+ * (skip the peer: fail fast, no call). */
+struct imp_grpc_channel *imp_chans_admit(struct imp_chans *c, const char *addr, uint64_t now_ms);
 /* One call to addr ended (ok or not). Returns 1 when this report opened
  * the breaker. */
 int imp_chans_report(struct imp_chans *c, const char *addr, int ok, uint64_t now_ms);

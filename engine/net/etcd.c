@@ -209,10 +209,7 @@ static void publish(struct imp_etcd *e)
 int imp_etcd_auth_not_enabled(long status, const char *body, size_t len)
 {
     static const char needle[] = "authentication is not enabled";
-    if (status != 412 || !body) return 0;
-    for (size_t i = 0; i + sizeof(needle) - 1 <= len; i++)
-        if (memcmp(body + i, needle, sizeof(needle) - 1) == 0) return 1;
-    return 0;
+    return status == 412 && body && memmem(body, len, needle, sizeof(needle) - 1) != NULL;
 }
 
 static void on_auth(void *arg, int err, long status, const char *body, size_t len,

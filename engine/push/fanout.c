@@ -144,16 +144,18 @@ static void start_fanout(struct msg *t)
     t->gws = imp_chans_follow(w->host.chans, w->env.shared->registry, w->cfg->svc_gateway);
     struct imp_grpc_channel **chs = imp_xcalloc(t->gws->n ? t->gws->n : 1, sizeof(*chs));
     uint64_t now = imp_now_ms();
+    int skipped = 0;
     for (size_t g = 0; g < t->gws->n; g++) {
-        /* an open breaker: the gateway is skipped, its users take the path
-         * of a failed call (not reached), and nobody waits for it */
-        if (!imp_chans_skip(w->host.chans, t->gws->addrs[g], now))
-            chs[g] = imp_chans_get(w->host.chans, t->gws->addrs[g]);
+        /* an open breaker (NULL): the gateway is skipped, its users take the
+         * path of a failed call (not reached), and nobody waits for it */
+        chs[g] = imp_chans_admit(w->host.chans, t->gws->addrs[g], now);
+        skipped |= chs[g] == NULL;
     }
-    char skip[160];
-    snprintf(skip, sizeof(skip),
-             "circuit breaker open: %d calls in a row failed; probed again every %d ms",
-             w->cfg->gw_breaker_failures, w->cfg->gw_breaker_open_ms);
+    char skip[160] = "";
+    if (skipped)
+        snprintf(skip, sizeof(skip),
+                 "circuit breaker open: %d calls in a row failed; probed again every %d ms",
+                 w->cfg->gw_breaker_failures, w->cfg->gw_breaker_open_ms);
     struct imp_grpc_md md[4];
     imp_task_grpc_md(&t->task, md);
     struct imp_fanout_req req = {

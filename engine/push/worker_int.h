@@ -105,7 +105,7 @@ static inline struct msg *msg_current(lua_State *L)
  * its first member. */
 static inline struct imp_worker *worker_of(lua_State *L)
 {
-    return (struct imp_worker *)lua_touserdata(L, lua_upvalueindex(1));
+    return (struct imp_worker *)imp_host_of(L);
 }
 
 static inline const char *msg_opid(const struct msg *m) { return imp_task_opid(&m->task); }

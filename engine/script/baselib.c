@@ -13,8 +13,6 @@
 #include "base/log.h"
 #include "script/task.h"
 
-static struct imp_host *host_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
-
 /* log(level, operationID, text) */
 static int l_log(lua_State *L)
 {
@@ -25,7 +23,7 @@ static int l_log(lua_State *L)
     if (level < 0) return luaL_error(L, "bad log level '%s'", lv);
     struct imp_buf b;
     imp_buf_init(&b);
-    imp_buf_printf(&b, "\"worker\":%d,\"source\":\"script\"", host_of(L)->id);
+    imp_buf_printf(&b, "\"worker\":%d,\"source\":\"script\"", imp_host_of(L)->id);
     imp_log_fields(level, opid, text, b.data);
     imp_buf_dispose(&b);
     return 0;
@@ -53,7 +51,7 @@ static int l_log_fields(lua_State *L)
     if (level < 0) return luaL_error(L, "bad log level '%s'", lv);
     struct imp_buf b;
     imp_buf_init(&b);
-    imp_buf_printf(&b, "\"worker\":%d", host_of(L)->id);
+    imp_buf_printf(&b, "\"worker\":%d", imp_host_of(L)->id);
     if (len > 2 && json[0] == '{' && json[len - 1] == '}') {
         imp_buf_putc(&b, ',');
         imp_buf_append(&b, json + 1, len - 2);
@@ -73,7 +71,7 @@ static int l_wall_ms(lua_State *L)
 /* config() -> the settings scripts may read */
 static int l_config(lua_State *L)
 {
-    const struct imp_config *cfg = host_of(L)->cfg;
+    const struct imp_config *cfg = imp_host_of(L)->cfg;
     lua_createtable(L, 0, 6);
     lua_pushstring(L, cfg->im_admin_user);
     lua_setfield(L, -2, "imAdminUserID");

@@ -106,8 +106,6 @@ struct imp_grpc_channel *imp_host_service(struct imp_host *h, const char *name)
 
 /* ---------- Lua: adopt, event, wait, signal ---------- */
 
-static struct imp_host *host_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
-
 /* adopt(co): engine calls made inside co (a coroutine the script created)
  * belong to the current task. */
 static int l_adopt(lua_State *L)
@@ -146,7 +144,7 @@ struct imp_evwait {
 /* event() -> a new event id, for wait/signal between this VM's coroutines */
 static int l_event(lua_State *L)
 {
-    struct imp_host *h = host_of(L);
+    struct imp_host *h = imp_host_of(L);
     lua_pushnumber(L, ++h->next_event);
     return 1;
 }
@@ -189,7 +187,7 @@ static void evwait_timeout(struct ev_loop *loop, ev_timer *tm, int revents)
  * signal(event) (resumed with true) or the timeout (nil, "timeout"). */
 static int l_wait(lua_State *L)
 {
-    struct imp_host *h = host_of(L);
+    struct imp_host *h = imp_host_of(L);
     struct imp_task *t = imp_task_current(L);
     double event = luaL_checknumber(L, 1);
     double timeout = luaL_optnumber(L, 2, h->cfg->rpc_timeout_ms);
@@ -212,7 +210,7 @@ static int l_wait(lua_State *L)
  * loop, after the signalling coroutine yields or returns). */
 static int l_signal(lua_State *L)
 {
-    struct imp_host *h = host_of(L);
+    struct imp_host *h = imp_host_of(L);
     double event = luaL_checknumber(L, 1);
     int n = 0;
     struct imp_evwait *ew = h->evwaits;

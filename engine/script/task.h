@@ -112,6 +112,12 @@ struct imp_grpc_channel *imp_host_service(struct imp_host *h, const char *name);
 /* Frees what the runtime keeps on h (waiters of core.wait). */
 void imp_host_dispose(struct imp_host *h);
 
+/* The host of an impulse.core function: its upvalue 1 (script/vm.c). */
+static inline struct imp_host *imp_host_of(lua_State *L)
+{
+    return (struct imp_host *)lua_touserdata(L, lua_upvalueindex(1));
+}
+
 /* impulse.core functions of the runtime: adopt(co), event(),
  * wait(event, timeout_ms), signal(event). Upvalue 1: the host. */
 extern const luaL_Reg imp_task_lib[];

@@ -48,8 +48,8 @@ static uint64_t thread_cpu_ns(void)
  * this resume's CPU time, minus the engine work done inside it. */
 static uint64_t used_ns(const struct imp_vm *vm)
 {
-    uint64_t spent = thread_cpu_ns() - vm->run_start_ns;
-    return vm->charged_ns + (spent > vm->excluded_ns ? spent - vm->excluded_ns : 0);
+    uint64_t spent = thread_cpu_ns() - vm->run.start_ns;
+    return vm->run.charged_ns + (spent > vm->run.excluded_ns ? spent - vm->run.excluded_ns : 0);
 }
 
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -60,7 +60,7 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         vm->mem_used -= osize;
         return NULL;
     }
-    if (vm->mem_limited && nsize > osize && vm->mem_used + (nsize - osize) > vm->mem_cap)
+    if (vm->run.mem_limited && nsize > osize && vm->mem_used + (nsize - osize) > vm->mem_cap)
         return NULL;
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
@@ -82,15 +82,15 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     struct imp_vm *vm;
     lua_getallocf(L, (void **)&vm);
-    if (!vm->running || !vm->budget_ns) return;
+    if (!vm->run.running || !vm->budget_ns) return;
     uint64_t now = imp_now_ns();
-    if (now < vm->check_at_ns && !vm->stopped) return;
+    if (now < vm->run.check_at_ns && !vm->run.stopped) return;
     uint64_t used = used_ns(vm);
-    if (used <= vm->budget_ns && !vm->stopped) {
-        vm->check_at_ns = now + (vm->budget_ns - used);
+    if (used <= vm->budget_ns && !vm->run.stopped) {
+        vm->run.check_at_ns = now + (vm->budget_ns - used);
         return;
     }
-    vm->stopped = 1;
+    vm->run.stopped = 1;
     lua_getfield(L, LUA_REGISTRYINDEX, STOP_KEY);
     lua_error(L);
 }
@@ -102,7 +102,7 @@ static int l_stopped(lua_State *L)
 {
     struct imp_vm *vm;
     lua_getallocf(L, (void **)&vm);
-    lua_pushboolean(L, vm->stopped);
+    lua_pushboolean(L, vm->run.stopped);
     return 1;
 }
 
@@ -143,20 +143,10 @@ static void error_text(struct imp_vm *vm, lua_State *L, int idx, char *out, size
     lua_pushcfunction(M, call_tostring);
     lua_pushvalue(L, idx);
     if (L != M) lua_xmove(L, M, 1);
-    int was_running = vm->running;
-    uint64_t saved_charged = vm->charged_ns, saved_excluded = vm->excluded_ns;
-    uint64_t saved_start = vm->run_start_ns, saved_check = vm->check_at_ns;
-    int saved_stopped = vm->stopped;
+    struct imp_vm_run saved = vm->run; /* the message's own accounting */
     charge_begin(vm, 0);
     int rc = lua_pcall(M, 1, 1, 0);
-    charge_end(vm);
-    vm->running = was_running;
-    vm->mem_limited = was_running;
-    vm->charged_ns = saved_charged;
-    vm->excluded_ns = saved_excluded;
-    vm->run_start_ns = saved_start;
-    vm->check_at_ns = saved_check;
-    vm->stopped = saved_stopped;
+    vm->run = saved;
     if (rc == 0 && lua_type(M, -1) == LUA_TSTRING)
         snprintf(out, outlen, "%s", lua_tostring(M, -1));
     else
@@ -187,20 +177,20 @@ static int traceback(lua_State *L)
 
 static void charge_begin(struct imp_vm *vm, uint64_t charged)
 {
-    vm->charged_ns = charged;
-    vm->excluded_ns = 0;
-    vm->run_start_ns = thread_cpu_ns();
-    vm->check_at_ns = imp_now_ns() + (vm->budget_ns > charged ? vm->budget_ns - charged : 0);
-    vm->stopped = 0;
-    vm->running = 1;
-    vm->mem_limited = 1;
+    vm->run.charged_ns = charged;
+    vm->run.excluded_ns = 0;
+    vm->run.start_ns = thread_cpu_ns();
+    vm->run.check_at_ns = imp_now_ns() + (vm->budget_ns > charged ? vm->budget_ns - charged : 0);
+    vm->run.stopped = 0;
+    vm->run.running = 1;
+    vm->run.mem_limited = 1;
 }
 
 static uint64_t charge_end(struct imp_vm *vm)
 {
     uint64_t used = used_ns(vm);
-    vm->running = 0;
-    vm->mem_limited = 0;
+    vm->run.running = 0;
+    vm->run.mem_limited = 0;
     return used;
 }
 
@@ -211,7 +201,7 @@ static int classify(struct imp_vm *vm, lua_State *L, int status, uint64_t used, 
         snprintf(err, errlen, "not enough memory (script memory cap %zu MB)", vm->mem_cap >> 20);
         return IMP_ENOMEM;
     }
-    if (is_stop(L, -1) || vm->stopped || (vm->budget_ns && used > vm->budget_ns)) {
+    if (is_stop(L, -1) || vm->run.stopped || (vm->budget_ns && used > vm->budget_ns)) {
         snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
                  used / 1e6, vm->budget_ns / 1e6);
         return IMP_ETIMEDOUT;
@@ -244,7 +234,7 @@ int imp_vm_resume(struct imp_vm *vm, lua_State *co, int nargs, uint64_t *charged
     if (st == LUA_YIELD || st == 0) {
         /* the check at every yield and return; a stop the script turned
          * into something else still stops the message */
-        if (vm->stopped || (vm->budget_ns && *charged_ns > vm->budget_ns)) {
+        if (vm->run.stopped || (vm->budget_ns && *charged_ns > vm->budget_ns)) {
             lua_settop(co, 0);
             snprintf(err, errlen, "script budget exceeded: %.1f ms of Lua time (budget %.0f ms)",
                      *charged_ns / 1e6, vm->budget_ns / 1e6);
@@ -396,13 +386,12 @@ static int load_providers(struct imp_vm *vm, const struct imp_config *cfg,
 /* package.loaded["impulse.snapshot"] = { root = dir, files = { [name] =
  * source } }: impulse.sandbox loads scripts from it instead of the disk.
  * Stack: unchanged. */
-static void push_snapshot(lua_State *L, const struct imp_config *cfg,
-                          const struct imp_scripts *scripts)
+static void push_snapshot(lua_State *L, const struct imp_scripts *scripts)
 {
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "loaded");
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, cfg->scripts_dir);
+    lua_pushstring(L, scripts->dir);
     lua_setfield(L, -2, "root");
     lua_createtable(L, 0, (int)scripts->n);
     for (size_t i = 0; i < scripts->n; i++) {
@@ -431,7 +420,7 @@ struct imp_vm *imp_vm_create(const struct imp_config *cfg, const struct imp_scri
         return NULL;
     }
     lua_State *L = vm->L;
-    push_snapshot(L, cfg, scripts);
+    push_snapshot(L, scripts);
 
     /* Strings' shared metatable indexes the real string library, which
      * every script and the engine's own Lua share: a script could replace
@@ -575,9 +564,8 @@ struct imp_scripts *imp_scripts_read(const char *dir)
         size_t got;
         while ((got = fread(buf, 1, sizeof(buf), f)) > 0) imp_buf_append(&b, buf, got);
         fclose(f);
-        /* the same hash as before snapshots: name with its NUL, then the
-         * contents (in any chunking: FNV-1a folds bytes one at a time only
-         * within a chunk, so hash the whole file as one chunk per 4 KiB) */
+        /* the name with its NUL, then the contents in 4 KiB pieces: the
+         * version hash scripts had before snapshots, unchanged */
         h = (h ^ imp_fnv1a64(names[i], strlen(names[i]) + 1)) * 0x100000001b3ULL;
         for (size_t off = 0; off < b.len; off += 4096)
             h = (h ^ imp_fnv1a64(b.data + off, IMP_MIN((size_t)4096, b.len - off))) *

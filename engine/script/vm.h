@@ -46,14 +46,18 @@ struct imp_vm {
     /* limits */
     size_t mem_used;
     size_t mem_cap;
-    int mem_limited;       /* the cap applies (inside protected calls) */
-    uint64_t budget_ns;    /* per message, of Lua CPU time; 0 = none */
-    uint64_t run_start_ns; /* the thread's CPU time at this resume */
-    uint64_t charged_ns;   /* what it had used before this resume */
-    uint64_t excluded_ns;  /* engine work done inside this resume (not Lua's) */
-    uint64_t check_at_ns;  /* monotonic: the budget cannot be spent before */
-    int stopped;           /* the hook raised STOP in this resume */
-    int running;
+    uint64_t budget_ns; /* per message, of Lua CPU time; 0 = none */
+    /* the call or resume running now: saved and restored as one when C
+     * runs Lua inside it (error_text) */
+    struct imp_vm_run {
+        int running;          /* the budget applies */
+        int mem_limited;      /* the cap applies (inside protected calls) */
+        int stopped;          /* the hook raised STOP in this resume */
+        uint64_t start_ns;    /* the thread's CPU time at this resume */
+        uint64_t charged_ns;  /* what the message had used before this resume */
+        uint64_t excluded_ns; /* engine work done inside this resume (not Lua's) */
+        uint64_t check_at_ns; /* monotonic: the budget cannot be spent before */
+    } run;
 };
 
 /* The scripts folder read at one moment: every .lua file, and those of
@@ -62,7 +66,7 @@ struct imp_vm {
  * folder once into a snapshot and builds every worker's VM from it, so no
  * VM mixes files of two versions. */
 struct imp_scripts {
-    char *dir;
+    char *dir; /* the folder read; its path prefixes the names when loaded */
     size_t n;
     char **names; /* sorted, "push.lua", "providers/fcm.lua" */
     char **data;
@@ -117,7 +121,7 @@ uint64_t imp_now_ns(void);
  * work is charged less, never more. */
 static inline void imp_vm_exclude(struct imp_vm *vm, uint64_t since_ns)
 {
-    if (vm->running) vm->excluded_ns += imp_now_ns() - since_ns;
+    if (vm->run.running) vm->run.excluded_ns += imp_now_ns() - since_ns;
 }
 
 /* Registry tables every VM has: message coroutine → task, and coroutines
