@@ -432,7 +432,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     }
     /* the push service's own gRPC listener (openim.push.PushMsgService) */
     c->rpc_listen_ip = get_str(r, s, "openim-push", "rpc.listenIP", "0.0.0.0");
-    if (!c->rpc_listen_ip[0]) {
+    if (c->rpc_listen_ip && !c->rpc_listen_ip[0]) { /* NULL: not a string, already failed */
         free(c->rpc_listen_ip);
         c->rpc_listen_ip = imp_xstrdup("0.0.0.0");
     }

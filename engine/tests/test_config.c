@@ -70,6 +70,8 @@ int main(void)
 
     expect_error("openim-push:\n  fullUserCache: maybe\n", "openim-push.fullUserCache");
     expect_error("impulse:\n  workerz: 2\n", "impulse.workerz: unknown key");
+    /* a map where a string belongs (it crashed the loader: fuzz_config) */
+    expect_error("openim-push:\n  rpc:\n    listenIP: {a: b}\n", "openim-push.rpc.listenIP");
     expect_error("impulse:\n  workers: -1\n", "impulse.workers");
     expect_error("impulse:\n  autoOffsetReset: smallest\n", "impulse.autoOffsetReset");
     expect_error("impulse:\n  scripts: /nonexistent/dir\n", "impulse.scripts");
