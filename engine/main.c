@@ -8,14 +8,17 @@
 #include <ev.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/common.h"
 #include "base/config.h"
+#include "base/journal.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "daemon/admin.h"
@@ -116,7 +119,32 @@ struct main_ctx {
     struct imp_engine *e;
     int sfd;
     ev_io sig_io;
+    ev_timer watchdog;
+    int begun; /* the shutdown has begun */
 };
+
+/* What SIGTERM may take beyond drainTimeoutMs: the final commits, the
+ * dead letters' last acknowledgements, leaving the groups. */
+#define SHUTDOWN_MARGIN_MS 4000
+
+/* The last word on a shutdown: whatever still holds it up (a broker that
+ * does not answer the final commit, a worker stuck in a C call) once
+ * drainTimeoutMs + SHUTDOWN_MARGIN_MS have passed, the process exits.
+ * What was not committed is consumed again by the partitions' next owner. */
+static void *shutdown_guard(void *arg)
+{
+    struct imp_engine *e = arg;
+    int ms = e->cfg->drain_timeout_ms + SHUTDOWN_MARGIN_MS;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {}
+    int code = atomic_load(&e->stuck) ? 3 : 1;
+    imp_error(NULL,
+              "shutdown: still not done %d ms after it began (drainTimeoutMs + %d ms); "
+              "exiting now (exit %d); what was not committed is consumed again",
+              ms, SHUTDOWN_MARGIN_MS, code);
+    _exit(code);
+    return NULL;
+}
 
 /* Second half of a shutdown, once OpenIM no longer finds impulse in etcd:
  * refuse new calls, drain the workers. */
@@ -133,11 +161,28 @@ static void begin_shutdown(struct main_ctx *m, const char *why)
     int was = 0;
     if (atomic_compare_exchange_strong(&m->e->stopping, &was, 1))
         imp_info(NULL, "%s: stopping (drain up to %d ms)", why, m->e->cfg->drain_timeout_ms);
+    if (m->begun) return; /* a second signal: the first one's shutdown goes on */
+    m->begun = 1;
+    pthread_t guard;
+    if (pthread_create(&guard, NULL, shutdown_guard, m->e) == 0) pthread_detach(guard);
     /* the etcd registration goes first, so callers stop choosing impulse */
     if (m->e->announce)
         imp_announce_revoke(m->e->announce, after_revoke, m);
     else
         after_revoke(m);
+}
+
+static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct main_ctx *m = w->data;
+    int id = imp_engine_watchdog(m->e);
+    if (id >= 0 && m->e->cfg->worker_stuck_exit) {
+        char why[64];
+        snprintf(why, sizeof(why), "worker %d stuck", id);
+        begin_shutdown(m, why);
+    }
 }
 
 static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
@@ -239,6 +284,22 @@ static int cmd_run(const char *path)
     struct imp_worker_env env;
     struct imp_watcher_hooks hooks;
     imp_engine_init(&e, cfg, 256);
+    if (cfg->crash_journal && cfg->crash_journal[0]) {
+        e.journal = imp_journal_open(cfg->crash_journal, cfg->workers, cfg->poison_deaths, err,
+                                     sizeof(err));
+        if (!e.journal && strcmp(cfg->crash_journal, IMP_DEFAULT_CRASH_JOURNAL) != 0) {
+            fprintf(stderr, "config: impulse.crashJournal: %s\n", err);
+            imp_engine_dispose(&e);
+            imp_config_destroy(cfg);
+            return 2;
+        }
+        if (!e.journal)
+            imp_warn(NULL, "impulse.crashJournal: %s; running without poison-pill memory", err);
+    }
+    imp_metric_set(imp_metrics_gauge("impulse_crash_journal_deaths", NULL,
+                                     "Records the previous process died handling (crash "
+                                     "journal, read at start)"),
+                   imp_journal_found(e.journal));
     imp_engine_worker_env(&e, &env);
     imp_engine_watcher_hooks(&e, &hooks);
     /* every worker starts from one snapshot of the scripts */
@@ -247,7 +308,7 @@ static int cmd_run(const char *path)
     memcpy(scripts_hash, scripts->hash, sizeof(scripts_hash));
     e.nworkers = cfg->workers;
     e.workers = imp_xcalloc((size_t)e.nworkers, sizeof(*e.workers));
-    pthread_barrier_init(&e.drain_barrier, NULL, (unsigned)e.nworkers);
+    imp_barrier_init(&e.drain_barrier, (unsigned)e.nworkers);
     for (int i = 0; i < e.nworkers; i++) {
         e.workers[i] = imp_worker_create(&env, i, scripts, err, sizeof(err));
         if (!e.workers[i]) {
@@ -287,6 +348,9 @@ static int cmd_run(const char *path)
     ev_io_init(&m.sig_io, on_signal, m.sfd, EV_READ);
     m.sig_io.data = &m;
     ev_io_start(m.loop, &m.sig_io);
+    ev_timer_init(&m.watchdog, on_watchdog, 0.25, 0.25);
+    m.watchdog.data = &m;
+    ev_timer_start(m.loop, &m.watchdog);
 
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
@@ -313,7 +377,14 @@ static int cmd_run(const char *path)
 
     if (!rc) ev_run(m.loop, 0);
 
-    for (int i = 0; i < e.nworkers; i++) imp_worker_join(e.workers[i]);
+    for (int i = 0; i < e.nworkers; i++)
+        if (!imp_engine_worker_stuck(&e, i)) imp_worker_join(e.workers[i]);
+    if (atomic_load(&e.stuck)) {
+        /* a stuck thread never comes back: nothing it may touch is freed */
+        imp_info(NULL, "impulse stopped (exit 3: %d worker%s stuck)", atomic_load(&e.stuck),
+                 atomic_load(&e.stuck) == 1 ? "" : "s");
+        _exit(3);
+    }
     imp_pushsvc_destroy(e.pushsvc);
     e.pushsvc = NULL;
     imp_announce_destroy(e.announce);
@@ -332,7 +403,8 @@ out:
     if (e.watcher) imp_watcher_destroy(e.watcher);
     for (int i = 0; i < e.nworkers; i++) imp_worker_destroy(e.workers[i]);
     free(e.workers);
-    pthread_barrier_destroy(&e.drain_barrier);
+    imp_barrier_destroy(&e.drain_barrier);
+    imp_journal_close(e.journal);
     imp_engine_dispose(&e);
     curl_global_cleanup();
     if (rc != 2) imp_info(NULL, "impulse stopped (exit %d)", rc); /* 2: the one line said why */
@@ -374,7 +446,7 @@ static int cmd_test(int argc, char **argv)
     imp_engine_init(&e, cfg, 16);
     imp_engine_worker_env(&e, &env);
     imp_engine_watcher_hooks(&e, &hooks);
-    pthread_barrier_init(&e.drain_barrier, NULL, 1);
+    imp_barrier_init(&e.drain_barrier, 1);
     if (path) {
         e.watcher = imp_watcher_create(cfg, &e.shared, &hooks);
         imp_watcher_start(e.watcher);

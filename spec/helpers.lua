@@ -357,6 +357,9 @@ function _M.impulse_config(env, opts)
   for k, v in pairs(opts.impulse or {}) do
     lines[#lines + 1] = "  " .. k .. ": " .. tostring(v)
   end
+  if not (opts.impulse or {}).crashJournal and not os_getenv("IMPULSE_NO_JOURNAL") then -- own file per start
+    lines[#lines + 1] = format("  crashJournal: %s/crash-journal-%d", _M.tmpdir(), admin)
+  end
   if opts.impulse_yaml then lines[#lines + 1] = opts.impulse_yaml end -- nested impulse keys
   if opts.yaml then lines[#lines + 1] = opts.yaml end -- more top-level sections
   local path = format("%s/impulse-%d.yml", _M.tmpdir(), admin)

@@ -254,6 +254,10 @@ static const char *impulse_keys[] = {
     "reloadQuietMs",
     "gatewayBreakerFailures",
     "gatewayBreakerOpenMs",
+    "workerStuckMs",
+    "workerStuckExit",
+    "crashJournal",
+    "poisonDeaths",
     NULL,
 };
 
@@ -537,6 +541,10 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         (int)get_int(r, s, "impulse", "gatewayBreakerOpenMs", 5000, 100, 3600000);
     c->dlq_spool = get_str(r, s, "impulse", "deadLetterSpool", "/var/lib/impulse/spool");
     c->dlq_spool_mb = (int)get_int(r, s, "impulse", "deadLetterSpoolMB", 1024, 0, 1 << 20);
+    c->worker_stuck_ms = (int)get_int(r, s, "impulse", "workerStuckMs", 5000, 0, 3600000);
+    c->worker_stuck_exit = get_bool(r, s, "impulse", "workerStuckExit", true);
+    c->crash_journal = get_str(r, s, "impulse", "crashJournal", IMP_DEFAULT_CRASH_JOURNAL);
+    c->poison_deaths = (int)get_int(r, s, "impulse", "poisonDeaths", 2, 0, 1000);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
     char dlq[512];
     snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
@@ -678,6 +686,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->offline_provider,
         &c->providers_json,
         &c->dlq_spool,
+        &c->crash_journal,
     };
     for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
     free(c);

@@ -125,7 +125,14 @@ struct imp_config {
     int reload_quiet_ms;     /* the scripts folder is quiet this long before a reload */
     int gw_breaker_failures; /* failed gateway calls in a row that open its breaker; 0 = off */
     int gw_breaker_open_ms;  /* how long an open gateway is skipped before a probe */
+    int worker_stuck_ms;     /* CPU time of one step that declares a worker stuck; 0 = off */
+    bool worker_stuck_exit;  /* a stuck worker stops the process (else: not ready) */
+    char *crash_journal;     /* impulse.crashJournal: poison-pill memory; "" = none */
+    int poison_deaths;       /* deaths on one record that dead-letter it unrun; 0 = never */
 };
+
+/* impulse.crashJournal when the config does not name one. */
+#define IMP_DEFAULT_CRASH_JOURNAL "/var/lib/impulse/crash-journal"
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */
 struct imp_config *imp_config_load(const char *path, char *err, size_t errlen);

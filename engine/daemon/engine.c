@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "base/common.h"
+#include "base/log.h"
+#include "base/metrics.h"
 #include "calls/group.h"
 #include "calls/presence.h"
 #include "daemon/announce.h"
@@ -32,10 +34,13 @@ void imp_engine_init(struct imp_engine *e, struct imp_config *cfg, unsigned shar
     e->shared.registry = imp_registry_create(svcs, IMP_ARRAY_LEN(svcs));
     e->shared.group_cache = imp_group_cache_create(cfg);
     e->shared.online_lru = imp_presence_lru_create(cfg);
+    imp_metrics_counter("impulse_worker_stuck_total", NULL,
+                        "Workers found stuck in one step (the process then restarts)");
 }
 
 void imp_engine_dispose(struct imp_engine *e)
 {
+    free(e->watch);
     imp_registry_destroy(e->shared.registry);
     imp_localcache_destroy(e->shared.group_cache);
     imp_slot_destroy(e->shared.online_lru);
@@ -97,6 +102,7 @@ void imp_engine_worker_env(struct imp_engine *e, struct imp_worker_env *env)
         .cfg = e->cfg,
         .shared = &e->shared,
         .drain_barrier = &e->drain_barrier,
+        .journal = e->journal,
         .fatal = fatal,
         .reload = reload_request,
         .arg = e,
@@ -108,9 +114,70 @@ void imp_engine_watcher_hooks(struct imp_engine *e, struct imp_watcher_hooks *ho
     *hooks = (struct imp_watcher_hooks){.online_loaded = online_loaded, .reload = reload, .arg = e};
 }
 
+/* What the watchdog last saw of a worker's step. */
+struct imp_watch {
+    unsigned long seq; /* the step */
+    double cpu_ms;     /* the thread's CPU time when first seen */
+    uint64_t wall_ms;  /* and the clock's */
+    int busy;
+    int stuck; /* declared stuck: its thread is never waited for again */
+};
+
+int imp_engine_watchdog(struct imp_engine *e)
+{
+    int limit = e->cfg->worker_stuck_ms;
+    if (!limit) return -1;
+    if (!e->watch) e->watch = imp_xcalloc((size_t)e->nworkers, sizeof(*e->watch));
+    for (int i = 0; i < e->nworkers; i++) {
+        struct imp_watch *v = &e->watch[i];
+        if (v->stuck) continue;
+        unsigned long seq;
+        double cpu;
+        char what[160], opid[96];
+        if (!imp_worker_step(e->workers[i], &seq, &cpu, what, sizeof(what), opid, sizeof(opid))) {
+            v->busy = 0;
+            continue;
+        }
+        uint64_t now = imp_now_ms();
+        if (!v->busy || v->seq != seq) { /* a step not seen before */
+            *v = (struct imp_watch){.seq = seq, .cpu_ms = cpu, .wall_ms = now, .busy = 1};
+            continue;
+        }
+        double used = cpu - v->cpu_ms;
+        uint64_t waited = now - v->wall_ms;
+        if (used < limit && waited < (uint64_t)limit * 12) continue;
+        imp_log(IMP_LOG_ERROR, opid[0] ? opid : NULL,
+                "worker %d is stuck: one step on %s has run %.0f ms of CPU time (%llu ms "
+                "in all; impulse.workerStuckMs %d), in a call no budget can stop; %s",
+                i, what, used, (unsigned long long)waited, limit,
+                e->cfg->worker_stuck_exit
+                    ? "impulse exits (code 3) for its supervisor to restart it, and the record "
+                      "counts a death in the crash journal"
+                    : "impulse stays up, not ready (impulse.workerStuckExit is false), until "
+                      "it is stopped");
+        imp_metrics_inc("impulse_worker_stuck_total", NULL, 1);
+        v->stuck = 1;
+        atomic_fetch_add(&e->stuck, 1);
+        imp_barrier_leave(&e->drain_barrier);
+        return i;
+    }
+    return -1;
+}
+
+int imp_engine_worker_stuck(const struct imp_engine *e, int i)
+{
+    return e->watch && e->watch[i].stuck;
+}
+
 int imp_engine_ready(struct imp_engine *e, struct imp_buf *why)
 {
     int ok = 1;
+    int stuck = atomic_load(&e->stuck);
+    if (stuck) {
+        imp_buf_printf(why, "%d worker%s stuck in one step (see the log); ", stuck,
+                       stuck == 1 ? "" : "s");
+        ok = 0;
+    }
     if (atomic_load(&e->stopping)) {
         imp_buf_puts(why, "shutting down; ");
         ok = 0;

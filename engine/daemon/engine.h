@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "base/barrier.h"
 #include "base/buf.h"
 #include "base/config.h"
 #include "daemon/watcher.h"
@@ -19,6 +20,8 @@
 
 struct imp_pushsvc;
 struct imp_announce;
+struct imp_journal;
+struct imp_watch;
 
 struct imp_engine {
     struct imp_config *cfg;
@@ -36,7 +39,10 @@ struct imp_engine {
      * that revokes partitions from a worker still finishing messages (their
      * offsets could no longer be stored) and makes the group refuse the
      * other workers' final commits. Used twice: drained, then committed. */
-    pthread_barrier_t drain_barrier;
+    struct imp_barrier drain_barrier;
+    struct imp_journal *journal; /* poison-pill memory, or NULL */
+    atomic_int stuck;            /* workers found stuck in one step */
+    struct imp_watch *watch;     /* the watchdog's view of each worker */
 };
 
 /* Creates the shared tables for cfg (shards: of the online table); the
@@ -49,6 +55,20 @@ void imp_engine_dispose(struct imp_engine *e);
  * table loaded, a reload to build and install). */
 void imp_engine_worker_env(struct imp_engine *e, struct imp_worker_env *env);
 void imp_engine_watcher_hooks(struct imp_engine *e, struct imp_watcher_hooks *hooks);
+
+/* The stuck-worker watchdog, every few hundred ms on the main thread. A
+ * worker whose current step (imp_worker_step) has used workerStuckMs of CPU
+ * time, or twelve times that of wall time, is stuck in a call nothing can
+ * interrupt: it is logged with the step's operationID and record, counted
+ * (impulse_worker_stuck_total), readiness turns 503, and its party leaves
+ * the drain barrier so the others can drain and commit without it. Returns
+ * that worker's id (once), else -1; the caller then stops the process for
+ * its supervisor to restart it (exit code 3), and the crash journal makes
+ * the record that did it a poison pill after impulse.poisonDeaths such
+ * deaths. */
+int imp_engine_watchdog(struct imp_engine *e);
+/* 1 when the watchdog found worker i stuck (main thread). */
+int imp_engine_worker_stuck(const struct imp_engine *e, int i);
 
 /* 1 when ready to take traffic; otherwise 0 with the reason appended. */
 int imp_engine_ready(struct imp_engine *e, struct imp_buf *why);

@@ -25,11 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "base/barrier.h"
 #include "base/buf.h"
 #include "base/common.h"
 #include "base/config.h"
+#include "base/journal.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/pbcheck.h"
@@ -43,6 +46,61 @@
 
 static void task_start(struct msg *t);
 static void msg_resume(struct msg *t, int nargs);
+
+/* ---------- steps ----------
+ * A step is what the thread does synchronously for one message: a record's
+ * decode, a run of the scripts with the engine calls it makes and what
+ * follows from its result. The watchdog (daemon/engine.c) reads the step
+ * to find a thread stuck in one (a C call no budget can interrupt); a
+ * Kafka record's step is marked in the crash journal, so a death inside it
+ * counts against that record on the next start. */
+
+static void step_begin(struct msg *t)
+{
+    struct imp_worker *w = t->w;
+    if (w->step_depth++) return;
+    int64_t offset = t->rkm ? t->rkm->offset : -1;
+    int record = t->kind == K_KAFKA && t->rkm;
+    if (record) imp_journal_enter(w->env.journal, w->id, t->s->topic, t->ref.partition, offset);
+    pthread_mutex_lock(&w->step_lock);
+    w->step_seq++;
+    w->step_busy = 1;
+    if (record)
+        snprintf(w->step_what, sizeof(w->step_what), "%s[%d]@%lld", t->s->label,
+                 (int)t->ref.partition, (long long)offset);
+    else
+        snprintf(w->step_what, sizeof(w->step_what), "a %s call", imp_svccall_names[t->kind]);
+    snprintf(w->step_opid, sizeof(w->step_opid), "%s", msg_opid(t) ? msg_opid(t) : "");
+    pthread_mutex_unlock(&w->step_lock);
+}
+
+static void step_end(struct imp_worker *w)
+{
+    if (--w->step_depth) return;
+    imp_journal_leave(w->env.journal, w->id);
+    pthread_mutex_lock(&w->step_lock);
+    w->step_busy = 0;
+    pthread_mutex_unlock(&w->step_lock);
+}
+
+int imp_worker_step(struct imp_worker *w, unsigned long *seq, double *cpu_ms, char *what,
+                    size_t whatlen, char *opid, size_t opidlen)
+{
+    pthread_mutex_lock(&w->step_lock);
+    int busy = w->step_busy && w->thread_started;
+    if (busy) {
+        *seq = w->step_seq;
+        snprintf(what, whatlen, "%s", w->step_what);
+        snprintf(opid, opidlen, "%s", w->step_opid);
+    }
+    pthread_mutex_unlock(&w->step_lock);
+    if (!busy) return 0;
+    clockid_t cid;
+    struct timespec ts;
+    if (pthread_getcpuclockid(w->thread, &cid) != 0 || clock_gettime(cid, &ts) != 0) return 0;
+    *cpu_ms = ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+    return 1;
+}
 
 /* ---------- messages ---------- */
 
@@ -97,9 +155,13 @@ void imp_msg_done(struct msg *t)
     struct stream *s = t->kind == K_KAFKA ? t->s : NULL;
     if (t->kind != K_KAFKA) {
         imp_svccall_answer(t);
-    } else if (s->consumer && !t->dead_lettered) {
-        /* a dead-lettered message's offset waits for the dead letter's ack */
-        imp_consumer_done(s->consumer, t->ref);
+    } else {
+        if (s->consumer && !t->dead_lettered) {
+            /* a dead-lettered message's offset waits for the dead letter's ack */
+            imp_consumer_done(s->consumer, t->ref);
+        }
+        /* handled: the deaths counted against it (if any) are forgiven */
+        if (t->rkm) imp_journal_forget(w->env.journal, s->topic, t->ref.partition, t->rkm->offset);
     }
     if (t->started && !w->test_mode) {
         imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
@@ -309,7 +371,9 @@ void imp_msg_fail(struct msg *t, const char *reason, const char *what, const cha
     t->fail_error = imp_xstrdup(detail);
 }
 
-static void msg_resume(struct msg *t, int nargs)
+/* Runs the message's coroutine and acts on how it came back: 0 when it
+ * waits for an engine call, 1 when the message has ended. */
+static int msg_run(struct msg *t, int nargs)
 {
     struct imp_worker *w = t->w;
     char err[4096];
@@ -318,13 +382,12 @@ static void msg_resume(struct msg *t, int nargs)
          * has come back; nothing is resumed */
         lua_settop(t->task.co, 0);
         imp_deadletter_record(t);
-        imp_msg_done(t);
-        return;
+        return 1;
     }
     t->task.waiting = 0;
     int st = imp_vm_resume(t->task.vm, t->task.co, nargs, &t->lua_ns, err, sizeof(err));
     if (st == 1) {
-        if (t->task.waiting) return;
+        if (t->task.waiting) return 0;
         imp_msg_fail(t, "script_error", "script error",
                      "the policy yielded outside an engine call");
     } else if (st == 0) {
@@ -341,7 +404,7 @@ static void msg_resume(struct msg *t, int nargs)
         imp_msg_fail(t, "script_budget", "script stopped", err);
         if (t->task.waiting) { /* the engine call in flight still has to answer */
             t->stopped = 1;
-            return;
+            return 0;
         }
     } else if (st == IMP_ENOMEM) {
         imp_msg_fail(t, "script_memory", "script stopped", err);
@@ -356,7 +419,18 @@ static void msg_resume(struct msg *t, int nargs)
         imp_msg_fail(t, "script_error", "script error", err);
     }
     if (t->fail_reason) imp_deadletter_record(t);
-    imp_msg_done(t);
+    return 1;
+}
+
+static void msg_resume(struct msg *t, int nargs)
+{
+    struct imp_worker *w = t->w;
+    step_begin(t);
+    int ended = msg_run(t, nargs);
+    /* the step ends before the message does: its end may finish the
+     * worker (a drain), which is not this record's doing */
+    step_end(w);
+    if (ended) imp_msg_done(t);
 }
 
 void imp_worker_run_ready(struct imp_worker *w)
@@ -395,9 +469,28 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < 4; i++) t->task.md[i] = header_dup(hdrs, imp_md_header_names[i]);
 
+    int deaths = imp_journal_poison(w->env.journal, s->topic, ref.partition, m->offset)
+                     ? imp_journal_deaths(w->env.journal, s->topic, ref.partition, m->offset)
+                     : 0;
+    if (deaths) {
+        /* the engine died this often while handling it: not run again */
+        char why[160];
+        snprintf(why, sizeof(why),
+                 "the engine died %d times while handling this record (impulse.poisonDeaths "
+                 "%d): dead-lettered without decoding it or running the scripts",
+                 deaths, w->cfg->poison_deaths);
+        imp_metric_add(w->m_poison, 1);
+        imp_msg_fail(t, "poison_record", "poison record", why);
+        imp_deadletter_record(t);
+        imp_msg_done(t);
+        return;
+    }
+    step_begin(t);
     t->req = openim__push__push_msg_req__unpack(NULL, m->len, m->payload);
     /* a field numbered 0 (base/pbcheck.h): it could not be handed on */
-    if (!t->req || !t->req->msgdata || imp_pb_has_field_zero(&t->req->base)) {
+    int bad = !t->req || !t->req->msgdata || imp_pb_has_field_zero(&t->req->base);
+    step_end(w);
+    if (bad) {
         char why[128];
         snprintf(why, sizeof(why), "the record is not a PushMsgReq%s (%zu bytes)",
                  !t->req            ? ""
@@ -432,7 +525,7 @@ static void finish(struct imp_worker *w)
     /* Every worker is drained (or past the deadline) and has committed
      * before any leaves the group: a leave starts a rebalance, and the group
      * refuses commits while one is in progress. */
-    pthread_barrier_wait(w->env.drain_barrier);
+    imp_barrier_wait(w->env.drain_barrier);
     imp_api_clients_destroy(w->host.api);
     w->host.api = NULL;
     imp_httpbatch_destroy(w->host.httpbatch);
@@ -455,7 +548,7 @@ static void finish(struct imp_worker *w)
     }
     for (int i = 0; i < w->nstreams; i++)
         if (w->streams[i].consumer) imp_consumer_commit(w->streams[i].consumer);
-    pthread_barrier_wait(w->env.drain_barrier);
+    imp_barrier_wait(w->env.drain_barrier);
     for (int i = 0; i < w->nstreams; i++) {
         if (!w->streams[i].consumer) continue;
         imp_consumer_close(w->streams[i].consumer);
@@ -574,12 +667,13 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     w->streams[S_OFFLINE].label = "toOfflinePush";
     w->nstreams = w->cfg->consume_offline ? 2 : 1;
     pthread_mutex_init(&w->rpc_lock, NULL);
+    pthread_mutex_init(&w->step_lock, NULL);
     ev_timer_init(&w->drain_timer, on_drain_timeout, 0., 0.);
     w->drain_timer.data = w;
     /* the outcomes, registered so they show (at 0) before the first one */
-    static const char *const results[] = {"ok",           "bad_record",   "route_failed",
-                                          "push_failed",  "script_error", "script_budget",
-                                          "script_memory"};
+    static const char *const results[] = {
+        "ok",           "bad_record",    "route_failed",  "push_failed",
+        "script_error", "script_budget", "script_memory", "poison_record"};
     for (int i = 0; i < S_COUNT; i++) {
         char labels[96];
         for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
@@ -596,6 +690,9 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
                                         "From the start of a message to its end, ms");
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
                                     "Messages older than longTimePushMs when consumed");
+    w->m_poison = imp_metrics_counter(
+        "impulse_poison_records_total", NULL,
+        "Records dead-lettered unrun: the engine died poisonDeaths times handling each");
     return w;
 }
 
@@ -686,6 +783,7 @@ void imp_worker_destroy(struct imp_worker *w)
         free(j);
     }
     pthread_mutex_destroy(&w->rpc_lock);
+    pthread_mutex_destroy(&w->step_lock);
     imp_inbox_dispose(&w->inbox);
     ev_loop_destroy(w->loop);
     free(w);

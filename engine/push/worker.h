@@ -22,6 +22,8 @@ struct imp_scripts;
 struct imp_config;
 struct imp_shared;
 struct imp_worker;
+struct imp_barrier;
+struct imp_journal;
 
 /* What a worker gets from the engine above it: the config, the shared
  * tables, and two calls back up. Copied by imp_worker_create. */
@@ -29,7 +31,9 @@ struct imp_worker_env {
     const struct imp_config *cfg;
     struct imp_shared *shared;
     /* every worker waits here twice on its way out (drained, committed) */
-    pthread_barrier_t *drain_barrier;
+    struct imp_barrier *drain_barrier;
+    /* poison-pill memory: slot = worker id; NULL: none */
+    struct imp_journal *journal;
     /* a consumer could not start: stop the process with exit code 1 */
     void (*fatal)(void *arg, const char *why);
     /* a VM ran out of memory: start new messages on fresh VMs */
@@ -51,6 +55,15 @@ void imp_worker_stop(struct imp_worker *w);
 void imp_worker_join(struct imp_worker *w);
 /* Frees the worker; its thread must be joined and gRPC stopped. */
 void imp_worker_destroy(struct imp_worker *w);
+
+/* What the worker's thread is doing synchronously now (a record's decode,
+ * a run of the scripts and the engine calls it makes), for the engine's
+ * stuck-worker watchdog. 0 when idle; else 1 with the step's number (each
+ * step has a new one), the thread's CPU time so far in ms, and the step
+ * described in what ("toPush[3]@1234") and its operationID in opid.
+ * Thread-safe. */
+int imp_worker_step(struct imp_worker *w, unsigned long *seq, double *cpu_ms, char *what,
+                    size_t whatlen, char *opid, size_t opidlen);
 
 /* Push-service calls (openim.push.PushMsgService) the worker runs. */
 enum { IMP_RPC_PUSHMSG = 1, IMP_RPC_DELTOKEN = 2 };

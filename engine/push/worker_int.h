@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/barrier.h"
 #include "base/buf.h"
 #include "base/inbox.h"
 #include "base/keyq.h"
@@ -150,7 +151,15 @@ struct imp_worker {
     struct rpc_job *rpc_jobs;
     int rpc_closed;
     struct imp_metric *m_lua_ms, *m_msg_ms;
-    struct imp_metric *m_long;
+    struct imp_metric *m_long, *m_poison;
+    /* the synchronous step running now (imp_worker_step); step_depth is
+     * the thread's own, the rest is read by the watchdog under step_lock */
+    int step_depth;
+    pthread_mutex_t step_lock;
+    unsigned long step_seq;
+    int step_busy;
+    char step_what[160];
+    char step_opid[96];
 };
 
 /* worker.c */

@@ -1,7 +1,8 @@
 -- Shutdown is bounded: SIGTERM exits within drainTimeoutMs plus a margin
 -- even while a gateway hangs (SIGSTOPped) with messages in flight, and
 -- what was not finished is not committed: the next impulse of the group
--- consumes those messages again.
+-- consumes those messages again. A broker that stops answering (the final
+-- commit, leaving the group) holds it no longer than drainTimeoutMs + 4 s.
 local h = require "spec.helpers"
 
 local DRAIN_MS = 2000
@@ -69,5 +70,23 @@ describe("shutdown with a hung gateway #engine", function()
       end
       return true
     end, 60000, "the 20 unfinished messages handled again by the next impulse")
+  end)
+
+  it("exits within drainTimeoutMs + 4 s when the broker stops answering", function()
+    local imp = h.start_impulse(env, { workers = 2, drain_timeout_ms = DRAIN_MS })
+    local m = h.push_msg { sendID = "b1", recvID = "s1" }
+    h.produce(env, m)
+    h.wait_until(function() return h.routes(imp)[m.clientMsgID] end, 30000, "a route")
+    h.signal(env.kafka, h.SIGSTOP) -- connections stay open; nothing answers
+    finally(function() h.signal(env.kafka, h.SIGCONT) end)
+    local t0 = h.now_ms()
+    h.signal(imp, h.SIGTERM)
+    h.wait_exit(imp, DRAIN_MS + 4000 + 25000)
+    local took = h.now_ms() - t0
+    local log = h.read_file(imp.log)
+    assert.is_truthy(log:find("impulse stopped (exit 0)", 1, true) or
+      log:find("shutdown: still not done", 1, true), log)
+    print(string.format("\n    SIGTERM to exit with the broker stopped: %d ms (drainTimeoutMs %d)",
+      took, DRAIN_MS))
   end)
 end)
