@@ -276,6 +276,7 @@ function _M.start_kafka(opts)
     return s and cjson.decode(s)
   end, 10000, "the Kafka mock cluster")
   p.bootstrap = data.bootstrap
+  p.control = data.control -- the control port (spec.helpers.faults.kafka_ctl)
   return p
 end
 

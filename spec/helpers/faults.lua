@@ -2,7 +2,7 @@
 -- of spec.helpers: a reproducible random sequence, message streams
 -- produced in batches, per-message counts at the gateways and the fake
 -- providers, the loss and duplicate figures, restarts timed to /readyz,
--- and the median of a list.
+-- and the Kafka mock's control port.
 local h = require "spec.helpers"
 
 local format = string.format
@@ -106,6 +106,18 @@ function _M.kill(imp)
   h.signal(imp, h.SIGKILL)
   h.wait_until(function() return not h.alive(imp) end, 10000, "impulse to die")
   imp.stopped = true
+end
+
+-- The Kafka mock's control port (engine/tools/kafka_mock.c): sends one
+-- command line, returns the reply line; raises unless it starts with "ok".
+function _M.kafka_ctl(kafka, cmd)
+  assert(kafka.control, "the Kafka mock was started without a control port")
+  local host, port = kafka.control:match("^(.+):(%d+)$")
+  local out = h.run(format("bash -c %s 2>&1", h.shell_quote(format(
+    "exec 3<>/dev/tcp/%s/%s && printf '%%s\\n' %s >&3 && head -n1 <&3", host, port, h.shell_quote(cmd)))))
+  out = out:gsub("%s+$", "")
+  if out:sub(1, 2) ~= "ok" then error(format("kafka mock %q: %s", cmd, out), 2) end
+  return out
 end
 
 -- The median and the largest of a list of numbers.
