@@ -77,9 +77,9 @@ describe("Redis outage #faults", function()
     h.produce(env, to_late)
     h.produce(env, to_gone)
     local rl, rg = route_of(to_late), route_of(to_gone)
-    print(string.format("\n    Redis down %d ms: %d of %d messages delivered by the end of the outage; /readyz %s "
-      .. "during it; resubscribed and reloaded %d ms after Redis came back, /readyz 200 after %d ms; %d messages, "
-      .. "%d lost, %d duplicates; online table now %d users", DOWN_MS, during, #s.ids - 500,
+    print(string.format("\n    Redis down %d ms: %d of the %d messages produced by its end delivered by then; "
+      .. "/readyz %s during it; resubscribed and reloaded %d ms after Redis came back, /readyz 200 after %d ms; "
+      .. "%d messages, %d lost, %d duplicates; online table now %d users", DOWN_MS, during, #s.ids - 500,
       not_ready and "503 at times" or "200 throughout", resync_ms, ready_ms, #s.ids, fig.missing, fig.dups,
       health().onlineUsers))
     assert.equal(0, fig.missing)
