@@ -276,6 +276,7 @@ function _M.start_kafka(opts)
     return s and cjson.decode(s)
   end, 10000, "the Kafka mock cluster")
   p.bootstrap = data.bootstrap
+  p.control = data.control -- the control port (spec.helpers.faults.kafka_ctl)
   return p
 end
 
@@ -318,6 +319,11 @@ end
 function _M.impulse_config(env, opts)
   opts = opts or {}
   local admin = opts.admin_port or _M.free_port()
+  -- a default of the impulse: section, unless opts.impulse sets that key
+  local over = opts.impulse or {}
+  local function default(key, value)
+    return over[key] == nil and ("  " .. key .. ": " .. value) or ""
+  end
   local lines = {
     "kafka:",
     "  address: [" .. env.kafka.bootstrap .. "]",
@@ -344,10 +350,10 @@ function _M.impulse_config(env, opts)
     "  workers: " .. (opts.workers or 2),
     "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
     "  admin: 127.0.0.1:" .. admin,
-    "  autoOffsetReset: earliest",
-    "  sessionTimeoutMs: 6000",
-    "  heartbeatIntervalMs: 1000",
-    "  commitIntervalMs: 200",
+    default("autoOffsetReset", "earliest"),
+    default("sessionTimeoutMs", 6000),
+    default("heartbeatIntervalMs", 1000),
+    default("commitIntervalMs", 200),
     "  gatewayTimeoutMs: " .. (opts.gateway_timeout_ms or 2000),
     "  rpcTimeoutMs: " .. (opts.rpc_timeout_ms or 2000),
     "  drainTimeoutMs: " .. (opts.drain_timeout_ms or 10000),

@@ -99,6 +99,16 @@ async function runGateway(opts, life) {
       }
       return seen;
     },
+    // Counts for large runs: clientMsgID → how many pushes of it arrived
+    // here (replays and duplicates show as counts above 1).
+    'GET /counts': () => {
+      const counts = {};
+      for (const p of pushes) {
+        const id = p.msgData && p.msgData.clientMsgID;
+        if (id) counts[id] = (counts[id] || 0) + 1;
+      }
+      return counts;
+    },
     'POST /reset': () => { const n = pushes.length; pushes = []; dropped = 0; return { cleared: n }; },
     'GET /mode': () => mode,
     'POST /mode': (body) => {

@@ -66,6 +66,26 @@ async function runProviders(opts, life) {
       if (![...PROVIDERS, 'unknown'].includes(p)) throw new BadRequest(`provider must be one of ${PROVIDERS.join(', ')}, unknown`);
       return recorder.records.filter((r) => r.provider === p);
     },
+    // Counts for large runs: {value: N} over the requests of one provider
+    // answered `status` (default 200), keyed by the body's value at the
+    // dotted `field` (e.g. message.extras.ClientMsgID for JPush); requests
+    // without it are not counted.
+    'GET /tally': (body, url) => {
+      const p = url.searchParams.get('provider');
+      const field = url.searchParams.get('field');
+      const status = Number(url.searchParams.get('status') || 200);
+      if (!PROVIDERS.includes(p)) throw new BadRequest(`provider must be one of ${PROVIDERS.join(', ')}`);
+      if (!field) throw new BadRequest('GET /tally needs field=a.b.c');
+      const path = field.split('.');
+      const counts = {};
+      for (const r of recorder.records) {
+        if (r.provider !== p || r.status !== status) continue;
+        let v = r.body;
+        for (const k of path) v = v !== null && typeof v === 'object' ? v[k] : undefined;
+        if (typeof v === 'string' || typeof v === 'number') counts[v] = (counts[v] || 0) + 1;
+      }
+      return counts;
+    },
     'DELETE /requests': () => recorder.clear(),
     'GET /stats': () => recorder.stats,
     'DELETE /stats': () => { recorder.resetStats(); return recorder.stats; },
