@@ -383,6 +383,12 @@ void imp_consumer_resume(struct imp_consumer *c)
 int imp_consumer_paused(const struct imp_consumer *c) { return c->paused; }
 int imp_consumer_assigned(const struct imp_consumer *c) { return c->nassigned; }
 
+int imp_consumer_current(const struct imp_consumer *c, struct imp_msgref ref)
+{
+    return ref.gen == c->gen && ref.partition >= 0 && ref.partition < c->ntrack &&
+           c->assigned_flag[ref.partition];
+}
+
 void imp_consumer_stop_fetching(struct imp_consumer *c)
 {
     c->stopping = 1;

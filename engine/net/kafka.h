@@ -80,6 +80,10 @@ void imp_consumer_pause(struct imp_consumer *c);
 void imp_consumer_resume(struct imp_consumer *c);
 int imp_consumer_paused(const struct imp_consumer *c);
 int imp_consumer_assigned(const struct imp_consumer *c); /* partitions now */
+/* 1 while ref's partition is still held in the assignment it was fetched
+ * in; 0 once a rebalance took it (its offset can no longer be stored, and
+ * the partition's next owner consumes the message again). */
+int imp_consumer_current(const struct imp_consumer *c, struct imp_msgref ref);
 /* Stops delivering: messages fetched from now on are dropped unhandled
  * (they replay after restart) and every partition is paused. */
 void imp_consumer_stop_fetching(struct imp_consumer *c);

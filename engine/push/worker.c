@@ -163,7 +163,7 @@ void imp_msg_done(struct msg *t)
         /* handled: the deaths counted against it (if any) are forgiven */
         if (t->rkm) imp_journal_forget(w->env.journal, s->topic, t->ref.partition, t->rkm->offset);
     }
-    if (t->started && !w->test_mode) {
+    if (t->started && !t->skipped && !w->test_mode) {
         imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
         imp_metric_observe(w->m_msg_ms, (double)(imp_now_ms() - t->start_ms));
     }
@@ -286,6 +286,17 @@ static void push_call(struct msg *t, const char *op)
 static void task_start(struct msg *t)
 {
     struct imp_worker *w = t->w;
+    if (t->kind == K_KAFKA && t->s->consumer && !imp_consumer_current(t->s->consumer, t->ref)) {
+        /* Its partition was revoked while it waited behind its key: the
+         * partition's next owner (maybe this worker, after the rebalance)
+         * consumes it again from the last commit, so running it here would
+         * only push it twice. */
+        t->started = 1;
+        t->skipped = 1;
+        imp_metric_add(t->s->m_revoked, 1);
+        imp_msg_done(t);
+        return;
+    }
     t->task.vm = w->vm; /* a reload from now on does not move this message */
     t->task.vm->tasks++;
 
@@ -673,7 +684,8 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     /* the outcomes, registered so they show (at 0) before the first one */
     static const char *const results[] = {
         "ok",           "bad_record",    "route_failed",  "push_failed",
-        "script_error", "script_budget", "script_memory", "poison_record"};
+        "script_error", "script_budget", "script_memory", "poison_record",
+        "revoked"};
     for (int i = 0; i < S_COUNT; i++) {
         char labels[96];
         for (size_t r = 0; r < sizeof(results) / sizeof(results[0]); r++) {
@@ -682,6 +694,7 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
             struct imp_metric *m = imp_metrics_counter("impulse_messages_total", labels,
                                                        "Messages handled, by topic and outcome");
             if (r == 0) w->streams[i].m_ok = m;
+            if (strcmp(results[r], "revoked") == 0) w->streams[i].m_revoked = m;
         }
     }
     w->m_lua_ms = imp_metrics_histogram("impulse_script_lua_ms", NULL,

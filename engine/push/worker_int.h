@@ -57,7 +57,7 @@ struct stream {
     int inflight;
     atomic_int assigned_once;
     atomic_int partitions;
-    struct imp_metric *m_ok;
+    struct imp_metric *m_ok, *m_revoked;
 };
 
 /* A message: one record or one call, from arrival to its end. */
@@ -80,6 +80,7 @@ struct msg {
     int dead_lettered; /* its offset is stored when the dead letter is acked */
     uint64_t lua_ns;   /* Lua time used so far (the budget) */
     int started;
+    int skipped; /* never run: its partition was revoked before it started */
     uint64_t start_ms;
     struct imp_buf msgdata; /* MsgData re-encoded with status 2 */
     /* online push (fanout.c) */

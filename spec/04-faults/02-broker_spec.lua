@@ -79,9 +79,11 @@ describe("Kafka broker faults #faults", function()
     local revokes = revocations(imp)
     print(string.format("\n    broker down %d ms: %d of 2000 delivered when it went down, %d when it came "
       .. "back; /readyz %s during the outage, 200 %d ms after it; all delivered %d ms after it; "
-      .. "%d lost, %d duplicates (max %d per message) after %d revocations of toPush partitions",
+      .. "%d lost, %d duplicates (max %d per message) after %d revocations of toPush partitions; "
+      .. "%d records of revoked partitions not run",
       DOWN_MS, at_down, during, not_ready and "503 at times" or "200 throughout", ready_ms, all_ms, fig.missing,
-      fig.dups, fig.max, revokes))
+      fig.dups, fig.max, revokes,
+      h.metric(imp, "impulse_messages_total", 'topic="toPush",result="revoked"')))
     assert.equal(0, fig.missing)
     assert.is_true(during < 2000, "the outage came after the whole stream was delivered")
     assert.is_true(fig.dups <= revokes * MAX_INFLIGHT + 1000,
