@@ -62,15 +62,18 @@ static void step_begin(struct msg *t)
     int64_t offset = t->rkm ? t->rkm->offset : -1;
     int record = t->kind == K_KAFKA && t->rkm;
     if (record) imp_journal_enter(w->env.journal, w->id, t->s->topic, t->ref.partition, offset);
+    /* raw fields only: the watchdog formats them if it ever needs them */
+    const char *opid = msg_opid(t);
+    size_t n = opid ? strnlen(opid, sizeof(w->step_opid) - 1) : 0;
     pthread_mutex_lock(&w->step_lock);
     w->step_seq++;
     w->step_busy = 1;
-    if (record)
-        snprintf(w->step_what, sizeof(w->step_what), "%s[%d]@%lld", t->s->label,
-                 (int)t->ref.partition, (long long)offset);
-    else
-        snprintf(w->step_what, sizeof(w->step_what), "a %s call", imp_svccall_names[t->kind]);
-    snprintf(w->step_opid, sizeof(w->step_opid), "%s", msg_opid(t) ? msg_opid(t) : "");
+    w->step_label = record ? t->s->label : NULL;
+    w->step_kind = t->kind;
+    w->step_partition = t->ref.partition;
+    w->step_offset = offset;
+    if (n) memcpy(w->step_opid, opid, n);
+    w->step_opid[n] = '\0';
     pthread_mutex_unlock(&w->step_lock);
 }
 
@@ -90,7 +93,11 @@ int imp_worker_step(struct imp_worker *w, unsigned long *seq, double *cpu_ms, ch
     int busy = w->step_busy && w->thread_started;
     if (busy) {
         *seq = w->step_seq;
-        snprintf(what, whatlen, "%s", w->step_what);
+        if (w->step_label)
+            snprintf(what, whatlen, "%s[%d]@%lld", w->step_label, (int)w->step_partition,
+                     (long long)w->step_offset);
+        else
+            snprintf(what, whatlen, "a %s call", imp_svccall_names[w->step_kind]);
         snprintf(opid, opidlen, "%s", w->step_opid);
     }
     pthread_mutex_unlock(&w->step_lock);

@@ -159,7 +159,10 @@ struct imp_worker {
     pthread_mutex_t step_lock;
     unsigned long step_seq;
     int step_busy;
-    char step_what[160];
+    const char *step_label; /* the stream's label, or NULL for a call */
+    int step_kind;
+    int32_t step_partition;
+    int64_t step_offset;
     char step_opid[96];
 };
 
