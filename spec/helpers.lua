@@ -8,6 +8,8 @@
 --
 -- Every process started here is remembered and stopped by stop_all().
 -- Paths: IMPULSE_BIN and IMPULSE_KAFKA_MOCK (set by ctest) or build/.
+-- IMPULSE_NO_JOURNAL=1 leaves impulse.crashJournal out of the configs, to
+-- run a spec against a build older than that key (side-by-side checks).
 local ffi = require "ffi"
 local cjson = require "cjson.safe"
 local kafka = require "spec.helpers.kafka"
