@@ -408,6 +408,22 @@ function _M.log_lines(p, msg)
   return out
 end
 
+-- Every record of a dead-letter topic (default toPush.dlq), read from the
+-- start; and one header's value of such a record.
+function _M.dead_letters(env, topic)
+  return kafka.read_all { bootstrap = env.kafka.bootstrap, topic = topic or "toPush.dlq", timeout_ms = 10000 }
+end
+
+function _M.header(rec, name)
+  for _, hd in ipairs(rec.headers) do if hd[1] == name then return hd[2] end end
+end
+
+-- openim-push's jpush keys pointing at the fake provider at base.
+function _M.jpush_yaml(base)
+  return concat({ "  jpush:", "    appKey: jkey", "    masterSecret: jsecret", "    pushURL: " .. base .. "/v3/push" },
+    "\n")
+end
+
 -- A metric's value from /metrics (labels as written, e.g. 'result="ok"').
 function _M.metric(imp, name, labels)
   local _, body = _M.http("GET", imp.admin .. "/metrics")

@@ -17,13 +17,9 @@ end
 describe("dead letters #engine", function()
   local env, imp, scripts
 
-  local function dlq()
-    return h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toPush.dlq", timeout_ms = 10000 }
-  end
+  local function dlq() return h.dead_letters(env, "toPush.dlq") end
 
-  local function header(rec, name)
-    for _, hd in ipairs(rec.headers) do if hd[1] == name then return hd[2] end end
-  end
+  local header = h.header
 
   local function run_impulse(args)
     local out = h.run(h.shell_quote(h.bin) .. " " .. args .. " 2>&1; echo \"rc=$?\"")

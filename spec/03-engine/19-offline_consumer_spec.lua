@@ -43,13 +43,9 @@ describe("offline consumer #engine", function()
     end, 20000, "the offline push of " .. m.clientMsgID)
   end
 
-  local function dlq()
-    return h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toOfflinePush.dlq", timeout_ms = 10000 }
-  end
+  local function dlq() return h.dead_letters(env, "toOfflinePush.dlq") end
 
-  local function header(rec, name)
-    for _, hd in ipairs(rec.headers) do if hd[1] == name then return hd[2] end end
-  end
+  local header = h.header
 
   it("joins group offlinePush on every worker", function()
     local st = h.http_json("GET", imp.admin .. "/healthz")

@@ -8,13 +8,9 @@ local h = require "spec.helpers"
 describe("dead letters too big for the topic #engine", function()
   local env, imp, spool, big_producer
 
-  local function dlq()
-    return h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toPush.dlq", timeout_ms = 10000 }
-  end
+  local function dlq() return h.dead_letters(env, "toPush.dlq") end
 
-  local function header(rec, name)
-    for _, hd in ipairs(rec.headers) do if hd[1] == name then return hd[2] end end
-  end
+  local header = h.header
 
   lazy_setup(function()
     env = h.start_env { gateways = 1 }

@@ -24,13 +24,9 @@ return _M
 describe("a record that gets a worker stuck #engine", function()
   local env, imp, scripts, journal, stuck_msg, after
 
-  local function dlq()
-    return h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toPush.dlq", timeout_ms = 10000 }
-  end
+  local function dlq() return h.dead_letters(env, "toPush.dlq") end
 
-  local function header(rec, name)
-    for _, hd in ipairs(rec.headers) do if hd[1] == name then return hd[2] end end
-  end
+  local header = h.header
 
   local function start(extra)
     local opts = { workers = 1, scripts = scripts, drain_timeout_ms = 2000, ready_timeout_ms = 60000,

@@ -121,12 +121,7 @@ describe("SIGKILL x5 during a stream #faults", function()
     for i = 1, 200 do users[i] = "off" .. i end -- never online: each message goes offline
     local opts = {
       workers = WORKERS, ready_timeout_ms = 90000, provider = "jpush", impulse = GROUP,
-      push_yaml = table.concat({
-        "  jpush:",
-        "    appKey: jkey",
-        "    masterSecret: jsecret",
-        "    pushURL: " .. fake.base .. "/v3/push",
-      }, "\n"),
+      push_yaml = h.jpush_yaml(fake.base),
       impulse_yaml = table.concat({
         "  providers:",
         "    caFile: " .. k.ca,

@@ -82,6 +82,27 @@ describe("gateway faults #faults", function()
     return false
   end
 
+  -- A pump condition for a gateway coming back: true once a whole round of
+  -- b* users was reached through it (every worker reconnected and closed
+  -- its breaker: each probes on its own); on_first(id) when the first one is.
+  local function round_back(on_first)
+    local first
+    return function(ids)
+      local r = h.routes(imp)
+      local function ok(id) return r[id] and reached(r[id], id:match("%-(gb%d+)%-")) end
+      for _, id in ipairs(ids.b) do
+        if not first and ok(id) then first = id on_first(id) end
+      end
+      for start = 1, #ids.b - #B + 1, #B do
+        local all = true
+        for i = start, start + #B - 1 do
+          if not ok(ids.b[i]) then all = false break end
+        end
+        if all then return true end
+      end
+    end
+  end
+
   -- Waits for the route line of every id; returns them.
   local function routes_of(ids, what)
     return h.wait_until(function()
@@ -145,23 +166,9 @@ describe("gateway faults #faults", function()
     for _, u in ipairs(B) do b[u] = { 1 } end
     h.http_json("POST", g2b.control .. "/conns", b)
     local back_at = h.now_ms()
-    -- back: a whole round of b* users reached through it (every worker has
-    -- reconnected and closed its breaker; the first reach alone comes sooner)
     local resumed
-    local gap = pump("kback", function(ids)
-      local r = h.routes(imp)
-      local function ok(id) return r[id] and reached(r[id], id:match("%-(gb%d+)%-")) end
-      for _, id in ipairs(ids.b) do
-        if not resumed and ok(id) then resumed = id end
-      end
-      for first = 1, #ids.b - #B + 1, #B do
-        local all = true
-        for i = first, first + #B - 1 do
-          if not ok(ids.b[i]) then all = false break end
-        end
-        if all then return true end
-      end
-    end, 60000, "a whole round of b* users reached through the restarted gateway")
+    local gap = pump("kback", round_back(function(id) resumed = id end), 60000,
+      "a whole round of b* users reached through the restarted gateway")
     local back_ms = h.now_ms() - back_at
     -- from then on, every message to its users reaches it
     local after = pump("kafter", function(ids) return #ids.b >= 50 end, 30000, "50 more")
@@ -202,24 +209,9 @@ describe("gateway faults #faults", function()
       h.signal(g2, h.SIGCONT)
       stopped = false
       local cont_at = h.now_ms()
-      -- back: a whole round of b* users reached (every worker's breaker for
-      -- the gateway closed again: each probes on its own, within
-      -- gatewayBreakerOpenMs); the first reach alone comes sooner
       local first_ms
-      local gap = pump("sback", function(ids)
-        local r = h.routes(imp)
-        local function ok(id) return r[id] and reached(r[id], id:match("%-(gb%d+)%-")) end
-        for _, id in ipairs(ids.b) do
-          if not first_ms and ok(id) then first_ms = h.now_ms() - cont_at end
-        end
-        for first = 1, #ids.b - #B + 1, #B do
-          local all = true
-          for i = first, first + #B - 1 do
-            if not ok(ids.b[i]) then all = false break end
-          end
-          if all then return true end
-        end
-      end, 60000, "a whole round of b* users reached after SIGCONT")
+      local gap = pump("sback", round_back(function() first_ms = h.now_ms() - cont_at end), 60000,
+        "a whole round of b* users reached after SIGCONT")
       local back_ms = h.now_ms() - cont_at
       local after = pump("safter", function(ids) return #ids.b >= 50 end, 30000, "50 more")
       local fd = account(during, "during the stop")

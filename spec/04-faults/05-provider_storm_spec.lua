@@ -25,12 +25,7 @@ describe("provider storm #faults", function()
     h.set_online(env, { ps_online = { 1 } }, env.gateways[1])
     imp = h.start_impulse(env, {
       workers = 2, provider = "jpush", ready_timeout_ms = 60000,
-      push_yaml = table.concat({
-        "  jpush:",
-        "    appKey: jkey",
-        "    masterSecret: jsecret",
-        "    pushURL: " .. fake.base .. "/v3/push",
-      }, "\n"),
+      push_yaml = h.jpush_yaml(fake.base),
       impulse_yaml = "  providers:\n    caFile: " .. h.test_pki().ca,
     })
   end)
