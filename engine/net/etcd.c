@@ -270,6 +270,33 @@ static int needs_auth(const struct imp_etcd *e)
 
 /* ---- list ---- */
 
+/* Takes a range reply's body (the keys under the prefix and the store's
+ * revision) as the whole key set, and publishes it. 0, or -1 when the body
+ * is not a reply (no header): the key set is unchanged then. */
+static int list_apply(struct imp_etcd *e, const char *body, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(j, "header");
+    if (!cJSON_IsObject(hdr)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    keys_clear(e);
+    struct imp_buf k;
+    imp_buf_init(&k);
+    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(j, "kvs");
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, kvs)
+    {
+        if (b64_field(kv, "key", &k) == 0 && k.len) key_put(e, k.data);
+    }
+    imp_buf_dispose(&k);
+    e->revision = json_int(hdr, "revision");
+    cJSON_Delete(j);
+    publish(e);
+    return 0;
+}
+
 static void on_list(void *arg, int err, long status, const char *body, size_t len,
                     const char *errmsg)
 {
@@ -286,26 +313,10 @@ static void on_list(void *arg, int err, long status, const char *body, size_t le
         schedule_retry(e, why);
         return;
     }
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(j, "header");
-    if (!cJSON_IsObject(hdr)) {
-        cJSON_Delete(j);
+    if (list_apply(e, body, len) != 0) {
         schedule_retry(e, "list: the reply has no header");
         return;
     }
-    keys_clear(e);
-    struct imp_buf k;
-    imp_buf_init(&k);
-    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(j, "kvs");
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, kvs)
-    {
-        if (b64_field(kv, "key", &k) == 0 && k.len) key_put(e, k.data);
-    }
-    imp_buf_dispose(&k);
-    e->revision = json_int(hdr, "revision");
-    cJSON_Delete(j);
-    publish(e);
     e->backoff_ms = 200;
     if (!e->synced)
         imp_info(NULL, "etcd: listed %zu keys under %s at revision %lld", e->nkeys, e->prefix,
