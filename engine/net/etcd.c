@@ -152,8 +152,12 @@ static void keys_clear(struct imp_etcd *e)
     e->nkeys = 0;
 }
 
+/* A key outside the prefix is ignored: etcd answers only the range asked
+ * for, but a key from a broken server or proxy that is shorter than the
+ * prefix would make publish() read past it. */
 static void key_put(struct imp_etcd *e, const char *k)
 {
+    if (strncmp(k, e->prefix, strlen(e->prefix)) != 0) return;
     for (size_t i = 0; i < e->nkeys; i++)
         if (strcmp(e->keys[i], k) == 0) return;
     e->keys = imp_xrealloc(e->keys, (e->nkeys + 1) * sizeof(char *));
