@@ -11,7 +11,8 @@
 # and re-encode), fuzz_online_change (Redis online_change parse + apply),
 # fuzz_invalidate (DELETE_CACHE_* JSON on a local cache), fuzz_config
 # (the config loader on any text), fuzz_etcd (etcd's range reply and watch
-# stream through the discovery client).
+# stream through the discovery client), fuzz_h2 (a server's HTTP/2 frames
+# through the providers' HTTP/2 client, requests on the connection).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 BUILD=$(cd "${1:-$ROOT/build}" && pwd)
@@ -45,9 +46,11 @@ build fuzz_config "$E/base/config.c" "$E/base/yamltree.c" "$E/base/buf.c" "$E/ba
     $(pkg-config --libs yaml-0.1 libcjson) -lpthread
 build fuzz_etcd "$E/base/buf.c" "$E/base/common.c" "$E/base/log.c" "$E/base/metrics.c" \
     "$E/state/registry.c" "$E/net/http.c" $(pkg-config --libs libcjson libcurl) -lev -lpthread
+build fuzz_h2 "$E/base/buf.c" "$E/base/common.c" "$E/base/metrics.c" "$E/net/http.c" \
+    $(pkg-config --libs libnghttp2 libcurl libssl libcrypto) -lev -lpthread
 
 failed=0
-for t in fuzz_pushmsg fuzz_online_change fuzz_invalidate fuzz_config fuzz_etcd; do
+for t in fuzz_pushmsg fuzz_online_change fuzz_invalidate fuzz_config fuzz_etcd fuzz_h2; do
     corpus=$E/tests/fuzz/corpus/${t#fuzz_}
     fresh=$(mktemp -d)
     # the checked-in corpus first, every input once; then fresh inputs
