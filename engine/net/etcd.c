@@ -128,12 +128,21 @@ static void post(struct imp_etcd *e, const char *path, const char *body, imp_htt
     if (!e->req) schedule_retry(e, "cannot start an HTTP request");
 }
 
+/* A revision beyond any real store's: the bound keeps revision + 1 and a
+ * double's conversion defined. */
+#define MAX_REVISION (1LL << 53)
+
+/* An etcd int64 field (a string in its JSON, a number from some proxies):
+ * 0 when missing, negative or beyond MAX_REVISION. */
 static long long json_int(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsString(v)) return strtoll(v->valuestring, NULL, 10);
-    if (cJSON_IsNumber(v)) return (long long)v->valuedouble;
-    return 0;
+    long long n = 0;
+    if (cJSON_IsString(v))
+        n = strtoll(v->valuestring, NULL, 10);
+    else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= (double)MAX_REVISION)
+        n = (long long)v->valuedouble;
+    return n < 0 || n > MAX_REVISION ? 0 : n;
 }
 
 static int b64_field(const cJSON *o, const char *key, struct imp_buf *out)
