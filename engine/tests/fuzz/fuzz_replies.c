@@ -27,12 +27,26 @@ static int run_ref;
  * Lua code did and shrinks every input to nothing. */
 #define NCOUNTERS (1 << 16)
 __attribute__((section("__libfuzzer_extra_counters"))) static uint8_t counters[NCOUNTERS];
-static uintptr_t prev;
+static uint32_t prev;
+
+/* FNV-1a of a chunk's name, not its address: the same counters every run
+ * (ctest's fixed seed explores the same inputs), whatever the layout. */
+static uint32_t source_hash(const char *src)
+{
+    static const char *last;
+    static uint32_t last_h;
+    if (src == last) return last_h;
+    uint32_t h = 2166136261u;
+    for (const char *p = src; *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+    last = src;
+    last_h = h;
+    return h;
+}
 
 static void on_line(lua_State *l, lua_Debug *ar)
 {
     if (!lua_getinfo(l, "S", ar)) return;
-    uintptr_t here = ((uintptr_t)ar->source * 31u) ^ ((uintptr_t)ar->currentline * 2654435761u);
+    uint32_t here = source_hash(ar->source) ^ ((uint32_t)ar->currentline * 2654435761u);
     counters[(here ^ prev) % NCOUNTERS]++;
     prev = here >> 1;
 }
@@ -69,6 +83,8 @@ static void init(void)
     }
     lua_pushstring(L, FUZZ_SCRIPTS_DIR);
     lua_setfield(L, -2, "scripts");
+    lua_pushstring(L, FUZZ_DIR "/fixtures");
+    lua_setfield(L, -2, "fixtures");
     lua_getfield(L, -1, "run");
     run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);

@@ -37,22 +37,7 @@ local function show(what, res, err)
 end
 
 -- M.scripts: the repository's scripts/ folder (set by fuzz_replies.c)
-local tmp -- a folder with the FCM service account and the APNs key
-
-local function files()
-  if tmp then return tmp end
-  tmp = os.tmpname()
-  os.remove(tmp)
-  os.execute("mkdir -p " .. tmp)
-  local f = assert(io.open(tmp .. "/sa.json", "w"))
-  f:write(cjson.encode { client_email = "svc@p.iam", private_key = "KEY", project_id = "p1",
-                         token_uri = "https://oauth.test/token" })
-  f:close()
-  f = assert(io.open(tmp .. "/key.p8", "w"))
-  f:write("-----BEGIN PRIVATE KEY-----\nstub\n-----END PRIVATE KEY-----\n")
-  f:close()
-  return tmp
-end
+-- M.fixtures: the FCM service account and the APNs key (engine/tests/fuzz/fixtures)
 
 local function answer()
   local r = replies[next_reply]
@@ -88,9 +73,12 @@ local function redis(cmd, ...)
   if cmd == "GET" then return cjson.null end
   if cmd == "PTTL" then return -2 end
   if cmd == "SET" then return "OK" end
-  if cmd == "MGET" then
+  if cmd == "MGET" then -- one device a user: FCM's Android (2), APNs' iOS (1)
     local out = {}
-    for i = 1, #args do out[i] = "device-" .. i end
+    for i = 1, #args do
+      local k = args[i]
+      out[i] = (k:match("^FCM_TOKEN:.*:2$") or k:match("^APNS_TOKEN:.*:1$")) and ("device-" .. i) or cjson.null
+    end
     return out
   end
   if cmd == "EVAL" then
@@ -105,13 +93,14 @@ end
 local USERS = { "u1", "u2", "u3" }
 
 local function providers(name)
-  local dir = files()
+  local dir = M.fixtures
   if name == "getui" then
     return { geTui = { pushUrl = "https://gt.test/v2/app1", appKey = "k", masterSecret = "s" } }
   elseif name == "fcm" then
-    return { fcm = { filePath = dir .. "/sa.json" }, impulse = { fcm = { sendURL = "https://fcm.test" } } }
+    return { fcm = { filePath = dir .. "/fcm-service-account.json" },
+             impulse = { fcm = { sendURL = "https://fcm.test" } } }
   elseif name == "apns" then
-    return { impulse = { apns = { keyFile = dir .. "/key.p8", keyId = "K1", teamId = "T1", topic = "app",
+    return { impulse = { apns = { keyFile = dir .. "/apns-key.p8", keyId = "K1", teamId = "T1", topic = "app",
                                   url = "https://apns.test" } } }
   elseif name == "jpush" then
     return { jpush = { appKey = "a", masterSecret = "b", pushURL = "https://jp.test/v3/push" } }
@@ -123,7 +112,7 @@ local function offline_case(name)
                   http_batch = function() return answer() end }
   local policy = testing.load_policy(M.scripts .. "/push.lua", M.scripts)
   local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk", sendID = "s" }, USERS)
-  show(name, res, err)
+  show(name, { result = res, dead_letters = testing.dead_letters }, err)
   if res == nil and type(err) ~= "string" then error("offline leg: nil without an error text") end
 end
 
