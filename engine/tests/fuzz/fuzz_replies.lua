@@ -21,7 +21,8 @@
 local testing = require "impulse.testing"
 local cjson = require "cjson"
 
-local ipairs, tonumber, type, error = ipairs, tonumber, type, error
+local ipairs, tonumber, tostring, type, error = ipairs, tonumber, tostring, type, error
+local setmetatable, pcall, rawset = setmetatable, pcall, rawset
 
 local M = {}
 
@@ -111,7 +112,15 @@ local function offline_case(name)
   testing.setup { offline_provider = name, providers = providers(name), redis = redis,
                   http_batch = function() return answer() end }
   local policy = testing.load_policy(M.scripts .. "/push.lua", M.scripts)
-  local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk", sendID = "s" }, USERS)
+  -- the payload modules from the repository's scripts/providers, whatever
+  -- the working folder (testing.offline's default is the relative "scripts")
+  local payloads = setmetatable({}, { __index = function(t, p)
+    local ok, m = pcall(testing.load_provider, p, M.scripts)
+    if not ok then error("payload module " .. p .. ": " .. tostring(m)) end
+    rawset(t, p, m)
+    return m
+  end })
+  local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk", sendID = "s" }, USERS, payloads)
   show(name, { result = res, dead_letters = testing.dead_letters }, err)
   if res == nil and type(err) ~= "string" then error("offline leg: nil without an error text") end
 end
