@@ -7,7 +7,9 @@
  * (impulse.testing), and runs fuzz_replies.lua's run(input), which says
  * the input's format. What must hold: a record's outcome or an error
  * text, never a raised Lua error (a reply that breaks the code reading
- * it), and user IDs handed on are non-empty strings.
+ * it), user IDs handed on are non-empty strings, and a user whose device
+ * push (FCM, APNs) was answered 200 is not dead-lettered (a replay would
+ * push it twice).
  *
  * The state allocates with malloc (as the engine's VMs do), so the leak
  * checker sees into Lua's heap (LuaJIT's own allocator is mmap, unseen). */

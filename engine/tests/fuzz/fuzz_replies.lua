@@ -16,17 +16,21 @@
 -- exchange), so the first reply answers that.
 --
 -- run(input) returns nothing: the record's outcome or a nil, err are
--- both fine; a raised error (a reply that breaks the code reading it) is
--- a finding and propagates to the C side.
+-- both fine; a raised error (a reply that breaks the code reading it, or
+-- a broken invariant: a bad user ID handed on, a pushed user
+-- dead-lettered) is a finding and propagates to the C side.
 local testing = require "impulse.testing"
 local cjson = require "cjson"
 
 local ipairs, tonumber, tostring, type, error = ipairs, tonumber, tostring, type, error
-local setmetatable, pcall, rawset = setmetatable, pcall, rawset
+local setmetatable, pcall, rawset, pairs = setmetatable, pcall, rawset, pairs
 
 local M = {}
 
 local replies, next_reply
+-- per-device pushes (FCM, APNs): device token -> user, and the status of
+-- the last answer to that device's push
+local owner, last_status = {}, {}
 
 -- FUZZ_REPLIES_PRINT=1 fuzz_replies <file>: what an input does
 local verbose = os.getenv("FUZZ_REPLIES_PRINT")
@@ -79,6 +83,7 @@ local function redis(cmd, ...)
     for i = 1, #args do
       local k = args[i]
       out[i] = (k:match("^FCM_TOKEN:.*:2$") or k:match("^APNS_TOKEN:.*:1$")) and ("device-" .. i) or cjson.null
+      if out[i] ~= cjson.null then owner[out[i]] = k:match("^%u+_TOKEN:(.*):%d+$") end
     end
     return out
   end
@@ -109,8 +114,14 @@ local function providers(name)
 end
 
 local function offline_case(name)
+  owner, last_status = {}, {}
   testing.setup { offline_provider = name, providers = providers(name), redis = redis,
-                  http_batch = function() return answer() end }
+                  http_batch = function(r)
+                    local a = answer()
+                    local dev = (r.url .. (r.body or "")):match("device%-%d+")
+                    if dev then last_status[dev] = a.status end
+                    return a
+                  end }
   local policy = testing.load_policy(M.scripts .. "/push.lua", M.scripts)
   -- the payload modules from the repository's scripts/providers, whatever
   -- the working folder (testing.offline's default is the relative "scripts")
@@ -123,6 +134,17 @@ local function offline_case(name)
   local res, err = testing.offline(policy, { clientMsgID = "abcdefghijk", sendID = "s" }, USERS, payloads)
   show(name, { result = res, dead_letters = testing.dead_letters }, err)
   if res == nil and type(err) ~= "string" then error("offline leg: nil without an error text") end
+  -- a user whose device was pushed (200) is not dead-lettered: a replay
+  -- of the dead letter would push it twice
+  local dead = {}
+  for _, d in ipairs(testing.dead_letters) do
+    for _, u in ipairs(d.users) do dead[u] = true end
+  end
+  for dev, st in pairs(last_status) do
+    if st == 200 and owner[dev] and dead[owner[dev]] then
+      error(("%s: user %s was pushed and dead-lettered"):format(name, owner[dev]))
+    end
+  end
 end
 
 local function webhook_case(which, continue)
