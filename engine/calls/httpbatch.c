@@ -20,8 +20,9 @@
 #include "net/http.h"
 #include "script/task.h"
 
-#define MAX_BODY_KEPT (64 * 1024) /* of a response, handed to Lua */
-#define MAX_HEADERS   32
+#define MAX_BODY_KEPT     (64 * 1024) /* of a response, handed to Lua */
+#define MAX_HEADERS       32
+#define RETRY_AFTER_MAX_S 86400L
 
 struct item;
 
@@ -196,7 +197,9 @@ static void on_header(void *arg, const char *line, size_t len)
     char *end;
     long s = strtol(v, &end, 10);
     while (*end == ' ' || *end == '\r' || *end == '\n') end++;
-    if (end != v && *end == '\0' && s >= 0) it->retry_after_s = s; /* HTTP-dates: ignored */
+    /* HTTP-dates: ignored; beyond a day: a day (past any batch's deadline;
+     * an unbounded one made the delay in ms overflow its conversion) */
+    if (end != v && *end == '\0' && s >= 0) it->retry_after_s = IMP_MIN(s, RETRY_AFTER_MAX_S);
 }
 
 static void on_done(void *arg, int err, long status, const char *body, size_t len,

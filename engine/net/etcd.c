@@ -128,12 +128,21 @@ static void post(struct imp_etcd *e, const char *path, const char *body, imp_htt
     if (!e->req) schedule_retry(e, "cannot start an HTTP request");
 }
 
+/* A revision beyond any real store's: the bound keeps revision + 1 and a
+ * double's conversion defined. */
+#define MAX_REVISION (1LL << 53)
+
+/* An etcd int64 field (a string in its JSON, a number from some proxies):
+ * 0 when missing, negative or beyond MAX_REVISION. */
 static long long json_int(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (cJSON_IsString(v)) return strtoll(v->valuestring, NULL, 10);
-    if (cJSON_IsNumber(v)) return (long long)v->valuedouble;
-    return 0;
+    long long n = 0;
+    if (cJSON_IsString(v))
+        n = strtoll(v->valuestring, NULL, 10);
+    else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && v->valuedouble <= (double)MAX_REVISION)
+        n = (long long)v->valuedouble;
+    return n < 0 || n > MAX_REVISION ? 0 : n;
 }
 
 static int b64_field(const cJSON *o, const char *key, struct imp_buf *out)
@@ -152,8 +161,12 @@ static void keys_clear(struct imp_etcd *e)
     e->nkeys = 0;
 }
 
+/* A key outside the prefix is ignored: etcd answers only the range asked
+ * for, but a key from a broken server or proxy that is shorter than the
+ * prefix would make publish() read past it. */
 static void key_put(struct imp_etcd *e, const char *k)
 {
+    if (strncmp(k, e->prefix, strlen(e->prefix)) != 0) return;
     for (size_t i = 0; i < e->nkeys; i++)
         if (strcmp(e->keys[i], k) == 0) return;
     e->keys = imp_xrealloc(e->keys, (e->nkeys + 1) * sizeof(char *));
@@ -270,6 +283,33 @@ static int needs_auth(const struct imp_etcd *e)
 
 /* ---- list ---- */
 
+/* Takes a range reply's body (the keys under the prefix and the store's
+ * revision) as the whole key set, and publishes it. 0, or -1 when the body
+ * is not a reply (no header): the key set is unchanged then. */
+static int list_apply(struct imp_etcd *e, const char *body, size_t len)
+{
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(j, "header");
+    if (!cJSON_IsObject(hdr)) {
+        cJSON_Delete(j);
+        return -1;
+    }
+    keys_clear(e);
+    struct imp_buf k;
+    imp_buf_init(&k);
+    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(j, "kvs");
+    const cJSON *kv;
+    cJSON_ArrayForEach(kv, kvs)
+    {
+        if (b64_field(kv, "key", &k) == 0 && k.len) key_put(e, k.data);
+    }
+    imp_buf_dispose(&k);
+    e->revision = json_int(hdr, "revision");
+    cJSON_Delete(j);
+    publish(e);
+    return 0;
+}
+
 static void on_list(void *arg, int err, long status, const char *body, size_t len,
                     const char *errmsg)
 {
@@ -286,26 +326,10 @@ static void on_list(void *arg, int err, long status, const char *body, size_t le
         schedule_retry(e, why);
         return;
     }
-    cJSON *j = cJSON_ParseWithLength(body, len);
-    const cJSON *hdr = cJSON_GetObjectItemCaseSensitive(j, "header");
-    if (!cJSON_IsObject(hdr)) {
-        cJSON_Delete(j);
+    if (list_apply(e, body, len) != 0) {
         schedule_retry(e, "list: the reply has no header");
         return;
     }
-    keys_clear(e);
-    struct imp_buf k;
-    imp_buf_init(&k);
-    const cJSON *kvs = cJSON_GetObjectItemCaseSensitive(j, "kvs");
-    const cJSON *kv;
-    cJSON_ArrayForEach(kv, kvs)
-    {
-        if (b64_field(kv, "key", &k) == 0 && k.len) key_put(e, k.data);
-    }
-    imp_buf_dispose(&k);
-    e->revision = json_int(hdr, "revision");
-    cJSON_Delete(j);
-    publish(e);
     e->backoff_ms = 200;
     if (!e->synced)
         imp_info(NULL, "etcd: listed %zu keys under %s at revision %lld", e->nkeys, e->prefix,

@@ -360,6 +360,7 @@ static void *resolve_thread(void *arg)
 
 static void conn_connect(struct conn *k);
 static void conn_connect_failed(struct conn *k, int err);
+static void conn_start(struct conn *k);
 
 static void on_async(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -633,7 +634,6 @@ static int stream_limit(struct conn *k)
 
 static void conn_ready(struct conn *k)
 {
-    struct imp_h2 *c = k->c;
     const unsigned char *p = NULL;
     unsigned int plen = 0;
     SSL_get0_alpn_selected(k->ssl, &p, &plen);
@@ -645,6 +645,14 @@ static void conn_ready(struct conn *k)
         origin_dispatch(o);
         return;
     }
+    conn_start(k);
+}
+
+/* The TLS connection k speaks h2: its session, our SETTINGS, and the
+ * origin's waiting requests on it. */
+static void conn_start(struct conn *k)
+{
+    struct imp_h2 *c = k->c;
     if (nghttp2_session_client_new(&k->s, c->cbs, k) != 0) {
         k->s = NULL;
         conn_close(k, IMP_ENOMEM, "HTTP/2: cannot create a session");
@@ -687,6 +695,22 @@ static void conn_handshake(struct conn *k)
     }
 }
 
+/* Bytes from the server (after TLS) into the session: frames parsed, the
+ * callbacks above run. Returns -1 when a protocol error closed k (freed),
+ * else 0; what the session wants to send is left for conn_flush. */
+static int conn_recv(struct conn *k, const uint8_t *data, size_t len)
+{
+    ssize_t rv = nghttp2_session_mem_recv(k->s, data, len);
+    if (rv < 0) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "HTTP/2 with %s:%d: %s", k->o->host, k->o->port,
+                 nghttp2_strerror((int)rv));
+        conn_close(k, IMP_EPROTO, msg);
+        return -1;
+    }
+    return 0;
+}
+
 static void conn_read(struct conn *k)
 {
     unsigned char buf[32768];
@@ -695,14 +719,7 @@ static void conn_read(struct conn *k)
         errno = 0;
         int n = SSL_read(k->ssl, buf, sizeof(buf));
         if (n > 0) {
-            ssize_t rv = nghttp2_session_mem_recv(k->s, buf, (size_t)n);
-            if (rv < 0) {
-                char msg[160];
-                snprintf(msg, sizeof(msg), "HTTP/2 with %s:%d: %s", k->o->host, k->o->port,
-                         nghttp2_strerror((int)rv));
-                conn_close(k, IMP_EPROTO, msg);
-                return;
-            }
+            if (conn_recv(k, buf, (size_t)n) != 0) return;
             continue;
         }
         int e = SSL_get_error(k->ssl, n);

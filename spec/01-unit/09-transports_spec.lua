@@ -292,4 +292,42 @@ describe("fcm transport", function()
     assert.equal(2, exchanges)
     os.remove(sa)
   end)
+
+  it("fails only the requests answered 401 when no new token can be had", function()
+    local sa = os.tmpname()
+    local f = io.open(sa, "w")
+    f:write(cjson.encode { client_email = "svc@p.iam", private_key = "KEY", project_id = "p1",
+                           token_uri = "https://oauth.test/token" })
+    f:close()
+    local exchanges = 0
+    testing.setup {
+      offline_provider = "fcm",
+      providers = { fcm = { filePath = sa }, impulse = { fcm = { sendURL = "https://fcm.test" } } },
+      http_batch = function(r)
+        if r.url == "https://oauth.test/token" then
+          exchanges = exchanges + 1
+          if exchanges > 1 then return { status = 400, body = '{"error":"invalid_grant"}' } end
+          return { status = 200, body = cjson.encode { access_token = "at1", expires_in = 3600 } }
+        end
+        if r.body:find("dev-u1", 1, true) then return { status = 401, body = "{}" } end
+        return { status = 200, body = "{}" }
+      end,
+    }
+    package.loaded["impulse.core"].redis = function(cmd)
+      if cmd == "EVAL" then return false, { 1, 1 } end
+      return false, "OK"
+    end
+    local policy = { route = function() end, tokens = function(_, list)
+      local out = {}
+      for _, u in ipairs(list) do out[u] = { { token = "dev-" .. u, platformID = 2 } } end
+      return out
+    end }
+    local res = testing.offline(policy, {}, { "u1", "u2" })
+    assert.equal(2, exchanges)
+    -- u2 was pushed: only u1 goes to the dead-letter topic (u2 twice on a replay otherwise)
+    assert.equal(1, res.dead_lettered)
+    assert.same({ "u1" }, testing.dead_letters[1].users)
+    assert.matches("token exchange", testing.dead_letters[1].error)
+    os.remove(sa)
+  end)
 end)

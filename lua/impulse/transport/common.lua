@@ -99,14 +99,23 @@ end
 --   auth.expired(result) -> true when that answer means "new token"
 --   auth.drop(tok)                           (optional, before round 2)
 -- Returns the results aligned with items (an item still answered
--- "expired" after the new token keeps that answer), or nil, err when no
--- token could be had.
+-- "expired" after the new token keeps that answer; one for which no new
+-- token could be had fails with why: status 0, error), or nil, err when no
+-- token could be had at all (nothing was sent).
 function _M.send_with_token(pool, items, opts, auth)
   local results, todo = {}, {}
   for i = 1, #items do todo[i] = i end
   for round = 1, 2 do
     local tok, err = auth.token(round)
-    if not tok then return nil, err end
+    if not tok and round == 1 then return nil, err end
+    if not tok then
+      -- the others were answered: theirs stand (a nil here dead-lettered
+      -- every user of the call, those already pushed too)
+      for _, i in ipairs(todo) do
+        results[i] = { status = 0, body = "", error = err, attempts = results[i].attempts }
+      end
+      break
+    end
     local reqs = {}
     for k, i in ipairs(todo) do reqs[k] = auth.request(items[i], tok) end
     local again = {}
