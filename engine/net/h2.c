@@ -854,11 +854,12 @@ static void conn_connect(struct conn *k)
     conn_set_io(k, EV_WRITE);
 }
 
-static void conn_open(struct origin *o)
+/* A new connection of o, in its list, with its watchers set up (not
+ * started) and no socket yet. */
+static struct conn *conn_add(struct origin *o)
 {
-    struct imp_h2 *c = o->c;
     struct conn *k = imp_xcalloc(1, sizeof(*k));
-    k->c = c;
+    k->c = o->c;
     k->o = o;
     k->fd = -1;
     k->next = o->conns;
@@ -868,6 +869,13 @@ static void conn_open(struct origin *o)
     k->io.data = k;
     ev_init(&k->tm, on_conn_timer);
     k->tm.data = k;
+    return k;
+}
+
+static void conn_open(struct origin *o)
+{
+    struct imp_h2 *c = o->c;
+    struct conn *k = conn_add(o);
     ev_timer_set(&k->tm, (o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000) / 1000.0, 0.);
     ev_timer_start(c->loop, &k->tm);
     k->state = C_RESOLVE;

@@ -246,12 +246,18 @@ describe("apns transport", function()
 end)
 
 describe("fcm transport", function()
-  it("reuses the access token until a minute before it expires, then exchanges a new JWT", function()
+  -- A service-account file (the signer is stubbed); the caller removes it.
+  local function service_account()
     local sa = os.tmpname()
     local f = io.open(sa, "w")
     f:write(cjson.encode { client_email = "svc@p.iam", private_key = "KEY", project_id = "p1",
                            token_uri = "https://oauth.test/token" })
     f:close()
+    return sa
+  end
+
+  it("reuses the access token until a minute before it expires, then exchanges a new JWT", function()
+    local sa = service_account()
     local exchanges = 0
     testing.setup {
       offline_provider = "fcm",
@@ -294,11 +300,7 @@ describe("fcm transport", function()
   end)
 
   it("fails only the requests answered 401 when no new token can be had", function()
-    local sa = os.tmpname()
-    local f = io.open(sa, "w")
-    f:write(cjson.encode { client_email = "svc@p.iam", private_key = "KEY", project_id = "p1",
-                           token_uri = "https://oauth.test/token" })
-    f:close()
+    local sa = service_account()
     local exchanges = 0
     testing.setup {
       offline_provider = "fcm",

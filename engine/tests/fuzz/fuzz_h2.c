@@ -106,17 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(answers, 0, sizeof(answers));
 
     struct origin *o = origin_of(c, "push.example", 443, "");
-    struct conn *k = imp_xcalloc(1, sizeof(*k));
-    k->c = c;
-    k->o = o;
+    struct conn *k = conn_add(o);
     k->fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    k->next = o->conns;
-    o->conns = k;
-    o->nconns++;
-    ev_init(&k->io, on_io);
-    k->io.data = k;
-    ev_init(&k->tm, on_conn_timer);
-    k->tm.data = k;
     conn_start(k);
 
     struct imp_http_opts opts[NREQ] = {
