@@ -153,7 +153,13 @@ function _M.alive(p)
   -- kill(pid, 0) succeeds for a zombie too: ask ps for the state
   if C.kill(p.pid, 0) ~= 0 then return false end
   local st = run("ps -o stat= -p " .. p.pid):gsub("%s+", "")
-  return st ~= "" and not st:match("^Z")
+  if st == "" then return false end
+  if not st:match("^Z") then return true end
+  -- a zombie leader whose other threads are still exiting (a busy thread
+  -- killed by _exit waits for the CPU) still holds its files and locks:
+  -- alive until it is the only thread left
+  local n = tonumber((run("ls /proc/" .. p.pid .. "/task 2>/dev/null | wc -l"):gsub("%s+", "")))
+  return (n or 0) > 1
 end
 
 function _M.signal(p, sig)
