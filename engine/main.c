@@ -249,6 +249,9 @@ static int cmd_check(const char *path, int skip_kafka)
             return rc;
         }
     }
+    char line[512];
+    imp_config_openim_line(cfg, line, sizeof(line));
+    printf("%s\n", line);
     printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
            skip_kafka ? ", Kafka not checked" : ", topics present");
     imp_config_destroy(cfg);
@@ -265,6 +268,11 @@ static int cmd_run(const char *path)
         return 2;
     }
     imp_log_set_level(imp_log_level_parse(cfg->log_level));
+    {
+        char line[512];
+        imp_config_openim_line(cfg, line, sizeof(line));
+        imp_info(NULL, "%s", line);
+    }
 
     sigset_t set;
     sigemptyset(&set);

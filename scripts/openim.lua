@@ -16,33 +16,51 @@ local C = const.content
 
 local _M = {}
 
--- Content types that never get an offline push (v3.8.3-patch.16 and
--- main: room participants connected/disconnected; the original v3.8.3
--- excluded 1601 signaling instead).
-_M.no_offline_push = {
-  [C.ROOM_PARTICIPANTS_CONNECTED] = true,
-  [C.ROOM_PARTICIPANTS_DISCONNECTED] = true,
-}
+-- The OpenIM release impulse behaves as (impulse.openim, or detected from
+-- the config layout; `impulse check` prints it): its behaviour group.
+_M.profile = config.openimProfile or "v3.8.3"
 
--- Offline pushes for messages older than this are dropped (a call invite
--- two hours late is noise). 0 keeps them all, as OpenIM does.
-_M.offline_max_age_ms = 24 * 3600 * 1000
+-- Content types that never get an offline push, by release
+-- (docs/openim-versions.md). Stock v3.8.3 and v3.8.4-alpha.1 keep 1601
+-- signaling off (OpenIM@v3.8.3:internal/push/push_handler.go:210,
+-- OpenIM@v3.8.4-alpha.1:internal/push/push_handler.go:211); from patch.3
+-- it is the room participants connected/disconnected notices instead
+-- (OpenIM@v3.8.3-patch.3:internal/push/push_handler.go:212-215,
+-- OpenIM@v3.8.3-patch.5:internal/push/push_handler.go:213-216).
+_M.no_offline_push_by_profile = {
+  ["v3.8.3"] = { [C.SIGNALING] = true },
+  ["v3.8.3-patch.3"] = { [C.ROOM_PARTICIPANTS_CONNECTED] = true, [C.ROOM_PARTICIPANTS_DISCONNECTED] = true },
+  ["v3.8.3-patch.5"] = { [C.ROOM_PARTICIPANTS_CONNECTED] = true, [C.ROOM_PARTICIPANTS_DISCONNECTED] = true },
+  ["v3.8.4-alpha.1"] = { [C.SIGNALING] = true },
+}
+_M.no_offline_push = _M.no_offline_push_by_profile[_M.profile] or _M.no_offline_push_by_profile["v3.8.3"]
+
+-- Offline pushes for messages older than this are dropped (an opt-in: a
+-- call invite two hours late is noise). 0, the default, keeps them all,
+-- as OpenIM does: it only counts them (msg_long_time_push_total, in the
+-- engine; OpenIM@v3.8.3:internal/push/push_handler.go:102-108).
+_M.offline_max_age_ms = 0
 
 -- The admin user dismissGroup runs as (share.imAdminUserID's first).
 _M.admin_user_id = config.imAdminUserID
 
--- User IDs per GetConversationOfflinePushUserIDs call (OpenIM's servers
--- keep gRPC's 4 MiB limit).
-_M.filter_batch = 10000
+-- GetConversationOfflinePushUserIDs sends every candidate in one call, as
+-- OpenIM does (OpenIM@v3.8.3:internal/push/push_handler.go:369-376); only a
+-- list whose request would pass this many bytes is split, where OpenIM's
+-- call would fail on gRPC's 4 MiB limit (a deliberate difference).
+_M.filter_max_bytes = 3 * 1024 * 1024
 
--- Placeholder titles by content type, when offlinePushInfo has none.
+-- Placeholder titles by content type, when offlinePushInfo has none
+-- (OpenIM@v3.8.3:internal/push/push_handler.go:378-421, the strings of
+-- protocol constant.ContentType2PushContent). OpenIM leaves an @-mention
+-- (106) without a title; set titles[106] = "[@TEXT]" to give it one.
 _M.titles = {
   [C.TEXT] = "[TEXT]",
   [C.PICTURE] = "[PICTURE]",
   [C.VOICE] = "[VOICE]",
   [C.VIDEO] = "[VIDEO]",
   [C.FILE] = "[File]",
-  [C.AT_TEXT] = "[@TEXT]", -- OpenIM leaves this one empty (a bug)
+  [C.AT_TEXT] = "",
   [C.SIGNALING] = "[SIGNALINVITE]",
 }
 
@@ -65,13 +83,17 @@ function _M.tips(msg, ctx)
 end
 
 -- Members who left (quit or kicked) still get the notification, and their
--- conversation's max seq is set so they do not pull later messages.
+-- conversation's max seq is set so they do not pull later messages:
+-- GetConversationMaxSeq, then SetConversationMaxSeq with what it returned,
+-- 0 included; only a failed Get skips the Set, and an empty user list
+-- skips it (OpenIM@v3.8.3:internal/push/push_handler.go:423-430,
+-- pkg/rpcli/conversation.go:17-23). Failures are logged; the push goes on.
 local function leaving(msg, ctx, users)
   local cid = group_conversation(msg.groupID)
   local seq, err = rpc.conversation_max_seq(cid)
   if not seq then
     ctx.log.warn("GetConversationMaxSeq %s: %s", cid, err)
-  elseif seq > 0 then
+  elseif #users > 0 then
     local ok
     ok, err = rpc.set_conversation_max_seq(cid, users, seq)
     if not ok then ctx.log.warn("SetConversationMaxSeq %s: %s", cid, err) end
@@ -98,20 +120,34 @@ function _M.route_group(msg, ctx)
     ctx.log.warn("group %s: cannot read members: %s", msg.groupID, err)
     return nil, err
   end
+  -- OpenIM@v3.8.3:internal/push/push_handler.go:308-349: tips that do not
+  -- parse leave the members as they are and skip the special handling
   local ct = msg.contentType
   if ct == C.MEMBER_QUIT or ct == C.MEMBER_KICKED then
     local tips = _M.tips(msg, ctx)
-    local gone = {}
-    if tips and ct == C.MEMBER_QUIT and type(tips.quitUser) == "table" then
-      gone[1] = tips.quitUser.userID
-    elseif tips and ct == C.MEMBER_KICKED and type(tips.kickedUserList) == "table" then
-      for _, u in ipairs(tips.kickedUserList) do gone[#gone + 1] = u.userID end
+    local gone
+    if tips and ct == C.MEMBER_QUIT then
+      -- OpenIM dereferences quitUser unchecked (a panic without it); here
+      -- a tips without one is logged and pushed to the members
+      if type(tips.quitUser) == "table" and type(tips.quitUser.userID) == "string" then
+        gone = { tips.quitUser.userID }
+      else
+        ctx.log.warn("member quit tips without quitUser.userID: pushing to the members only")
+      end
+    elseif tips and ct == C.MEMBER_KICKED then
+      gone = {}
+      if type(tips.kickedUserList) == "table" then
+        for _, u in ipairs(tips.kickedUserList) do
+          if type(u) == "table" and type(u.userID) == "string" then gone[#gone + 1] = u.userID end
+        end
+      end
     end
-    if #gone > 0 then
+    if gone then
       leaving(msg, ctx, gone)
       for _, u in ipairs(gone) do members[#members + 1] = u end
     end
-  elseif ct == C.GROUP_DISMISSED and msg.options.isNotNotification == false then
+  elseif ct == C.GROUP_DISMISSED and msg.options.isNotNotification == false
+    and _M.tips(msg, ctx) then
     -- dismissed: delete the group with its members; a group already gone
     -- (a replayed record) is success
     local ok, derr, code = group.dismiss(msg.groupID, _M.admin_user_id)
@@ -143,7 +179,9 @@ function _M.route(msg, ctx)
   return users
 end
 
--- notice(msg) -> { title, content }: what the notification says.
+-- notice(msg) -> { title, content }: what the notification says. It is
+-- computed where a toOfflinePush record is consumed, as OpenIM does
+-- (OpenIM@v3.8.3:internal/push/offlinepush_handler.go:69-112).
 function _M.notice(msg)
   local info = msg.offlinePushInfo
   local title = info and info.title ~= "" and info.title or _M.titles[msg.contentType] or "[NEWMSG]"
@@ -152,39 +190,59 @@ function _M.notice(msg)
 end
 
 -- Members of a group conversation who have not muted offline pushes
--- (GetConversationOfflinePushUserIDs, in batches).
+-- (GetConversationOfflinePushUserIDs: one call, split only past
+-- filter_max_bytes).
 function _M.filter_group(msg, ctx, users)
   local out = {}
-  for first = 1, #users, _M.filter_batch do
-    local batch = {}
-    for i = first, math.min(first + _M.filter_batch - 1, #users) do batch[#batch + 1] = users[i] end
+  local batch, bytes = {}, 0
+  local function flush()
+    if #batch == 0 then return end
     local kept, err = rpc.offline_push_user_ids(group_conversation(msg.groupID), batch)
     if not kept then
-      -- as OpenIM: no filter answer, no offline push for this batch
+      -- as OpenIM: no filter answer, no offline push for these users
       ctx.log.warn("GetConversationOfflinePushUserIDs: %s", tostring(err))
       metrics.inc("offline_push_dropped_total", { reason = "filter_failed" }, #batch)
     else
       for _, u in ipairs(kept) do out[#out + 1] = u end
     end
+    batch, bytes = {}, 0
   end
+  for _, u in ipairs(users) do
+    local add = #u + 4 -- tag, length, and room
+    if bytes + add > _M.filter_max_bytes then flush() end
+    batch[#batch + 1] = u
+    bytes = bytes + add
+  end
+  flush()
   return out
 end
 
--- offline(msg, ctx, result) -> users, notice: who gets an offline push
+-- offline(msg, ctx, result) -> users[, info]: who gets an offline push
 -- (result = { reached = {...}, not_reached = {...} } from the online push).
+-- The message goes to toOfflinePush as it came (status 1 → 2), as OpenIM
+-- writes it; info, when returned, replaces its offlinePushInfo there (as a
+-- beforeOfflinePush reply does in OpenIM). A custom offline() may return
+-- { title =, content = } to set the notification's text itself.
 function _M.offline(msg, ctx, result)
   if not msg.options.offlinePush or _M.no_offline_push[msg.contentType] then
     return {}
   end
+  local users
   if msg.sessionType ~= READ_GROUP then
-    -- the user way: only when no recipient but the sender was reached
+    -- the user way: only when no recipient but the sender was reached,
+    -- and then the receiver, who is the sender in a self chat
+    -- (OpenIM@v3.8.3:internal/push/push_handler.go:174-184)
     for _, u in ipairs(result.reached) do
       if u ~= msg.sendID then return {} end
     end
-  end
-  local users = {}
-  for _, u in ipairs(result.not_reached) do
-    if u ~= msg.sendID then users[#users + 1] = u end -- never the sender
+    users = { msg.recvID }
+  else
+    -- the group way: every recipient not reached, never the sender
+    -- (OpenIM@v3.8.3:internal/push/onlinepusher.go:116-133)
+    users = {}
+    for _, u in ipairs(result.not_reached) do
+      if u ~= msg.sendID then users[#users + 1] = u end
+    end
   end
   if #users == 0 then return users end
   if _M.offline_max_age_ms > 0 and msg.sendTime > 0
@@ -197,8 +255,7 @@ function _M.offline(msg, ctx, result)
     users = _M.filter_group(msg, ctx, users)
   end
   if #users == 0 then return users end
-  local notice = _M.notice(msg)
-  if not webhooks.enabled("beforeOfflinePush", msg) then return users, notice end
+  if not webhooks.enabled("beforeOfflinePush", msg) then return users end
   -- beforeOfflinePush: the targets and the push info, flattened
   local body = webhooks.base("beforeOfflinePush", msg, ctx)
   body.userIDList = users
@@ -214,11 +271,15 @@ function _M.offline(msg, ctx, result)
   if reply == false then return {} end
   if type(reply.userIDList) == "table" and #reply.userIDList > 0 then users = reply.userIDList end
   if type(reply.offlinePushInfo) == "table" then
+    -- the reply's offlinePushInfo replaces the message's whole
+    -- (OpenIM@v3.8.3:internal/push/callback.go:63-65)
     local r = reply.offlinePushInfo
-    notice = { title = r.title ~= nil and r.title ~= "" and r.title or notice.title,
-               content = r.desc ~= nil and r.desc ~= "" and r.desc or notice.content }
+    local function str(v) return type(v) == "string" and v or "" end
+    return users, { offlinePushInfo = {
+      title = str(r.title), desc = str(r.desc), ex = str(r.ex), iOSPushSound = str(r.iOSPushSound),
+      iOSBadgeCount = r.iOSBadgeCount == true, signalInfo = str(r.signalInfo) } }
   end
-  return users, notice
+  return users
 end
 
 return _M

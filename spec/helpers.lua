@@ -347,6 +347,7 @@ function _M.impulse_config(env, opts)
     "    address: [" .. env.etcd.addr .. "]",
     opts.etcd_user and ("    username: " .. opts.etcd_user) or "",
     opts.etcd_password and ("    password: " .. opts.etcd_password) or "",
+    opts.discovery_yaml or "", -- more discovery keys (indented by 2)
     "openim-push:",
     "  fullUserCache: " .. tostring(opts.full_user_cache ~= false),
     opts.provider and ("  enable: " .. opts.provider) or "  enable: none",
@@ -572,13 +573,14 @@ function _M.key_of(m)
   return a .. "_" .. b
 end
 
--- Produces msg (a MsgData table) to toPush with OpenIM's four headers.
--- Returns the operationID used.
+-- Produces msg (a MsgData table) to toPush with OpenIM's four headers
+-- (opts.headers: other headers, as a list of {name, value}). Returns the
+-- operationID used.
 function _M.produce(env, msg, opts)
   opts = opts or {}
   local opid = opts.operationID or ("op-" .. msg.clientMsgID)
   local value = opts.raw or pb.encode("openim.push.PushMsgReq", { msgData = msg })
-  env.producer:produce(opts.topic or "toPush", opts.key or _M.key_of(msg), value, {
+  env.producer:produce(opts.topic or "toPush", opts.key or _M.key_of(msg), value, opts.headers or {
     { "operationID", opid }, { "opUserID", msg.sendID or "" }, { "platform", "iOS" }, { "connID", "c1" },
   })
   if not opts.no_flush then env.producer:flush(10000) end

@@ -258,6 +258,7 @@ static const char *impulse_keys[] = {
     "workerStuckExit",
     "crashJournal",
     "poisonDeaths",
+    "openim",
     NULL,
 };
 
@@ -316,9 +317,108 @@ static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *
     return imp_buf_steal(&b, NULL);
 }
 
+/* impulse.openim: which OpenIM release's openim-push to copy where
+ * releases differ (docs/openim-versions.md has the table, each row with
+ * OpenIM's file and line). Accepted: v3.8.3, v3.8.3-patch.1 … patch.16,
+ * v3.8.3-patch (= the newest patch read, .16), v3.8.4-alpha.1, v3.8.4 (=
+ * alpha.1: there is no v3.8.4 tag). Absent: detected from the layout of
+ * OpenIM's own files, which changed at v3.8.4-alpha.1 (discovery.yml
+ * rpcService), patch.12 (redis.yml redisMode) and patch.5 (share.yml
+ * rpcMaxBodySize); v3.8.3 to patch.4 share one layout. */
+#define OPENIM_NEWEST_PATCH 16
+
+static void read_openim(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
+{
+    const struct imp_yaml *imp = imp_yaml_get(root, "impulse");
+    const struct imp_yaml *n =
+        imp && imp->kind == IMP_YAML_MAP ? imp_yaml_get(imp, "openim") : NULL;
+    int patch = 0;
+    bool v384 = false;
+    if (n && !is_null(n)) {
+        const char *v = n->kind == IMP_YAML_SCALAR ? n->scalar : "";
+        if (*v == 'v' || *v == 'V') v++;
+        int len = -1;
+        if (strcmp(v, "3.8.3") == 0) {
+            patch = 0;
+        } else if (strcmp(v, "3.8.3-patch") == 0) {
+            patch = OPENIM_NEWEST_PATCH;
+        } else if (strcmp(v, "3.8.4") == 0 || strcmp(v, "3.8.4-alpha.1") == 0) {
+            v384 = true;
+        } else if (sscanf(v, "3.8.3-patch.%d%n", &patch, &len) == 1 && len == (int)strlen(v) &&
+                   patch >= 1 && patch <= OPENIM_NEWEST_PATCH && v[strlen("3.8.3-patch.")] != '0') {
+            /* an exact patch tag */
+        } else if (len == (int)strlen(v) && patch > OPENIM_NEWEST_PATCH) {
+            fail(r, "impulse", "openim", n,
+                 "v3.8.3-patch.%d has not been read yet (the newest read is patch.%d; name it if "
+                 "its push path is unchanged)",
+                 patch, OPENIM_NEWEST_PATCH);
+            return;
+        } else {
+            fail(r, "impulse", "openim", n,
+                 "unknown OpenIM release '%s' (supported: v3.8.3, v3.8.3-patch.1 to "
+                 "v3.8.3-patch.%d, v3.8.3-patch, v3.8.4-alpha.1, v3.8.4)",
+                 n->kind == IMP_YAML_SCALAR ? n->scalar : "(not a string)", OPENIM_NEWEST_PATCH);
+            return;
+        }
+        snprintf(c->openim_origin, sizeof(c->openim_origin), "set by impulse.openim '%s'",
+                 n->scalar);
+    } else {
+        const struct imp_yaml *disc = imp_yaml_get(root, "discovery");
+        const struct imp_yaml *redis = imp_yaml_get(root, "redis");
+        const struct imp_yaml *share = imp_yaml_get(root, "share");
+        const char *why;
+        if (lookup(disc, "rpcService")) {
+            v384 = true;
+            why = "discovery.rpcService is set (v3.8.4's layout)";
+        } else if (lookup(redis, "redisMode")) {
+            patch = 12;
+            why = "redis.redisMode is set (the layout of patch.12 and later)";
+        } else if (lookup(share, "rpcMaxBodySize")) {
+            patch = 5;
+            why = "share.rpcMaxBodySize is set (the layout of patch.5 to patch.11)";
+        } else {
+            why = "no mark of a later release in the config (v3.8.3 to patch.4 share one layout: "
+                  "set impulse.openim for patch.3 or patch.4)";
+        }
+        snprintf(c->openim_origin, sizeof(c->openim_origin), "detected: %s", why);
+    }
+    c->openim_patch = patch;
+    c->openim_v384 = v384;
+    if (v384)
+        snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.4-alpha.1");
+    else if (patch)
+        snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.3-patch.%d", patch);
+    else
+        snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.3");
+    /* behaviour groups: the push path is byte-identical inside each one */
+    snprintf(c->openim_profile, sizeof(c->openim_profile), "%s",
+             v384         ? "v3.8.4-alpha.1"
+             : patch >= 5 ? "v3.8.3-patch.5"
+             : patch >= 3 ? "v3.8.3-patch.3"
+                          : "v3.8.3");
+    c->op_user_admin = !v384 && patch >= 5;
+}
+
+void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen)
+{
+    static const char *const groups[][2] = {
+        {"v3.8.3", "v3.8.3, patch.1, patch.2"},
+        {"v3.8.3-patch.3", "patch.3, patch.4"},
+        {"v3.8.3-patch.5", "patch.5 to patch.16"},
+        {"v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+    };
+    const char *tags = "";
+    for (size_t i = 0; i < IMP_ARRAY_LEN(groups); i++)
+        if (strcmp(groups[i][0], c->openim_profile) == 0) tags = groups[i][1];
+    snprintf(out, outlen, "openim: behaving as openim-push %s (profile %s: %s), %s",
+             c->openim_version, c->openim_profile, tags, c->openim_origin);
+}
+
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
 {
     const struct imp_yaml *s;
+
+    read_openim(r, c, root);
 
     /* kafka */
     s = imp_yaml_get(root, "kafka");
@@ -352,12 +452,26 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     free_list(&raddr);
     c->redis_username = get_str(r, s, "redis", "username", "");
     c->redis_password = get_str(r, s, "redis", "password", "");
-    /* OpenIM v3.8.3 reads the database from `storage` (a bug fixed later to
-     * `db`): accept both, `db` first. */
-    c->redis_db = (int)get_int(r, s, "redis", lookup(s, "db") ? "db" : "storage", 0, 0, 1024);
+    /* Up to patch.6, and in v3.8.4-alpha.1, OpenIM reads the database from
+     * `storage` (its struct tag; OpenIM@v3.8.3:pkg/common/config/config.go:361),
+     * so redis.yml's `db` is ignored and every service uses what `storage`
+     * says (0 when absent); patch.7 reads `db`. Follow the release, so impulse
+     * reads the database OpenIM's services write. */
+    c->redis_db = (int)get_int(
+        r, s, "redis", c->openim_patch >= 7 && !c->openim_v384 ? "db" : "storage", 0, 0, 1024);
     if (get_bool(r, s, "redis", "clusterMode", false))
         fail(r, "redis", "clusterMode", lookup(s, "clusterMode"),
              "Redis cluster mode is not supported yet; point redis.address at one server");
+    {
+        /* patch.12 replaced clusterMode with redisMode
+         * (OpenIM@v3.8.3-patch.12:config/redis.yml:4-5) */
+        char *rm = get_str(r, s, "redis", "redisMode", "standalone");
+        if (rm && strcmp(rm, "standalone") != 0)
+            fail(r, "redis", "redisMode", lookup(s, "redisMode"),
+                 "'%s' is not supported yet; use standalone and point redis.address at one server",
+                 rm);
+        free(rm);
+    }
     if (lookup(s, "sentinel") && !is_null(lookup(s, "sentinel")) &&
         lookup(lookup(s, "sentinel"), "masterName") &&
         !is_null(lookup(lookup(s, "sentinel"), "masterName")))
@@ -383,16 +497,39 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->etcd_username = get_str(r, s, "discovery", "etcd.username", "");
     c->etcd_password = get_str(r, s, "discovery", "etcd.password", "");
 
-    /* share */
+    /* service names: share.yml rpcRegisterName up to v3.8.3-patch.16
+     * (OpenIM@v3.8.3:config/share.yml:2-11), discovery.yml rpcService from
+     * v3.8.4-alpha.1 (OpenIM@v3.8.4-alpha.1:config/discovery.yml:8-17) */
+    if (c->openim_v384) {
+        s = imp_yaml_get(root, "discovery");
+        c->svc_gateway =
+            get_str(r, s, "discovery", "rpcService.messageGateway", "messagegateway-rpc-service");
+        c->svc_user = get_str(r, s, "discovery", "rpcService.user", "user-rpc-service");
+        c->svc_group = get_str(r, s, "discovery", "rpcService.group", "group-rpc-service");
+        c->svc_conversation =
+            get_str(r, s, "discovery", "rpcService.conversation", "conversation-rpc-service");
+        c->svc_msg = get_str(r, s, "discovery", "rpcService.msg", "msg-rpc-service");
+        c->svc_push = get_str(r, s, "discovery", "rpcService.push", "push-rpc-service");
+    }
     s = imp_yaml_get(root, "share");
-    c->svc_gateway = get_str(r, s, "share", "rpcRegisterName.messageGateway", "messageGateway");
-    c->svc_user = get_str(r, s, "share", "rpcRegisterName.user", "user");
-    c->svc_group = get_str(r, s, "share", "rpcRegisterName.group", "group");
-    c->svc_conversation = get_str(r, s, "share", "rpcRegisterName.conversation", "conversation");
-    c->svc_msg = get_str(r, s, "share", "rpcRegisterName.msg", "msg");
-    c->svc_push = get_str(r, s, "share", "rpcRegisterName.push", "push");
+    if (!c->openim_v384) {
+        c->svc_gateway = get_str(r, s, "share", "rpcRegisterName.messageGateway", "messageGateway");
+        c->svc_user = get_str(r, s, "share", "rpcRegisterName.user", "user");
+        c->svc_group = get_str(r, s, "share", "rpcRegisterName.group", "group");
+        c->svc_conversation =
+            get_str(r, s, "share", "rpcRegisterName.conversation", "conversation");
+        c->svc_msg = get_str(r, s, "share", "rpcRegisterName.msg", "msg");
+        c->svc_push = get_str(r, s, "share", "rpcRegisterName.push", "push");
+    }
     struct imp_strlist admins;
     get_list(r, s, "share", "imAdminUserID", &admins);
+    /* from patch.5 every toPush record runs as imAdminUserID[0]
+     * (OpenIM@v3.8.3-patch.5:internal/push/push_handler.go:145), which
+     * panics when the list is empty: refuse to start instead */
+    if (c->op_user_admin && admins.n == 0 && lookup(s, "imAdminUserID"))
+        fail(r, "share", "imAdminUserID", lookup(s, "imAdminUserID"),
+             "is empty, but %s runs every push as its first user (impulse.openim)",
+             c->openim_version);
     c->im_admin_user = imp_xstrdup(admins.n ? admins.v[0] : "imAdmin");
     free_list(&admins);
 

@@ -38,6 +38,16 @@ struct imp_webhook {
 struct imp_config {
     char *path;
 
+    /* impulse.openim: the OpenIM release whose openim-push impulse copies
+     * (docs/openim-versions.md). Set, or detected from the config layout. */
+    char openim_version[32]; /* the tag: v3.8.3, v3.8.3-patch.N, v3.8.4-alpha.1 */
+    char openim_profile[32]; /* its behaviour group: v3.8.3 | v3.8.3-patch.3 |
+                                v3.8.3-patch.5 | v3.8.4-alpha.1 */
+    char openim_origin[256]; /* how it was chosen, for the start line and check */
+    int openim_patch;        /* N of v3.8.3-patch.N; 0 otherwise */
+    bool openim_v384;        /* v3.8.4-alpha.1: discovery.yml rpcService names */
+    bool op_user_admin;      /* patch.5 on: every toPush record runs as the admin */
+
     /* kafka */
     struct imp_strlist kafka_addrs;
     char *kafka_username;
@@ -139,6 +149,9 @@ struct imp_config *imp_config_load(const char *path, char *err, size_t errlen);
 /* The same from YAML text (for built-in defaults). */
 struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
+
+/* The one line that says which OpenIM release impulse behaves as. */
+void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen);
 
 /* Splits "host:port" (IPv6 as [::1]:port). Returns 0 or IMP_EINVAL. */
 int imp_split_hostport(const char *s, char *host, size_t hostlen, int *port);

@@ -2,11 +2,14 @@
  * imp_pb_has_field_zero (pbcheck.h): a walk over the message's descriptor,
  * into every message field. Pure: no allocation, no state; called by the
  * worker on every record it decodes (push/worker.c) and by fuzz_pushmsg.
+ * imp_pb_find_field: a scan of the wire format's top level, for the
+ * worker to hand on msgData's bytes as they came.
  * Depth is bounded by what protobuf-c decoded (its own recursion limit).
  */
 #include "base/pbcheck.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 int imp_pb_has_field_zero(const ProtobufCMessage *m)
 {
@@ -28,4 +31,56 @@ int imp_pb_has_field_zero(const ProtobufCMessage *m)
         }
     }
     return 0;
+}
+
+/* One varint at p[*i..n): its value, *i moved past it; -1 if malformed. */
+static int read_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
+{
+    *v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (*i >= n) return -1;
+        uint8_t b = p[(*i)++];
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 0;
+    }
+    return -1;
+}
+
+int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *off, size_t *len)
+{
+    size_t i = 0;
+    int found = 0;
+    while (i < n) {
+        uint64_t tag, v;
+        if (read_varint(p, n, &i, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
+            return -1;
+        int t = (int)(tag & 7);
+        size_t start = i;
+        switch (t) {
+        case 0:
+            if (read_varint(p, n, &i, &v) != 0) return -1;
+            break;
+        case 1:
+            if (n - i < 8) return -1;
+            i += 8;
+            break;
+        case 2:
+            if (read_varint(p, n, &i, &v) != 0 || v > n - i) return -1;
+            start = i;
+            i += (size_t)v;
+            break;
+        case 5:
+            if (n - i < 4) return -1;
+            i += 4;
+            break;
+        default: /* groups (3, 4) are not in OpenIM's messages */ return -1;
+        }
+        if ((tag >> 3) == num) {
+            if (t != wt) return -1;
+            *off = start;
+            *len = i - start;
+            found = found < 2 ? found + 1 : 2;
+        }
+    }
+    return found;
 }

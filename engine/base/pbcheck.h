@@ -14,4 +14,12 @@
  * included) has an unknown field numbered 0. Cannot fail. */
 int imp_pb_has_field_zero(const ProtobufCMessage *m);
 
+/* Scans the top-level fields of the encoded message p[0..n) for field num.
+ * Returns how often it occurs (0, 1, 2 meaning "more than once"), or -1
+ * when the bytes are not a well-formed message or an occurrence has
+ * another wire type than wt (0 varint, 2 length-delimited). For the last
+ * occurrence, *off and *len give its payload (a varint's bytes, or a
+ * length-delimited field's contents). */
+int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *off, size_t *len);
+
 #endif

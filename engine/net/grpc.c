@@ -308,7 +308,10 @@ int imp_grpc_unary(struct imp_grpc_channel *ch, const char *method, const void *
     if (!c->call) goto fail;
     call_link(c);
     for (size_t i = 0; i < nmd && c->nmd < MAX_MD; i++) {
-        if (!md[i].value || !md[i].value[0]) continue;
+        /* absent keys are not sent; empty ones are, as OpenIM's client
+         * interceptor sends every key its context holds
+         * (tools@v0.0.50-alpha.67:mw/rpc_client_interceptor.go:78-112) */
+        if (!md[i].value) continue;
         c->md[c->nmd].key = grpc_slice_from_copied_string(md[i].key);
         c->md[c->nmd].value = grpc_slice_from_copied_string(md[i].value);
         c->nmd++;

@@ -127,13 +127,28 @@ int imp_handoff_return(lua_State *L, struct msg *t, struct handoff *ho, const ch
     return 1;
 }
 
+/* A string field of a Lua table, or NULL. */
+static char *field_str(lua_State *L, int idx, const char *name)
+{
+    lua_getfield(L, idx, name);
+    char *v = lua_type(L, -1) == LUA_TSTRING ? (char *)lua_tostring(L, -1) : NULL;
+    lua_pop(L, 1); /* the string stays alive: the table holds it */
+    return v;
+}
+
 /* offline_handoff(users, notice?) -> true (pending) | false, nil, err
  * Produces PushMsgReq{msgData, userIDs} records to toOfflinePush for
  * users: OpenIM's key (the sorted sendID and recvID), its four headers
- * copied, librdkafka's fnv1a partitioner, split so no record passes
- * 1,000,000 bytes. notice {title, content} goes into msgData's
- * offlinePushInfo when given. The message resumes when every record is
- * acknowledged, so its toPush offset is stored only after that. */
+ * (operationID, opUserID, platform, connID, in that order, empty when the
+ * message had none: tools@v0.0.50-alpha.67:mq/kafka/util.go:14-25),
+ * librdkafka's fnv1a partitioner, split so no record passes 1,000,000
+ * bytes. msgData is the message as consumed (status 1 → 2), as OpenIM
+ * writes it (OpenIM@v3.8.3:pkg/common/storage/controller/push.go:58),
+ * except that notice {offlinePushInfo = {...}} replaces its
+ * offlinePushInfo (a beforeOfflinePush reply, callback.go:63-65) and a
+ * policy's own notice {title, content} sets its title and desc. The
+ * message resumes when every record is acknowledged, so its toPush offset
+ * is stored only after that. */
 int imp_lua_offline_handoff(lua_State *L)
 {
     struct imp_worker *w = worker_of(L);
@@ -149,17 +164,36 @@ int imp_lua_offline_handoff(lua_State *L)
     }
     Openim__Sdkws__MsgData *m = t->req->msgdata;
 
-    /* msgData, with the notice when the policy chose one */
+    /* msgData as the gateways got it, or packed again with the notice when
+     * the policy chose one */
     struct imp_buf md;
     imp_buf_init(&md);
+    if (!lua_istable(L, 2)) {
+        imp_buf_append(&md, t->msgdata.data, t->msgdata.len);
+        goto packed;
+    }
     Openim__Sdkws__OfflinePushInfo info = OPENIM__SDKWS__OFFLINE_PUSH_INFO__INIT;
     Openim__Sdkws__OfflinePushInfo *saved = m->offlinepushinfo;
     if (lua_istable(L, 2)) {
-        if (saved) info = *saved;
-        lua_getfield(L, 2, "title");
-        lua_getfield(L, 2, "content");
-        if (lua_isstring(L, -2)) info.title = (char *)lua_tostring(L, -2);
-        if (lua_isstring(L, -1)) info.desc = (char *)lua_tostring(L, -1);
+        lua_getfield(L, 2, "offlinePushInfo");
+        if (lua_istable(L, -1)) { /* replaced whole: unset fields are empty */
+            int at = lua_gettop(L);
+            char *v;
+            if ((v = field_str(L, at, "title"))) info.title = v;
+            if ((v = field_str(L, at, "desc"))) info.desc = v;
+            if ((v = field_str(L, at, "ex"))) info.ex = v;
+            if ((v = field_str(L, at, "iOSPushSound"))) info.iospushsound = v;
+            if ((v = field_str(L, at, "signalInfo"))) info.signalinfo = v;
+            lua_getfield(L, at, "iOSBadgeCount");
+            info.iosbadgecount = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        } else { /* the policy's own text, over the message's info */
+            if (saved) info = *saved;
+            char *v;
+            if ((v = field_str(L, 2, "title"))) info.title = v;
+            if ((v = field_str(L, 2, "content"))) info.desc = v;
+        }
+        /* the table stays on the stack until the pack below */
         m->offlinepushinfo = &info;
     }
     size_t mlen = openim__sdkws__msg_data__get_packed_size(m);
@@ -167,6 +201,7 @@ int imp_lua_offline_handoff(lua_State *L)
     openim__sdkws__msg_data__pack(m, (uint8_t *)md.data);
     md.len = mlen;
     m->offlinepushinfo = saved;
+packed:;
 
     /* OpenIM's key: sendID and recvID sorted, joined by '_' */
     const char *a = m->sendid ? m->sendid : "", *b = m->recvid ? m->recvid : "";
@@ -179,21 +214,18 @@ int imp_lua_offline_handoff(lua_State *L)
     imp_buf_init(&key);
     imp_buf_printf(&key, "%s_%s", a, b);
 
-    rd_kafka_headers_t *orig = NULL, *made = NULL;
-    if (t->rkm) rd_kafka_message_headers(t->rkm, &orig);
-    if (t->kind == K_PUSHMSG) { /* a call: the four headers from its metadata */
-        made = orig = rd_kafka_headers_new(4);
-        for (int i = 0; i < 4; i++)
-            rd_kafka_header_add(made, imp_md_header_names[i], -1,
-                                t->task.md[i] ? t->task.md[i] : "", -1);
-    }
+    /* the four headers from the message's context, as OpenIM writes them */
+    rd_kafka_headers_t *made = rd_kafka_headers_new(4);
+    for (int i = 0; i < 4; i++)
+        rd_kafka_header_add(made, imp_md_header_names[i], -1, t->task.md[i] ? t->task.md[i] : "",
+                            -1);
 
     struct handoff *ho = imp_handoff_new(t);
     size_t n = lua_objlen(L, 1);
-    size_t records = imp_handoff_produce(w, L, 1, w->cfg->topic_offline_push, &key, &md, orig, ho);
+    size_t records = imp_handoff_produce(w, L, 1, w->cfg->topic_offline_push, &key, &md, made, ho);
     imp_buf_dispose(&key);
     imp_buf_dispose(&md);
-    if (made) rd_kafka_headers_destroy(made);
+    rd_kafka_headers_destroy(made);
     imp_metrics_inc("impulse_offline_handoff_records_total", NULL, (int64_t)records);
     imp_metrics_inc("impulse_offline_handoff_users_total", NULL, (int64_t)n);
     imp_vm_exclude(t->task.vm, t0);

@@ -289,6 +289,27 @@ static void push_call(struct msg *t, const char *op)
     lua_setfield(co, -2, "users");
 }
 
+/* t's msgData bytes as the record holds them, with a status of 1 made 2
+ * in place: what OpenIM hands on, byte for byte (Go re-marshals the
+ * canonical message msgtransfer wrote to the same bytes, map entries with
+ * a false value included, which protobuf-c would leave out). -1 when the
+ * bytes are unusual (msgData or status given twice, a status of 1 written
+ * in more than one byte): then the decoded message is packed again. */
+static int msgdata_as_consumed(struct msg *t, int was_sending)
+{
+    const uint8_t *p = t->rkm->payload;
+    size_t off, len, soff, slen;
+    if (imp_pb_find_field(p, t->rkm->len, 1, 2, &off, &len) != 1) return -1;
+    int ns = imp_pb_find_field(p + off, len, 17, 0, &soff, &slen);
+    if (ns < 0 || ns > 1) return -1;
+    int patch = was_sending;
+    if (patch && (ns != 1 || slen != 1 || p[off + soff] != 1)) return -1;
+    imp_buf_reset(&t->msgdata);
+    imp_buf_append(&t->msgdata, p + off, len);
+    if (patch) t->msgdata.data[soff] = 2;
+    return 0;
+}
+
 /* Starts a runnable message: coroutine running driver.handle. */
 static void task_start(struct msg *t)
 {
@@ -335,13 +356,27 @@ static void task_start(struct msg *t)
         msg_resume(t, 4);
         return;
     }
-    if (m->status == 1) m->status = 2; /* sending → sent, as OpenIM does */
-    int64_t age = (int64_t)imp_wall_ms() - m->sendtime;
-    if (m->sendtime > 0 && age > w->cfg->long_time_push_ms) imp_metric_add(w->m_long, 1);
-    size_t len = openim__sdkws__msg_data__get_packed_size(m);
-    imp_buf_reserve(&t->msgdata, len);
-    openim__sdkws__msg_data__pack(m, (uint8_t *)t->msgdata.data);
-    t->msgdata.len = len;
+    int was_sending = m->status == 1;
+    if (was_sending) m->status = 2; /* sending → sent, as OpenIM does */
+    if (t->kind == K_KAFKA) {
+        /* counted and logged, still pushed; whole seconds, as OpenIM
+         * (OpenIM@v3.8.3:internal/push/push_handler.go:102-108) */
+        int64_t now_s = (int64_t)(imp_wall_ms() / 1000), sent_s = m->sendtime / 1000;
+        if (now_s - sent_s > w->cfg->long_time_push_ms / 1000) {
+            imp_metric_add(w->m_long, 1);
+            imp_warn(msg_opid(t),
+                     "it's been a while since the message was sent: sendTime %" PRId64
+                     " s, now %" PRId64 " s (%" PRId64 " s late; impulse.longTimePushMs %d)",
+                     sent_s, now_s, now_s - sent_s, w->cfg->long_time_push_ms);
+        }
+    }
+    if (t->kind != K_KAFKA || msgdata_as_consumed(t, was_sending) != 0) {
+        size_t len = openim__sdkws__msg_data__get_packed_size(m);
+        imp_buf_reset(&t->msgdata);
+        imp_buf_reserve(&t->msgdata, len);
+        openim__sdkws__msg_data__pack(m, (uint8_t *)t->msgdata.data);
+        t->msgdata.len = len;
+    }
 
     task_coroutine(t);
     push_fields(t->task.co, t);
@@ -486,6 +521,13 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
 
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < 4; i++) t->task.md[i] = header_dup(hdrs, imp_md_header_names[i]);
+    if (s->id == S_PUSH && w->cfg->op_user_admin) {
+        /* v3.8.3-patch.5 on: every consumed toPush record runs as the
+         * first IM admin, for its calls and its toOfflinePush headers
+         * (OpenIM@v3.8.3-patch.5:internal/push/push_handler.go:143-146) */
+        free(t->task.md[IMP_MD_OPUSER]);
+        t->task.md[IMP_MD_OPUSER] = imp_xstrdup(w->cfg->im_admin_user);
+    }
 
     int deaths = imp_journal_poison(w->env.journal, s->topic, ref.partition, m->offset)
                      ? imp_journal_deaths(w->env.journal, s->topic, ref.partition, m->offset)
@@ -709,7 +751,11 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     w->m_msg_ms = imp_metrics_histogram("impulse_message_duration_ms", NULL,
                                         "From the start of a message to its end, ms");
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
-                                    "Messages older than longTimePushMs when consumed");
+                                    "toPush records older than longTimePushMs when consumed");
+    /* OpenIM's push metrics exist at 0 from the start, as its prommetrics
+     * registers them (OpenIM@v3.8.3:pkg/common/prommetrics/grpc_push.go:22-29) */
+    imp_metrics_counter("msg_offline_push_failed_total", NULL,
+                        "Offline pushes a provider refused for good");
     w->m_poison = imp_metrics_counter(
         "impulse_poison_records_total", NULL,
         "Records dead-lettered unrun: the engine died poisonDeaths times handling each");

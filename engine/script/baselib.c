@@ -75,6 +75,10 @@ static int l_config(lua_State *L)
     lua_createtable(L, 0, 6);
     lua_pushstring(L, cfg->im_admin_user);
     lua_setfield(L, -2, "imAdminUserID");
+    lua_pushstring(L, cfg->openim_version);
+    lua_setfield(L, -2, "openim");
+    lua_pushstring(L, cfg->openim_profile);
+    lua_setfield(L, -2, "openimProfile");
     lua_pushstring(L, cfg->topic_push);
     lua_setfield(L, -2, "toPushTopic");
     lua_pushstring(L, cfg->topic_offline_push);

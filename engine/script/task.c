@@ -86,7 +86,9 @@ const char *imp_task_opid(const struct imp_task *t)
 
 void imp_task_grpc_md(const struct imp_task *t, struct imp_grpc_md md[IMP_MD_COUNT])
 {
-    md[0] = (struct imp_grpc_md){"operationid", t->md[IMP_MD_OPID]};
+    /* operationid always: OpenIM's servers refuse a call without exactly
+     * one (tools@v0.0.50-alpha.67:mw/rpc_server_interceptor.go:53-54) */
+    md[0] = (struct imp_grpc_md){"operationid", t->md[IMP_MD_OPID] ? t->md[IMP_MD_OPID] : ""};
     md[1] = (struct imp_grpc_md){"opuserid", t->md[IMP_MD_OPUSER]};
     md[2] = (struct imp_grpc_md){"platform", t->md[IMP_MD_PLATFORM]};
     md[3] = (struct imp_grpc_md){"connid", t->md[IMP_MD_CONNID]};

@@ -38,6 +38,106 @@ static void expect_error(const char *extra, const char *needle)
     imp_config_destroy(c);
 }
 
+/* Loads text as the whole config file. */
+static struct imp_config *load_text(const char *text, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return imp_config_load(path, err, errlen);
+}
+
+/* impulse.openim and its detection from the config layout
+ * (docs/openim-versions.md). */
+static void test_openim_profiles(void)
+{
+    char err[512] = "", line[512];
+    struct imp_config *c = load("", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) { /* no mark of a later release: stock v3.8.3 */
+        CHECK_STR(c->openim_version, "v3.8.3");
+        CHECK_STR(c->openim_profile, "v3.8.3");
+        CHECK(!c->op_user_admin);
+        imp_config_openim_line(c, line, sizeof(line));
+        CHECK(strstr(line, "v3.8.3") && strstr(line, "detected"));
+        imp_config_destroy(c);
+    }
+    /* v3.8.4-alpha.1: discovery.yml rpcService names */
+    c = load("  rpcService:\n    messageGateway: messagegateway-rpc-service\n", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->openim_version, "v3.8.4-alpha.1");
+        CHECK_STR(c->svc_gateway, "messagegateway-rpc-service");
+        CHECK_STR(c->svc_group, "group-rpc-service");
+        CHECK_STR(c->svc_conversation, "conversation-rpc-service");
+        CHECK(strstr(c->openim_origin, "discovery.rpcService"));
+        imp_config_destroy(c);
+    }
+    /* patch.5 to patch.11: share.yml rpcMaxBodySize; every push as the admin */
+    c = load(
+        "share:\n  imAdminUserID: [root]\n  rpcMaxBodySize:\n    requestMaxBodySize: 8388608\n",
+        err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->openim_version, "v3.8.3-patch.5");
+        CHECK_STR(c->openim_profile, "v3.8.3-patch.5");
+        CHECK(c->op_user_admin);
+        CHECK_STR(c->im_admin_user, "root");
+        imp_config_destroy(c);
+    }
+    /* patch.12: redis.yml redisMode; `db` is read (patch.7 on) */
+    c = load_text("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+                  "  redisMode: standalone\n  db: 3\ndiscovery:\n  etcd:\n    address: [h:1]\n",
+                  err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->openim_version, "v3.8.3-patch.12");
+        CHECK(c->redis_db == 3);
+        imp_config_destroy(c);
+    }
+    /* up to patch.6 OpenIM reads `storage`, so `db` is ignored */
+    c = load_text("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+                  "  db: 3\ndiscovery:\n  etcd:\n    address: [h:1]\n",
+                  err, sizeof(err));
+    CHECK(c != NULL && c->redis_db == 0);
+    imp_config_destroy(c);
+    /* set explicitly: exact tags, aliases, and what is refused */
+    static const struct {
+        const char *v, *version, *profile;
+    } ok[] = {
+        {"v3.8.3", "v3.8.3", "v3.8.3"},
+        {"v3.8.3-patch.2", "v3.8.3-patch.2", "v3.8.3"},
+        {"v3.8.3-patch.4", "v3.8.3-patch.4", "v3.8.3-patch.3"},
+        {"v3.8.3-patch.16", "v3.8.3-patch.16", "v3.8.3-patch.5"},
+        {"v3.8.3-patch", "v3.8.3-patch.16", "v3.8.3-patch.5"},
+        {"v3.8.4", "v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+        {"3.8.4-alpha.1", "v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        char extra[128];
+        snprintf(extra, sizeof(extra), "impulse:\n  openim: %s\n", ok[i].v);
+        c = load(extra, err, sizeof(err));
+        CHECK(c != NULL);
+        if (!c) {
+            fprintf(stderr, "%s: %s\n", ok[i].v, err);
+            continue;
+        }
+        CHECK_STR(c->openim_version, ok[i].version);
+        CHECK_STR(c->openim_profile, ok[i].profile);
+        CHECK(strstr(c->openim_origin, "impulse.openim"));
+        imp_config_destroy(c);
+    }
+    c = load_text("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+                  "  redisMode: cluster\ndiscovery:\n  etcd:\n    address: [h:1]\n",
+                  err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "redis.redisMode") && strstr(err, "cluster"));
+    expect_error("impulse:\n  openim: v3.9.0\n", "impulse.openim");
+    expect_error("impulse:\n  openim: v3.8.3-patch.17\n", "impulse.openim");
+    expect_error("impulse:\n  openim: v3.8.3-patch.0\n", "impulse.openim");
+    expect_error("impulse:\n  openim: v3.8.3-patch.5\nshare:\n  imAdminUserID: []\n",
+                 "share.imAdminUserID");
+}
+
 int main(void)
 {
     char err[512];
@@ -108,6 +208,7 @@ int main(void)
     CHECK(c == NULL && strstr(err, "line"));
     CHECK(imp_config_load("/nonexistent.yml", err, sizeof(err)) == NULL &&
           strstr(err, "/nonexistent.yml"));
+    test_openim_profiles();
     unlink(path);
     return t_done("config");
 }

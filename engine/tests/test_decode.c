@@ -24,9 +24,44 @@ static void field_varint(struct imp_buf *b, unsigned num, uint64_t v)
     imp_buf_pb_varint(b, v);
 }
 
+/* imp_pb_find_field: the top-level scan the worker uses to hand msgData on
+ * as it came. */
+static void test_find_field(void)
+{
+    struct imp_buf b;
+    imp_buf_init(&b);
+    field_str(&b, 1, "msgdata");
+    field_varint(&b, 17, 1);
+    imp_buf_pb_varint(&b, (23u << 3) | 5); /* a fixed32, skipped */
+    imp_buf_append(&b, "\1\2\3\4", 4);
+    size_t off = 0, len = 0;
+    const uint8_t *p = (const uint8_t *)b.data;
+    CHECK(imp_pb_find_field(p, b.len, 1, 2, &off, &len) == 1);
+    CHECK(len == 7 && memcmp(p + off, "msgdata", 7) == 0);
+    CHECK(imp_pb_find_field(p, b.len, 17, 0, &off, &len) == 1);
+    CHECK(len == 1 && p[off] == 1);
+    CHECK(imp_pb_find_field(p, b.len, 9, 0, &off, &len) == 0);
+    CHECK(imp_pb_find_field(p, b.len, 1, 0, &off, &len) == -1); /* wrong wire type */
+    field_varint(&b, 17, 300);
+    p = (const uint8_t *)b.data;
+    CHECK(imp_pb_find_field(p, b.len, 17, 0, &off, &len) == 2); /* twice; the last: 2 bytes */
+    CHECK(len == 2);
+    CHECK(imp_pb_find_field(p, b.len - 1, 17, 0, &off, &len) == -1); /* cut in a varint */
+    imp_buf_reset(&b);
+    imp_buf_pb_varint(&b, (1u << 3) | 2);
+    imp_buf_pb_varint(&b, 100); /* longer than what follows */
+    imp_buf_append(&b, "x", 1);
+    CHECK(imp_pb_find_field((const uint8_t *)b.data, b.len, 1, 2, &off, &len) == -1);
+    imp_buf_reset(&b);
+    imp_buf_pb_varint(&b, 3); /* field 0 */
+    CHECK(imp_pb_find_field((const uint8_t *)b.data, b.len, 1, 2, &off, &len) == -1);
+    imp_buf_dispose(&b);
+}
+
 int main(void)
 {
     struct imp_buf md, opt, rec;
+    test_find_field();
     imp_buf_init(&md);
     imp_buf_init(&opt);
     imp_buf_init(&rec);

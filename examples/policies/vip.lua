@@ -26,7 +26,9 @@ function _M.offline(msg, ctx, result)
       end
     end
   end
-  return users, notice or openim.notice(msg)
+  -- notice is nil unless a beforeOfflinePush reply replaced the push info:
+  -- the text is computed where toOfflinePush is consumed (openim.notice)
+  return users, notice
 end
 
 function _M.check()

@@ -153,12 +153,23 @@ function _M.handle(policy, fields, opid, call)
       end
       res.offline, res.notice = to, notice
       if #to > 0 then
-        if info_on then core.log_fields("info", ctx.operationID, "offline push decided", encode {
-          clientMsgID = clientMsgID,
-          users = #to > 20 and { unpack(to, 1, 20) } or to,
-          count = #to,
-          title = type(notice) == "table" and notice.title or nil,
-        }) end
+        if info_on then
+          -- the title the consumer will compute, unless the policy set one
+          local title
+          if type(notice) == "table" then
+            title = notice.title or (type(notice.offlinePushInfo) == "table" and notice.offlinePushInfo.title)
+          end
+          if title == nil and policy.notice then
+            local ok, n = pcall(policy.notice, msg)
+            title = ok and type(n) == "table" and n.title or nil
+          end
+          core.log_fields("info", ctx.operationID, "offline push decided", encode {
+            clientMsgID = clientMsgID,
+            users = #to > 20 and { unpack(to, 1, 20) } or to,
+            count = #to,
+            title = title,
+          })
+        end
         -- to toOfflinePush; the message ends (and its offset is stored)
         -- only once the records are acknowledged
         local waiting, ok, herr = core.offline_handoff(to, type(notice) == "table" and notice or nil)

@@ -91,7 +91,13 @@ _M.chunk_users = 1000
 
 local function count_users(provider, result, n)
   core.metric("counter", "impulse_offline_push_total", { provider = provider, result = result }, n)
-  if result == "failed" then core.metric("counter", "msg_offline_push_failed_total", nil, n) end
+end
+
+-- OpenIM's msg_offline_push_failed_total counts failed Push calls: one
+-- per toOfflinePush record whose push failed
+-- (OpenIM@v3.8.3:internal/push/offlinepush_handler.go offlinePushMsg)
+local function count_failed_record()
+  core.metric("counter", "msg_offline_push_failed_total", nil, 1)
 end
 
 -- One provider's users, chunk by chunk: the transport's prepare (tokens,
@@ -212,6 +218,7 @@ function _M.handle(policy, msg, ctx, call)
       local tr = transport(name)
       if not tr then
         count_users(name, "failed", #list)
+        count_failed_record()
         return nil, "provider " .. name .. " has no transport in this build"
       end
       local ok, err = send_provider(name, mod, tr, msg, list, notice, ctx, dead)
@@ -223,6 +230,7 @@ function _M.handle(policy, msg, ctx, call)
     -- only these users go to the dead-letter topic (a replay sends them
     -- alone); the record's offset waits for that write
     res.dead_lettered = #dead
+    count_failed_record()
     ctx.log.warn("offline push failed for %d of %d users, dead-lettered: %s", #dead, #users, dead.error)
     local waiting, ok, err = core.offline_dead_letter(dead, "push_failed", dead.error)
     if waiting then ok, err = engine_yield() end

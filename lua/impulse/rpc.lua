@@ -32,7 +32,7 @@ end
 function _M.conversation_max_seq(conversation_id)
   local r, err, code = _M.call("/openim.msg.msg/GetConversationMaxSeq", { conversationID = conversation_id })
   if not r then return nil, err, code end
-  return r.maxSeq
+  return r.maxSeq or 0 -- proto3 leaves a 0 off the wire
 end
 
 function _M.set_conversation_max_seq(conversation_id, owner_user_ids, max_seq)

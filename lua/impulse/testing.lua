@@ -66,7 +66,9 @@ local function make_core(opts)
   end
   function core.config()
     local off = { enable = false, timeout = 5, failedContinue = true }
+    -- opts.openim: the OpenIM behaviour group (as impulse.openim gives it)
     return opts.config or { imAdminUserID = "imAdmin", toPushTopic = "toPush",
+                            openim = opts.openim or "v3.8.3", openimProfile = opts.openim or "v3.8.3",
                             toOfflinePushTopic = "toOfflinePush", fullUserCache = true, rpcTimeoutMs = 5000,
                             offlineProvider = opts.offline_provider or "",
                             providersJSON = require("cjson").encode(opts.providers or {}),

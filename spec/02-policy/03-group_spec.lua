@@ -54,9 +54,23 @@ describe("scripts/push.lua, the group way", function()
     assert.same({ "k1", "k2" }, rpc_calls(SETSEQ)[1][3].ownerUserID)
   end)
 
-  it("does not set a max seq of 0 (OpenIM refuses it)", function()
+  it("sets a max seq of 0 too: only a failed Get skips the Set (push_handler.go:423-430)", function()
     setup {}
     policy.route(msg { contentType = 1504, content = tips { quitUser = { userID = "q" } } }, testing.ctx())
+    assert.equal(1, #rpc_calls(MAXSEQ))
+    assert.same({ conversationID = "sg_g", ownerUserID = { "q" }, maxSeq = 0 }, rpc_calls(SETSEQ)[1][3])
+    setup { [MAXSEQ] = function() return nil, "msg service: UNAVAILABLE", "UNAVAILABLE" end }
+    local users = policy.route(msg { contentType = 1504, content = tips { quitUser = { userID = "q" } } },
+      testing.ctx())
+    assert.same({ "a", "b", "q" }, users)
+    assert.equal(0, #rpc_calls(SETSEQ))
+    assert.matches("GetConversationMaxSeq sg_g", testing.logs[1].text)
+  end)
+
+  it("asks the max seq for a kick with nobody listed, and sets nothing (conversation.go:17-23)", function()
+    setup {}
+    local users = policy.route(msg { contentType = 1508, content = tips { kickedUserList = {} } }, testing.ctx())
+    assert.same({ "a", "b" }, users)
     assert.equal(1, #rpc_calls(MAXSEQ))
     assert.equal(0, #rpc_calls(SETSEQ))
   end)
@@ -66,27 +80,33 @@ describe("scripts/push.lua, the group way", function()
     assert.same({ "a", "b" }, policy.route(msg { contentType = 1504, content = "{not json" }, testing.ctx()))
     assert.equal(0, #rpc_calls(MAXSEQ))
     assert.equal("warn", testing.logs[1].level)
-    assert.same({ "a", "b" }, policy.route(msg { contentType = 1508, content = tips { nothing = 1 } }, testing.ctx()))
+    assert.same({ "a", "b" }, policy.route(msg { contentType = 1511, content = "{not json",
+      options = { isNotNotification = false } }, testing.ctx()))
+    assert.equal(0, #rpc_calls(DISMISS))
   end)
+
+  local DISMISSED = tips { group = { groupID = "g" } }
 
   it("dismisses the group as the admin, only for the notification conversation", function()
     setup {}
-    policy.route(msg { contentType = 1511, options = { isNotNotification = false } }, testing.ctx())
+    policy.route(msg { contentType = 1511, content = DISMISSED, options = { isNotNotification = false } },
+      testing.ctx())
     local d = rpc_calls(DISMISS)
     assert.equal(1, #d)
     assert.same({ groupID = "g", deleteMember = true }, d[1][3])
     assert.equal("imAdmin", d[1][4])
-    policy.route(msg { contentType = 1511 }, testing.ctx()) -- isNotNotification missing: true
+    policy.route(msg { contentType = 1511, content = DISMISSED }, testing.ctx()) -- isNotNotification missing: true
     assert.equal(1, #rpc_calls(DISMISS))
   end)
 
   it("treats a group already dismissed as success, and logs other failures", function()
     setup { [DISMISS] = function() return nil, "group service: 1004: record not found", "1004" end }
-    local dismissed = msg { contentType = 1511, options = { isNotNotification = false } }
+    local dismissed = msg { contentType = 1511, content = DISMISSED, options = { isNotNotification = false } }
     assert.same({ "a", "b" }, policy.route(dismissed, testing.ctx()))
     assert.equal(0, #testing.logs)
     setup { [DISMISS] = function() return nil, "group service: UNAVAILABLE: down", "UNAVAILABLE" end }
-    policy.route(msg { contentType = 1511, options = { isNotNotification = false } }, testing.ctx())
+    policy.route(msg { contentType = 1511, content = DISMISSED, options = { isNotNotification = false } },
+      testing.ctx())
     assert.matches("dismissGroup g: group service: UNAVAILABLE", testing.logs[1].text)
   end)
 
@@ -108,21 +128,21 @@ describe("scripts/push.lua, the group way", function()
                   labels = { reason = "filter_failed" }, value = 2 }, testing.metrics[1])
   end)
 
-  it("asks in batches for a big group", function()
+  it("asks for a 100,000-member group in one call, as OpenIM (push_handler.go:369-376)", function()
     setup {}
     local many = {}
-    for i = 1, 25000 do many[i] = "m" .. i end
+    for i = 1, 100000 do many[i] = "m" .. i end
     local users = policy.offline(msg {}, testing.ctx(), { reached = {}, not_reached = many })
-    assert.equal(25000, #users)
-    assert.equal(3, #rpc_calls(FILTER))
+    assert.equal(100000, #users)
+    assert.equal(1, #rpc_calls(FILTER))
   end)
 
-  it("drops offline pushes for messages older than a day, and counts them", function()
+  it("splits only a list that would pass gRPC's 4 MiB, where OpenIM's call fails", function()
     setup {}
-    local old = msg { sendTime = testing.wall_ms - 24 * 3600 * 1000 - 1 }
-    assert.same({}, (policy.offline(old, testing.ctx(), { reached = {}, not_reached = { "c" } })))
-    assert.equal("too_old", testing.metrics[1].labels.reason)
-    local fresh = msg { sendTime = testing.wall_ms - 1000 }
-    assert.same({ "c" }, (policy.offline(fresh, testing.ctx(), { reached = {}, not_reached = { "c" } })))
+    local many, pad = {}, string.rep("u", 96)
+    for i = 1, 40000 do many[i] = pad .. i end -- about 4.2 MB of IDs
+    local users = policy.offline(msg {}, testing.ctx(), { reached = {}, not_reached = many })
+    assert.equal(40000, #users)
+    assert.equal(2, #rpc_calls(FILTER))
   end)
 end)

@@ -87,7 +87,7 @@ describe("scripts/push.lua webhooks", function()
     for _, c in ipairs(testing.calls) do assert.are_not.equal("group_member_ids", c[1]) end
   end)
 
-  it("lets beforeOfflinePush replace the targets and the push info", function()
+  it("lets beforeOfflinePush replace the targets and the whole push info", function()
     setup({ beforeOfflinePush = ON }, function()
       return { status = 200,
                body = '{"actionCode":0,"nextCode":0,"userIDList":["z"],"offlinePushInfo":{"title":"T","desc":"D"}}' }
@@ -96,7 +96,10 @@ describe("scripts/push.lua webhooks", function()
                                   ex = "", iOSPushSound = "ding", iOSBadgeCount = true, signalInfo = "" } }
     local users, notice = policy.offline(msg, testing.ctx(), { reached = {}, not_reached = { "a" } })
     assert.same({ "z" }, users)
-    assert.same({ title = "T", content = "D" }, notice)
+    -- the reply's offlinePushInfo replaces the message's whole, unset
+    -- fields empty (OpenIM@v3.8.3:internal/push/callback.go:63-65)
+    assert.same({ offlinePushInfo = { title = "T", desc = "D", ex = "", iOSPushSound = "",
+                                      iOSBadgeCount = false, signalInfo = "" } }, notice)
     local b = json.decode(requests[1].body)
     assert.equal("callbackBeforeOfflinePushCommand", b.callbackCommand)
     assert.same({ "a" }, b.userIDList)

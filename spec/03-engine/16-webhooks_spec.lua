@@ -68,6 +68,28 @@ describe("webhooks #engine", function()
     assert.same({ "carol" }, off.body.userIDList)
   end)
 
+  it("lets a beforeOfflinePush reply replace the whole offlinePushInfo on toOfflinePush (callback.go:63-65)", function()
+    mode("callbackBeforeOfflinePushCommand", { reply = { actionCode = 0, nextCode = 0, userIDList = { "dave" },
+                                                         offlinePushInfo = { title = "T", desc = "D" } } })
+    local m = h.push_msg { sendID = "bob", recvID = "carol", options = { senderSync = false },
+                           offlinePushInfo = { title = "orig", iOSPushSound = "ding.caf", iOSBadgeCount = true } }
+    h.produce(env, m)
+    local rec = h.wait_until(function()
+      for _, r in ipairs(h.kafka.read_all { bootstrap = env.kafka.bootstrap, topic = "toOfflinePush",
+                                             timeout_ms = 5000 }) do
+        local req = h.pb.decode("openim.push.PushMsgReq", r.value)
+        if req.msgData.clientMsgID == m.clientMsgID then return req end
+      end
+    end, 20000, "the toOfflinePush record")
+    assert.same({ "dave" }, rec.userIDs)
+    -- replaced whole: the sound and badge the message had are gone, as in OpenIM
+    local info = rec.msgData.offlinePushInfo
+    assert.equal("T", info.title)
+    assert.equal("D", info.desc)
+    assert.is_true(info.iOSPushSound == nil or info.iOSPushSound == "")
+    assert.is_true(not info.iOSBadgeCount)
+  end)
+
   it("stops the push when the webhook says so", function()
     mode("callbackBeforeOnlinePushCommand", { reply = { actionCode = 0, errCode = 1, errMsg = "no", nextCode = 1 } })
     local m = h.push_msg { sendID = "bob", recvID = "alice", options = { senderSync = false } }

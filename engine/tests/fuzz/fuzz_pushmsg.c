@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/pbcheck.h"
 #include "push.pb-c.h"
@@ -16,6 +17,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!r->msgdata || imp_pb_has_field_zero(&r->base)) {
         openim__push__push_msg_req__free_unpacked(r, NULL);
         return 0; /* a bad record: dead-lettered unchanged */
+    }
+    /* the worker hands msgData on as it came when the scan finds it once:
+     * those bytes must decode to the message protobuf-c decoded */
+    size_t off, len;
+    if (imp_pb_find_field(data, size, 1, 2, &off, &len) == 1) {
+        Openim__Sdkws__MsgData *md = openim__sdkws__msg_data__unpack(NULL, len, data + off);
+        if (!md) abort();
+        if (strcmp(md->clientmsgid, r->msgdata->clientmsgid) != 0 || md->seq != r->msgdata->seq)
+            abort();
+        openim__sdkws__msg_data__free_unpacked(md, NULL);
     }
     size_t n = openim__push__push_msg_req__get_packed_size(r);
     uint8_t *out = malloc(n ? n : 1);

@@ -43,7 +43,15 @@ async function runGateway(opts, life) {
 
   // ---- gRPC ---------------------------------------------------------------
   const server = new g.grpc.Server({ 'grpc.max_receive_message_length': opts.maxRecvBytes });
+  let refused = [];
+  const onRefused = (path, call, status) => {
+    refused.push({ at: Date.now(), method: path, metadata: metadataToObject(call.metadata), status });
+    log(`refused ${path}: ${status.details}`);
+  };
   g.addDispatchedService(server, pkgs.openim.msggateway.msgGateway.service, async (path, call) => {
+    if (path !== '/openim.msggateway.msgGateway/SuperGroupOnlineBatchPushOneMsg') {
+      throw { code: g.grpc.status.UNIMPLEMENTED, details: `method ${path} not implemented` };
+    }
     const req = call.request;
     const deadline = Number(call.getDeadline());
     pushes.push({
@@ -64,7 +72,7 @@ async function runGateway(opts, life) {
     // (captured now too) decides whether that answer is sent.
     const reply = buildReply(req.pushToUserIDs);
     return g.applyMode(mode, () => reply);
-  });
+  }, onRefused);
   const grpcPort = await g.bind(server, opts.host, opts.grpcPort);
   const grpcAddr = `${opts.host}:${grpcPort}`;
   life.onStop(() => g.shutdown(server));
@@ -87,6 +95,8 @@ async function runGateway(opts, life) {
       return connsObject();
     },
     'GET /pushes': () => pushes,
+    // calls OpenIM's server interceptor would refuse (no single operationid)
+    'GET /refused': () => refused,
     // A compact view for large runs: clientMsgID → user IDs pushed to here
     // (the union over every push of that message).
     'GET /seen': () => {
@@ -109,7 +119,7 @@ async function runGateway(opts, life) {
       }
       return counts;
     },
-    'POST /reset': () => { const n = pushes.length; pushes = []; dropped = 0; return { cleared: n }; },
+    'POST /reset': () => { const n = pushes.length; pushes = []; refused = []; dropped = 0; return { cleared: n }; },
     'GET /mode': () => mode,
     'POST /mode': (body) => {
       mode = g.parseMode(requireObject(body, 'POST /mode'), BadRequest);

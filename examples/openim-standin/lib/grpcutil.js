@@ -3,6 +3,7 @@
 // method goes through one generic dispatcher, so the stand-in can record
 // each call and misbehave on request (error / slow / garbage reply).
 
+const fs = require('fs');
 const path = require('path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
@@ -17,8 +18,22 @@ const PROTO_FILES = [
 // Load every OpenIM proto with the options the brief fixes. int64/uint64
 // come out as strings (no precision loss), enums as names, unset fields
 // as their defaults, bytes as Buffers.
+// protoDir holds either impulse's reduced copies (sdkws.proto, ...) or
+// OpenIM's own protocol tree (sdkws/sdkws.proto, ...), as in
+// spec/fixtures/openim-protocol/<tag>.
+function isNested(protoDir) {
+  return fs.existsSync(path.join(protoDir, 'sdkws', 'sdkws.proto'));
+}
+
+// The path of one of PROTO_FILES ('sdkws.proto') inside protoDir.
+function protoPath(protoDir, file) {
+  return isNested(protoDir) ? path.join(file.replace(/\.proto$/, ''), file) : file;
+}
+
 function loadProtos(protoDir = DEFAULT_PROTO_DIR) {
-  const def = protoLoader.loadSync(PROTO_FILES.map((f) => path.join(protoDir, f)), {
+  protoDir = path.resolve(protoDir);
+  const files = PROTO_FILES.map((f) => protoPath(protoDir, f));
+  const def = protoLoader.loadSync(files, {
     keepCase: true, longs: String, enums: String, defaults: true, oneofs: true,
     includeDirs: [protoDir],
   });
@@ -54,14 +69,34 @@ function wrapServiceDefinition(serviceDef) {
   return out;
 }
 
+// OpenIM's server interceptor (tools mw.GrpcServer, every OpenIM service):
+// a call whose metadata does not hold exactly one operationid is refused
+// with InvalidArgument "operationID error" before any handler runs
+// (tools@v0.0.50-alpha.67:mw/rpc_server_interceptor.go:53-54). Returns
+// that status, or null.
+function openimInterceptor(call) {
+  if (call.metadata.get('operationid').length !== 1) {
+    return { code: grpc.status.INVALID_ARGUMENT, details: 'operationID error' };
+  }
+  return null;
+}
+
 // Add `serviceDef` to `server`, routing every method to
 // dispatch(fullPath, call) → Promise of a reply object (or GARBAGE);
 // a rejected promise with {code, details} becomes that gRPC status.
-function addDispatchedService(server, serviceDef, dispatch) {
+// onRefused(fullPath, call, status) hears of calls OpenIM's interceptor
+// refuses (they never reach dispatch).
+function addDispatchedService(server, serviceDef, dispatch, onRefused) {
   const wrapped = wrapServiceDefinition(serviceDef);
   const impl = {};
   for (const [name, m] of Object.entries(wrapped)) {
     impl[name] = (call, callback) => {
+      const refused = openimInterceptor(call);
+      if (refused) {
+        if (onRefused) onRefused(m.path, call, refused);
+        callback(refused);
+        return;
+      }
       dispatch(m.path, call).then(
         (reply) => callback(null, reply),
         (err) => callback(err.code !== undefined ? err : { code: grpc.status.INTERNAL, details: String(err && err.message) }),
@@ -128,6 +163,6 @@ function parseMode(body, BadRequest) {
 }
 
 module.exports = {
-  grpc, loadProtos, DEFAULT_PROTO_DIR, GARBAGE, GARBAGE_BYTES, RAW,
+  grpc, loadProtos, protoPath, DEFAULT_PROTO_DIR, GARBAGE, GARBAGE_BYTES, RAW,
   addDispatchedService, bind, shutdown, applyMode, parseMode,
 };

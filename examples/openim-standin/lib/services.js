@@ -48,7 +48,10 @@ async function runServices(opts, life) {
       const offset = Number(req.cursor) || 0;
       const page = users.slice(offset, offset + opts.pageSize);
       const end = offset + page.length;
-      return { statusList: page.map(status), nextCursor: String(end < users.length ? end : 0) };
+      const list = page.map(status);
+      // OpenIM's user.proto names the field StatusList; impulse's reduced
+      // copy statusList (the same field 1): the serializer takes its own
+      return { statusList: list, StatusList: list, nextCursor: String(end < users.length ? end : 0) };
     },
     '/openim.user.user/getUserStatus': (req) => ({ statusList: req.userIDs.map(status) }),
     '/openim.group.group/getGroupMemberUserIDs': (req) => {
@@ -75,8 +78,16 @@ async function runServices(opts, life) {
 
   // ---- gRPC ---------------------------------------------------------------
   const server = new g.grpc.Server({ 'grpc.max_receive_message_length': opts.maxRecvBytes });
+  let refused = [];
+  const onRefused = (path, call, status) => {
+    refused.push({ at: Date.now(), method: path, metadata: metadataToObject(call.metadata), status });
+    log(`refused ${path}: ${status.details}`);
+  };
   const dispatch = async (path, call) => {
     const req = call.request;
+    if (!handlers[path]) { // OpenIM's full services have many more methods
+      throw { code: g.grpc.status.UNIMPLEMENTED, details: `method ${path} not implemented` };
+    }
     const deadline = Number(call.getDeadline());
     calls.push({
       at: Date.now(),
@@ -101,8 +112,8 @@ async function runServices(opts, life) {
     [opts.names.msg, pkgs.openim.msg.msg.service],
   ];
   const paths = [];
-  for (const [, def] of services) paths.push(...g.addDispatchedService(server, def, dispatch));
-  for (const p of paths) if (!handlers[p]) throw new Error(`no handler for ${p}`);
+  for (const [, def] of services) paths.push(...g.addDispatchedService(server, def, dispatch, onRefused));
+  for (const p of Object.keys(handlers)) if (!paths.includes(p)) throw new Error(`handler for ${p}, which no .proto defines`);
   const grpcPort = await g.bind(server, opts.host, opts.grpcPort);
   const grpcAddr = `${opts.host}:${grpcPort}`;
   life.onStop(() => g.shutdown(server));
@@ -148,9 +159,11 @@ async function runServices(opts, life) {
   // {"type": "openim.msg.PushMsgDataToMQ", "value": {...}} → {"base64": "..."}
   // (bytes fields as base64, 64-bit integers as strings or numbers).
   const pbRoot = new protobuf.Root();
-  const protoDir = opts.protoDir || g.DEFAULT_PROTO_DIR;
-  pbRoot.resolvePath = (origin, target) => path.join(protoDir, path.basename(target));
-  pbRoot.loadSync(['sdkws.proto', 'push.proto', 'msg.proto'], { keepCase: true });
+  const protoDir = path.resolve(opts.protoDir || g.DEFAULT_PROTO_DIR);
+  // imports name 'sdkws/sdkws.proto' in OpenIM's tree, 'sdkws.proto' in impulse's
+  pbRoot.resolvePath = (origin, target) => path.join(protoDir, g.protoPath(protoDir, path.basename(target)));
+  pbRoot.loadSync(['sdkws.proto', 'push.proto', 'msg.proto', 'msggateway.proto', 'conversation.proto',
+    'group.proto', 'user.proto'], { keepCase: true });
   const encode = (body) => {
     requireObject(body, 'POST /encode');
     let type;
@@ -163,8 +176,25 @@ async function runServices(opts, life) {
     return { base64: Buffer.from(bytes).toString('base64'), length: bytes.length };
   };
 
+  // {"type": "openim.push.PushMsgReq", "base64": "..."} → {"value": {...}}:
+  // the bytes read with these .proto files (64-bit integers as strings,
+  // bytes as base64, unset fields left out, unknown fields dropped)
+  const decode = (body) => {
+    requireObject(body, 'POST /decode');
+    let type;
+    try { type = pbRoot.lookupType(String(body.type)); } catch (e) {
+      throw new BadRequest(`POST /decode: unknown type ${body.type}`);
+    }
+    let msg;
+    try { msg = type.decode(Buffer.from(String(body.base64 || ''), 'base64')); } catch (e) {
+      throw new BadRequest(`POST /decode: ${e.message}`);
+    }
+    return { value: type.toObject(msg, { longs: String, bytes: String }) };
+  };
+
   const control = await startControl({
     'POST /encode': encode,
+    'POST /decode': decode,
     'POST /webhook/*': webhook,
     'GET /webhook-calls': () => webhookCalls,
     'POST /webhook-reset': () => { const n = webhookCalls.length; webhookCalls = []; return { cleared: n }; },
@@ -217,7 +247,9 @@ async function runServices(opts, life) {
       return state().offlinepush;
     },
     'GET /calls': () => calls,
-    'POST /reset': () => { const n = calls.length; calls = []; dropped = 0; return { cleared: n }; },
+    // calls OpenIM's server interceptor would refuse (no single operationid)
+    'GET /refused': () => refused,
+    'POST /reset': () => { const n = calls.length; calls = []; refused = []; dropped = 0; return { cleared: n }; },
     'GET /mode': () => Object.fromEntries(modes),
     // {"method": "/openim.group.group/getGroupMemberUserIDs" | "*", "mode": ..., "code": N, "delayMs": N}
     'POST /mode': (body) => {
