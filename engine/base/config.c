@@ -500,27 +500,34 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     /* service names: share.yml rpcRegisterName up to v3.8.3-patch.16
      * (OpenIM@v3.8.3:config/share.yml:2-11), discovery.yml rpcService from
      * v3.8.4-alpha.1 (OpenIM@v3.8.4-alpha.1:config/discovery.yml:8-17) */
-    if (c->openim_v384) {
-        s = imp_yaml_get(root, "discovery");
-        c->svc_gateway =
-            get_str(r, s, "discovery", "rpcService.messageGateway", "messagegateway-rpc-service");
-        c->svc_user = get_str(r, s, "discovery", "rpcService.user", "user-rpc-service");
-        c->svc_group = get_str(r, s, "discovery", "rpcService.group", "group-rpc-service");
-        c->svc_conversation =
-            get_str(r, s, "discovery", "rpcService.conversation", "conversation-rpc-service");
-        c->svc_msg = get_str(r, s, "discovery", "rpcService.msg", "msg-rpc-service");
-        c->svc_push = get_str(r, s, "discovery", "rpcService.push", "push-rpc-service");
+    {
+        struct {
+            char **dst;
+            const char *name; /* the key under rpcRegisterName / rpcService */
+        } svcs[] = {{&c->svc_gateway, "messageGateway"},
+                    {&c->svc_user, "user"},
+                    {&c->svc_group, "group"},
+                    {&c->svc_conversation, "conversation"},
+                    {&c->svc_msg, "msg"},
+                    {&c->svc_push, "push"}};
+        const char *sec = c->openim_v384 ? "discovery" : "share";
+        s = imp_yaml_get(root, sec);
+        for (size_t i = 0; i < IMP_ARRAY_LEN(svcs); i++) {
+            char key[64], def[64];
+            snprintf(key, sizeof(key), "%s.%s", c->openim_v384 ? "rpcService" : "rpcRegisterName",
+                     svcs[i].name);
+            if (c->openim_v384) { /* messagegateway-rpc-service, user-rpc-service, ... */
+                size_t j = 0;
+                for (; svcs[i].name[j] && j < 40; j++)
+                    def[j] = (char)tolower((unsigned char)svcs[i].name[j]);
+                snprintf(def + j, sizeof(def) - j, "-rpc-service");
+            } else {
+                snprintf(def, sizeof(def), "%s", svcs[i].name);
+            }
+            *svcs[i].dst = get_str(r, s, sec, key, def);
+        }
     }
     s = imp_yaml_get(root, "share");
-    if (!c->openim_v384) {
-        c->svc_gateway = get_str(r, s, "share", "rpcRegisterName.messageGateway", "messageGateway");
-        c->svc_user = get_str(r, s, "share", "rpcRegisterName.user", "user");
-        c->svc_group = get_str(r, s, "share", "rpcRegisterName.group", "group");
-        c->svc_conversation =
-            get_str(r, s, "share", "rpcRegisterName.conversation", "conversation");
-        c->svc_msg = get_str(r, s, "share", "rpcRegisterName.msg", "msg");
-        c->svc_push = get_str(r, s, "share", "rpcRegisterName.push", "push");
-    }
     struct imp_strlist admins;
     get_list(r, s, "share", "imAdminUserID", &admins);
     /* from patch.5 every toPush record runs as imAdminUserID[0]
