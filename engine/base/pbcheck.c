@@ -8,6 +8,8 @@
  */
 #include "base/pbcheck.h"
 
+#include "base/buf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,41 +48,75 @@ static int read_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
     return -1;
 }
 
+/* The field at p[*i..n): its number, wire type and payload (a varint's
+ * bytes, or a length-delimited field's contents); *i moved past it. -1
+ * when malformed, a group, or numbered 0. */
+static int next_field(const uint8_t *p, size_t n, size_t *i, uint32_t *num, int *wt, size_t *off,
+                      size_t *len)
+{
+    uint64_t tag, v;
+    if (read_varint(p, n, i, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
+    *num = (uint32_t)(tag >> 3);
+    *wt = (int)(tag & 7);
+    *off = *i;
+    switch (*wt) {
+    case 0:
+        if (read_varint(p, n, i, &v) != 0) return -1;
+        break;
+    case 1:
+        if (n - *i < 8) return -1;
+        *i += 8;
+        break;
+    case 2:
+        if (read_varint(p, n, i, &v) != 0 || v > n - *i) return -1;
+        *off = *i;
+        *i += (size_t)v;
+        break;
+    case 5:
+        if (n - *i < 4) return -1;
+        *i += 4;
+        break;
+    default: /* groups (3, 4) are not in OpenIM's messages */ return -1;
+    }
+    *len = *i - *off;
+    return 0;
+}
+
 int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *off, size_t *len)
 {
     size_t i = 0;
     int found = 0;
     while (i < n) {
-        uint64_t tag, v;
-        if (read_varint(p, n, &i, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff)
-            return -1;
-        int t = (int)(tag & 7);
-        size_t start = i;
-        switch (t) {
-        case 0:
-            if (read_varint(p, n, &i, &v) != 0) return -1;
-            break;
-        case 1:
-            if (n - i < 8) return -1;
-            i += 8;
-            break;
-        case 2:
-            if (read_varint(p, n, &i, &v) != 0 || v > n - i) return -1;
-            start = i;
-            i += (size_t)v;
-            break;
-        case 5:
-            if (n - i < 4) return -1;
-            i += 4;
-            break;
-        default: /* groups (3, 4) are not in OpenIM's messages */ return -1;
-        }
-        if ((tag >> 3) == num) {
-            if (t != wt) return -1;
-            *off = start;
-            *len = i - start;
-            found = found < 2 ? found + 1 : 2;
-        }
+        uint32_t f;
+        int t;
+        size_t o, l;
+        if (next_field(p, n, &i, &f, &t, &o, &l) != 0) return -1;
+        if (f != num) continue;
+        if (t != wt) return -1;
+        *off = o;
+        *len = l;
+        found = found < 2 ? found + 1 : 2;
     }
     return found;
+}
+
+int imp_pb_replace_field(const uint8_t *p, size_t n, uint32_t num, const void *val, size_t vlen,
+                         struct imp_buf *out)
+{
+    size_t i = 0;
+    int put = 0;
+    imp_buf_reset(out);
+    while (i < n) {
+        size_t start = i, o, l;
+        uint32_t f;
+        int t;
+        if (next_field(p, n, &i, &f, &t, &o, &l) != 0) return -1;
+        if (!put && f > num) {
+            imp_buf_pb_bytes(out, num, val, vlen);
+            put = 1;
+        }
+        if (f != num) imp_buf_append(out, p + start, i - start);
+    }
+    if (!put) imp_buf_pb_bytes(out, num, val, vlen);
+    return 0;
 }

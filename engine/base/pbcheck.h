@@ -22,4 +22,13 @@ int imp_pb_has_field_zero(const ProtobufCMessage *m);
  * length-delimited field's contents). */
 int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *off, size_t *len);
 
+struct imp_buf;
+
+/* out = the message p[0..n) with every occurrence of field num removed and
+ * one length-delimited field num = val[0..vlen) put where field order
+ * places it (before the first higher-numbered field: a canonical message
+ * stays canonical, as Go would write it). -1 when p is not well formed. */
+int imp_pb_replace_field(const uint8_t *p, size_t n, uint32_t num, const void *val, size_t vlen,
+                         struct imp_buf *out);
+
 #endif

@@ -14,6 +14,7 @@
 #include "base/common.h"
 #include "base/config.h"
 #include "base/metrics.h"
+#include "base/pbcheck.h"
 #include "net/producer.h"
 #include "push/worker_int.h"
 #include "script/vm.h"
@@ -136,6 +137,54 @@ static char *field_str(lua_State *L, int idx, const char *name)
     return v;
 }
 
+/* md = t's msgData (the bytes as consumed, t->msgdata) with the
+ * offlinePushInfo the notice table at index 2 gives: {offlinePushInfo =
+ * {...}} replaces it whole (unset fields empty), {title, content} set its
+ * title and desc over the message's own. The new field is spliced into the
+ * bytes in field order, so the rest stays byte for byte what came; the
+ * decoded message is packed again only if the bytes do not scan. */
+static void msgdata_with_notice(lua_State *L, struct msg *t, struct imp_buf *md)
+{
+    Openim__Sdkws__MsgData *m = t->req->msgdata;
+    Openim__Sdkws__OfflinePushInfo info = OPENIM__SDKWS__OFFLINE_PUSH_INFO__INIT;
+    Openim__Sdkws__OfflinePushInfo *saved = m->offlinepushinfo;
+    char *v;
+    lua_getfield(L, 2, "offlinePushInfo"); /* stays on the stack: its strings are used */
+    if (lua_istable(L, -1)) {
+        int at = lua_gettop(L);
+        if ((v = field_str(L, at, "title"))) info.title = v;
+        if ((v = field_str(L, at, "desc"))) info.desc = v;
+        if ((v = field_str(L, at, "ex"))) info.ex = v;
+        if ((v = field_str(L, at, "iOSPushSound"))) info.iospushsound = v;
+        if ((v = field_str(L, at, "signalInfo"))) info.signalinfo = v;
+        lua_getfield(L, at, "iOSBadgeCount");
+        info.iosbadgecount = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    } else {
+        if (saved) info = *saved;
+        if ((v = field_str(L, 2, "title"))) info.title = v;
+        if ((v = field_str(L, 2, "content"))) info.desc = v;
+    }
+    struct imp_buf ib;
+    imp_buf_init(&ib);
+    size_t ilen = openim__sdkws__offline_push_info__get_packed_size(&info);
+    imp_buf_reserve(&ib, ilen);
+    openim__sdkws__offline_push_info__pack(&info, (uint8_t *)ib.data);
+    ib.len = ilen;
+    int spliced = imp_pb_replace_field((const uint8_t *)t->msgdata.data, t->msgdata.len, 20,
+                                       ib.data, ib.len, md) == 0;
+    imp_buf_dispose(&ib);
+    if (!spliced) {
+        m->offlinepushinfo = &info;
+        size_t mlen = openim__sdkws__msg_data__get_packed_size(m);
+        imp_buf_reset(md);
+        imp_buf_reserve(md, mlen);
+        openim__sdkws__msg_data__pack(m, (uint8_t *)md->data);
+        md->len = mlen;
+        m->offlinepushinfo = saved;
+    }
+}
+
 /* offline_handoff(users, notice?) -> true (pending) | false, nil, err
  * Produces PushMsgReq{msgData, userIDs} records to toOfflinePush for
  * users: OpenIM's key (the sorted sendID and recvID), its four headers
@@ -164,44 +213,13 @@ int imp_lua_offline_handoff(lua_State *L)
     }
     Openim__Sdkws__MsgData *m = t->req->msgdata;
 
-    /* msgData as the gateways got it, or packed again with the notice when
-     * the policy chose one */
+    /* msgData as the gateways got it, or with the policy's notice */
     struct imp_buf md;
     imp_buf_init(&md);
-    if (!lua_istable(L, 2)) {
+    if (lua_istable(L, 2))
+        msgdata_with_notice(L, t, &md);
+    else
         imp_buf_append(&md, t->msgdata.data, t->msgdata.len);
-        goto packed;
-    }
-    Openim__Sdkws__OfflinePushInfo info = OPENIM__SDKWS__OFFLINE_PUSH_INFO__INIT;
-    Openim__Sdkws__OfflinePushInfo *saved = m->offlinepushinfo;
-    if (lua_istable(L, 2)) {
-        lua_getfield(L, 2, "offlinePushInfo");
-        if (lua_istable(L, -1)) { /* replaced whole: unset fields are empty */
-            int at = lua_gettop(L);
-            char *v;
-            if ((v = field_str(L, at, "title"))) info.title = v;
-            if ((v = field_str(L, at, "desc"))) info.desc = v;
-            if ((v = field_str(L, at, "ex"))) info.ex = v;
-            if ((v = field_str(L, at, "iOSPushSound"))) info.iospushsound = v;
-            if ((v = field_str(L, at, "signalInfo"))) info.signalinfo = v;
-            lua_getfield(L, at, "iOSBadgeCount");
-            info.iosbadgecount = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-        } else { /* the policy's own text, over the message's info */
-            if (saved) info = *saved;
-            char *v;
-            if ((v = field_str(L, 2, "title"))) info.title = v;
-            if ((v = field_str(L, 2, "content"))) info.desc = v;
-        }
-        /* the table stays on the stack until the pack below */
-        m->offlinepushinfo = &info;
-    }
-    size_t mlen = openim__sdkws__msg_data__get_packed_size(m);
-    imp_buf_reserve(&md, mlen);
-    openim__sdkws__msg_data__pack(m, (uint8_t *)md.data);
-    md.len = mlen;
-    m->offlinepushinfo = saved;
-packed:;
 
     /* OpenIM's key: sendID and recvID sorted, joined by '_' */
     const char *a = m->sendid ? m->sendid : "", *b = m->recvid ? m->recvid : "";

@@ -58,10 +58,53 @@ static void test_find_field(void)
     imp_buf_dispose(&b);
 }
 
+/* imp_pb_replace_field: offlinePushInfo (20) spliced into msgData's bytes
+ * in field order, every other byte as it came. */
+static void test_replace_field(void)
+{
+    struct imp_buf in, out, want;
+    imp_buf_init(&in);
+    imp_buf_init(&out);
+    imp_buf_init(&want);
+    field_str(&in, 1, "s");
+    field_varint(&in, 17, 2);
+    field_str(&in, 21, "at");
+    /* absent: put before field 21 */
+    CHECK(imp_pb_replace_field((const uint8_t *)in.data, in.len, 20, "new", 3, &out) == 0);
+    field_str(&want, 1, "s");
+    field_varint(&want, 17, 2);
+    field_str(&want, 20, "new");
+    field_str(&want, 21, "at");
+    CHECK(out.len == want.len && memcmp(out.data, want.data, want.len) == 0);
+    /* present (twice): both replaced by one, in the first one's place */
+    imp_buf_reset(&in);
+    field_str(&in, 1, "s");
+    field_str(&in, 20, "old");
+    field_str(&in, 21, "at");
+    field_str(&in, 20, "old2");
+    CHECK(imp_pb_replace_field((const uint8_t *)in.data, in.len, 20, "new", 3, &out) == 0);
+    imp_buf_reset(&want);
+    field_str(&want, 1, "s");
+    field_str(&want, 20, "new");
+    field_str(&want, 21, "at");
+    CHECK(out.len == want.len && memcmp(out.data, want.data, want.len) == 0);
+    /* nothing higher: appended */
+    imp_buf_reset(&in);
+    field_str(&in, 1, "s");
+    CHECK(imp_pb_replace_field((const uint8_t *)in.data, in.len, 20, "", 0, &out) == 0);
+    CHECK(out.len == in.len + 3 && (uint8_t)out.data[in.len] == 0xa2 && out.data[in.len + 2] == 0);
+    /* malformed: refused */
+    CHECK(imp_pb_replace_field((const uint8_t *)in.data, in.len - 1, 20, "", 0, &out) == -1);
+    imp_buf_dispose(&in);
+    imp_buf_dispose(&out);
+    imp_buf_dispose(&want);
+}
+
 int main(void)
 {
     struct imp_buf md, opt, rec;
     test_find_field();
+    test_replace_field();
     imp_buf_init(&md);
     imp_buf_init(&opt);
     imp_buf_init(&rec);
