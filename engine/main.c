@@ -334,7 +334,8 @@ static int cmd_run(const char *path)
     struct main_ctx m = {0};
     m.loop = ev_default_loop(0);
     m.e = &e;
-    struct imp_admin *admin = imp_admin_create(m.loop, &e, cfg->admin_listen, err, sizeof(err));
+    struct imp_admin *admin = imp_admin_create(m.loop, &e, cfg->admin_listen, IMP_ADMIN_FULL,
+                                               cfg->admin_token, err, sizeof(err));
     if (!admin) {
         fprintf(stderr, "config: impulse.admin: %s\n", err);
         rc = 2;
@@ -344,7 +345,8 @@ static int cmd_run(const char *path)
     if (cfg->prometheus_enable) {
         char listen_at[32];
         snprintf(listen_at, sizeof(listen_at), "0.0.0.0:%d", cfg->prometheus_port);
-        prom = imp_admin_create(m.loop, &e, listen_at, err, sizeof(err));
+        prom =
+            imp_admin_create(m.loop, &e, listen_at, IMP_ADMIN_METRICS_ONLY, "", err, sizeof(err));
         if (!prom) {
             fprintf(stderr, "config: openim-push.prometheus.ports: %s\n", err);
             imp_admin_destroy(admin);

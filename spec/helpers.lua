@@ -355,10 +355,11 @@ function _M.impulse_config(env, opts)
     "  rpc:",
     "    listenIP: 127.0.0.1",
     "    registerIP: 127.0.0.1",
+    opts.rpc_yaml or "", -- more openim-push rpc keys (indented by 4)
     "impulse:",
     "  workers: " .. (opts.workers or 2),
     "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
-    "  admin: 127.0.0.1:" .. admin,
+    default("admin", "127.0.0.1:" .. admin),
     default("autoOffsetReset", "earliest"),
     default("sessionTimeoutMs", 6000),
     default("heartbeatIntervalMs", 1000),

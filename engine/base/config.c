@@ -191,6 +191,13 @@ int imp_split_hostport(const char *s, char *host, size_t hostlen, int *port)
     return 0;
 }
 
+/* 127.0.0.0/8, ::1 or localhost */
+static bool is_loopback(const char *host)
+{
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+           strcmp(host, "localhost") == 0;
+}
+
 static void check_addrs(struct reader *r, const char *sname, const char *key,
                         const struct imp_yaml *sec, const struct imp_strlist *l, bool required)
 {
@@ -259,6 +266,7 @@ static const char *impulse_keys[] = {
     "crashJournal",
     "poisonDeaths",
     "openim",
+    "adminToken",
     NULL,
 };
 
@@ -652,6 +660,21 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->scripts_dir = get_str(r, s, "impulse", "scripts", "scripts");
     c->lua_dir = get_str(r, s, "impulse", "luaPath", IMPULSE_LUA_DIR);
     c->admin_listen = get_str(r, s, "impulse", "admin", "127.0.0.1:9470");
+    c->admin_token = get_str(r, s, "impulse", "adminToken", "");
+    {
+        /* /healthz, /readyz and the /admin/ paths stay off the network unless a token
+         * guards them (every request then needs Authorization: Bearer) */
+        char host[256];
+        int port;
+        if (c->admin_listen && imp_split_hostport(c->admin_listen, host, sizeof(host), &port) != 0)
+            fail(r, "impulse", "admin", lookup(s, "admin"), "'%s' is not host:port",
+                 c->admin_listen);
+        else if (c->admin_listen && !is_loopback(host) && c->admin_token && !c->admin_token[0])
+            fail(r, "impulse", "admin", lookup(s, "admin"),
+                 "'%s' is not a loopback address: set impulse.adminToken (requests then need "
+                 "'Authorization: Bearer <token>') or listen on 127.0.0.1",
+                 c->admin_listen);
+    }
     c->max_inflight = (int)get_int(r, s, "impulse", "maxInflight", 1024, 1, 1 << 20);
     c->gateway_timeout_ms = (int)get_int(r, s, "impulse", "gatewayTimeoutMs", 5000, 10, 600000);
     c->rpc_timeout_ms = (int)get_int(r, s, "impulse", "rpcTimeoutMs", 5000, 10, 600000);
@@ -825,6 +848,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->scripts_dir,
         &c->lua_dir,
         &c->admin_listen,
+        &c->admin_token,
         &c->auto_offset_reset,
         &c->log_level,
         &c->offline_provider,

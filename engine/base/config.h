@@ -111,6 +111,7 @@ struct imp_config {
     char *scripts_dir;
     char *lua_dir;
     char *admin_listen;      /* host:port, loopback by default */
+    char *admin_token;       /* impulse.adminToken: "" = none (then admin must be loopback) */
     int max_inflight;        /* messages held per worker before pausing */
     int gateway_timeout_ms;  /* deadline of one SuperGroupOnlineBatchPushOneMsg */
     int rpc_timeout_ms;      /* deadline of the other OpenIM RPCs */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@ struct imp_admin {
     struct imp_engine *e;
     int fd;
     int port;
+    enum imp_admin_kind kind;
+    char *token; /* "" = none */
     ev_io accept_io;
 };
 
@@ -58,15 +61,39 @@ static void conn_close(struct conn *c)
 static void respond(struct conn *c, int status, const char *ctype, const char *body, size_t len)
 {
     const char *reason = status == 200   ? "OK"
+                         : status == 202 ? "Accepted"
+                         : status == 401 ? "Unauthorized"
                          : status == 404 ? "Not Found"
                          : status == 405 ? "Method Not Allowed"
                          : status == 503 ? "Service Unavailable"
                                          : "Bad Request";
     imp_buf_printf(&c->out,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "Connection: close\r\n\r\n",
-                   status, reason, ctype, len);
+                   "%sConnection: close\r\n\r\n",
+                   status, reason, ctype, len,
+                   status == 401 ? "WWW-Authenticate: Bearer realm=\"impulse\"\r\n" : "");
     imp_buf_append(&c->out, body, len);
+}
+
+/* 1 when the request head carries "Authorization: Bearer <token>" (the
+ * header name in any case; compared in constant time). */
+static int authorized(const char *req, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *l = strchr(req, '\n'); l; l = strchr(l, '\n')) {
+        l++;
+        if (strncasecmp(l, "authorization:", 14) != 0) continue;
+        const char *v = l + 14;
+        while (*v == ' ' || *v == '\t') v++;
+        if (strncasecmp(v, "bearer ", 7) != 0) return 0;
+        v += 7;
+        size_t vl = strcspn(v, "\r\n");
+        unsigned diff = vl != tl;
+        for (size_t i = 0; i < tl; i++)
+            diff |= (unsigned char)token[i] ^ (unsigned char)v[i < vl ? i : 0];
+        return diff == 0;
+    }
+    return 0;
 }
 
 static void route(struct conn *c)
@@ -80,7 +107,11 @@ static void route(struct conn *c)
     }
     char *q = strchr(path, '?');
     if (q) *q = '\0';
-    if (strcmp(path, "/healthz") == 0) {
+    if (c->a->token[0] && !authorized(c->req, c->a->token)) {
+        respond(c, 401, "text/plain", "unauthorized\n", 13);
+    } else if (c->a->kind == IMP_ADMIN_METRICS_ONLY && strcmp(path, "/metrics") != 0) {
+        respond(c, 404, "text/plain", "not found\n", 10);
+    } else if (strcmp(path, "/healthz") == 0) {
         imp_engine_status_json(c->a->e, &body);
         imp_buf_putc(&body, '\n');
         respond(c, 200, "application/json", body.data, body.len);
@@ -174,7 +205,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 struct imp_admin *imp_admin_create(struct ev_loop *loop, struct imp_engine *e,
-                                   const char *listen_at, char *err, size_t errlen)
+                                   const char *listen_at, enum imp_admin_kind kind,
+                                   const char *token, char *err, size_t errlen)
 {
     char host[256], port[16];
     int p;
@@ -209,6 +241,8 @@ struct imp_admin *imp_admin_create(struct ev_loop *loop, struct imp_engine *e,
     a->loop = loop;
     a->e = e;
     a->fd = fd;
+    a->kind = kind;
+    a->token = imp_xstrdup(token ? token : "");
     a->port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
                                        : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     ev_io_init(&a->accept_io, on_accept, fd, EV_READ);
@@ -224,5 +258,6 @@ void imp_admin_destroy(struct imp_admin *a)
     if (!a) return;
     ev_io_stop(a->loop, &a->accept_io);
     close(a->fd);
+    free(a->token);
     free(a);
 }

@@ -14,10 +14,16 @@
 struct imp_engine;
 struct imp_admin;
 
-/* Listens on host:port ("127.0.0.1:0" picks a port). Returns NULL with the
- * reason in err. */
+/* What a listener serves: everything (the admin listener), or /metrics
+ * alone (openim-push's prometheus.ports, open to the network as OpenIM's). */
+enum imp_admin_kind { IMP_ADMIN_FULL, IMP_ADMIN_METRICS_ONLY };
+
+/* Listens on host:port ("127.0.0.1:0" picks a port). token, when not
+ * empty, is required on every request (Authorization: Bearer <token>;
+ * 401 without). Returns NULL with the reason in err. */
 struct imp_admin *imp_admin_create(struct ev_loop *loop, struct imp_engine *e, const char *listen,
-                                   char *err, size_t errlen);
+                                   enum imp_admin_kind kind, const char *token, char *err,
+                                   size_t errlen);
 /* The bound port (useful with port 0). */
 int imp_admin_port(const struct imp_admin *a);
 void imp_admin_destroy(struct imp_admin *a);
