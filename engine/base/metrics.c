@@ -9,10 +9,14 @@
  */
 #include "base/metrics.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "base/common.h"
 
@@ -131,6 +135,62 @@ int64_t imp_metrics_get(const char *name, const char *labels)
     return v;
 }
 
+/* The standard process_* metrics, with the names and help of Prometheus'
+ * process collector (the one OpenIM's Go services export), read from
+ * /proc at each scrape. What cannot be read is left out. */
+static void render_process(struct imp_buf *out)
+{
+    static const char *const fmt = "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n";
+#define PROC_METRIC(name, type, help, v) imp_buf_printf(out, fmt, name, help, name, type, name, v)
+    long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f) fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long utime = 0, stime = 0, vsize = 0;
+    unsigned long long start = 0;
+    long rss = 0;
+    /* after ")": state (3) ... utime (14), stime (15) ... starttime (22),
+     * vsize (23), rss (24) */
+    if (p && tick > 0 &&
+        sscanf(p + 1,
+               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d "
+               "%llu %lu %ld",
+               &utime, &stime, &start, &vsize, &rss) == 5) {
+        PROC_METRIC("process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.",
+                    (double)(utime + stime) / (double)tick);
+        PROC_METRIC("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                    (double)vsize);
+        PROC_METRIC("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+                    (double)rss * (double)page);
+        unsigned long long btime = 0;
+        f = fopen("/proc/stat", "r");
+        while (f && fgets(buf, sizeof(buf), f))
+            if (sscanf(buf, "btime %llu", &btime) == 1) break;
+        if (f) fclose(f);
+        if (btime)
+            PROC_METRIC("process_start_time_seconds", "gauge",
+                        "Start time of the process since unix epoch in seconds.",
+                        (double)btime + (double)start / (double)tick);
+    }
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        long fds = -1; /* the directory's own descriptor */
+        while (readdir(d)) fds++;
+        closedir(d);
+        PROC_METRIC("process_open_fds", "gauge", "Number of open file descriptors.",
+                    (double)(fds - 2)); /* less "." and ".." */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        PROC_METRIC("process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                    (double)rl.rlim_cur);
+#undef PROC_METRIC
+}
+
 void imp_metrics_render(struct imp_buf *out)
 {
     pthread_mutex_lock(&lock);
@@ -173,6 +233,7 @@ void imp_metrics_render(struct imp_buf *out)
         }
     }
     pthread_mutex_unlock(&lock);
+    render_process(out);
 }
 
 void imp_metrics_shutdown(void)

@@ -2,7 +2,8 @@
 -- (prometheus.ports, bound on 0.0.0.0 as OpenIM does) serves /metrics and
 -- nothing else; the admin listener (/healthz, /readyz, /admin/reload)
 -- refuses a non-loopback address without impulse.adminToken, and with a
--- token answers 401 to a request without it (issue 14).
+-- token answers 401 to a request without it; /metrics has the standard
+-- process_* metrics (issue 14).
 local h = require "spec.helpers"
 
 describe("admin endpoints #engine", function()
@@ -27,6 +28,15 @@ describe("admin endpoints #engine", function()
     local status, body = h.http("GET", base .. "/metrics")
     assert.equal(200, status)
     assert.matches("impulse_messages_total", body)
+    -- the standard process_* metrics, as OpenIM's Go services export them
+    local function value(name) return tonumber(body:match("\n" .. name .. " ([^\n]+)")) end
+    assert.is_true(value("process_resident_memory_bytes") > 1e6, "process_resident_memory_bytes")
+    assert.is_true(value("process_virtual_memory_bytes") >= value("process_resident_memory_bytes"))
+    assert.is_true(value("process_open_fds") > 5, "process_open_fds")
+    assert.is_true(value("process_max_fds") >= value("process_open_fds"))
+    assert.is_true(value("process_cpu_seconds_total") >= 0)
+    local started = value("process_start_time_seconds")
+    assert.is_true(started > os.time() - 600 and started <= os.time() + 2, "process_start_time_seconds " .. started)
     assert.equal(404, (h.http("GET", base .. "/healthz")))
     assert.equal(404, (h.http("GET", base .. "/readyz")))
     assert.equal(404, (h.http("POST", base .. "/admin/reload", "")))
