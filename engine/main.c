@@ -39,28 +39,113 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: impulse run -c <config>       run the push engine\n"
-               "       impulse check -c <config> [--skip-kafka]\n"
+    fprintf(f, "usage: impulse [run] -c <config> [-i <index>]\n"
+               "                                     run the push engine (as openim-push -c -i)\n"
+               "       impulse check -c <config> [-i <index>] [--skip-kafka]\n"
                "                                     validate config, scripts and Kafka topics\n"
                "       impulse replay -c <config> [--from <dlq topic>] [--to <topic>] [--max N]\n"
                "                                     move dead letters back to their topic\n"
                "       impulse test [-c <config>] [busted arguments]\n"
                "                                     run busted specs inside the engine's VM\n"
-               "       impulse version\n"
-               "<config> is one YAML file or OpenIM's config folder.\n");
+               "       impulse version | --version\n"
+               "       impulse <command> -h          the options of one command\n"
+               "<config> is one YAML file or OpenIM's config folder. Linked or renamed as\n"
+               "openim-push, the binary takes openim-push's command line.\n");
 }
 
-static const char *opt_arg(int argc, char **argv, const char *name)
+/* The options of the commands: openim-push's -c/--config_folder_path and
+ * -i/--index (cobra: "-c x", "-cx", "-c=x", "--config_folder_path x" and
+ * "=x"), plus each command's own. */
+struct opt {
+    char shrt;       /* 0: none */
+    const char *lng; /* without the leading "--" */
+    const char *alt; /* another long name, or NULL */
+    int has_arg;
+    const char *help;
+    const char *val; /* the value given, or "1" for a flag given */
+};
+
+enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_COUNT };
+
+static void command_usage(FILE *f, const char *cmd, const struct opt *o, const int *allowed)
 {
-    for (int i = 2; i < argc - 1; i++)
-        if (strcmp(argv[i], name) == 0) return argv[i + 1];
-    return NULL;
+    fprintf(f, "usage: impulse %s [options]\n\noptions:\n", cmd);
+    for (int i = 0; i < O_COUNT; i++) {
+        if (!allowed[i]) continue;
+        char names[96], shrt[8] = "    ";
+        if (o[i].shrt) snprintf(shrt, sizeof(shrt), "-%c, ", o[i].shrt);
+        snprintf(names, sizeof(names), "%s--%s%s%s%s", shrt, o[i].lng, o[i].alt ? ", --" : "",
+                 o[i].alt ? o[i].alt : "", o[i].has_arg ? " <v>" : "");
+        fprintf(f, "  %-46s %s\n", names, o[i].help);
+    }
+    fprintf(f, "  %-46s %s\n", "-h, --help", "this text");
 }
 
-static int has_flag(int argc, char **argv, const char *name)
+/* Parses argv[first..argc) for cmd against the allowed options. Returns 0,
+ * 1 after printing help (exit 0), or 2 after one line on stderr. */
+static int parse_opts(const char *cmd, int argc, char **argv, int first, struct opt *o,
+                      const int *allowed)
 {
-    for (int i = 2; i < argc; i++)
-        if (strcmp(argv[i], name) == 0) return 1;
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            command_usage(stdout, cmd, o, allowed);
+            return 1;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            fprintf(stderr, "impulse %s: unexpected argument '%s' (impulse %s -h)\n", cmd, a, cmd);
+            return 2;
+        }
+        const char *inline_val = NULL;
+        int k = -1;
+        if (a[1] == '-') {
+            const char *name = a + 2, *eq = strchr(name, '=');
+            size_t n = eq ? (size_t)(eq - name) : strlen(name);
+            for (int j = 0; j < O_COUNT && k < 0; j++)
+                if (allowed[j] &&
+                    ((strlen(o[j].lng) == n && strncmp(o[j].lng, name, n) == 0) ||
+                     (o[j].alt && strlen(o[j].alt) == n && strncmp(o[j].alt, name, n) == 0)))
+                    k = j;
+            if (eq) inline_val = eq + 1;
+        } else {
+            for (int j = 0; j < O_COUNT && k < 0; j++)
+                if (allowed[j] && o[j].shrt == a[1]) k = j;
+            if (a[2]) inline_val = a[2] == '=' ? a + 3 : a + 2;
+        }
+        if (k < 0) {
+            fprintf(stderr, "impulse %s: unknown option '%s' (impulse %s -h)\n", cmd, a, cmd);
+            return 2;
+        }
+        if (!o[k].has_arg) {
+            if (inline_val) {
+                fprintf(stderr, "impulse %s: option '%s' takes no value\n", cmd, a);
+                return 2;
+            }
+            o[k].val = "1";
+            continue;
+        }
+        if (!inline_val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "impulse %s: option '%s' needs a value\n", cmd, a);
+                return 2;
+            }
+            inline_val = argv[++i];
+        }
+        o[k].val = inline_val;
+    }
+    return 0;
+}
+
+/* -i's value: a number >= 0, as cobra's IntP reads it. */
+static int index_of(const char *cmd, const char *v, int *index)
+{
+    char *end;
+    long n = v ? strtol(v, &end, 10) : 0;
+    if (v && (*end || end == v || n < 0 || n > 100000)) {
+        fprintf(stderr, "impulse %s: -i '%s' is not a process index (0, 1, ...)\n", cmd, v);
+        return 2;
+    }
+    *index = (int)n;
     return 0;
 }
 
@@ -88,7 +173,7 @@ static int check_topics(const struct imp_config *cfg)
         .keys = {"kafka.toPushTopic", "impulse.deadLetterTopic", "kafka.toOfflinePushTopic",
                  "impulse.offlineDeadLetterTopic"},
     };
-    if (imp_kafka_list_topics(cfg, 10000, saw_topic, &tc, err, sizeof(err)) != 0) {
+    if (imp_kafka_list_topics(cfg, 3000, saw_topic, &tc, err, sizeof(err)) != 0) {
         fprintf(stderr,
                 "config: kafka.address: cannot list the cluster's topics: %s "
                 "(impulse check --skip-kafka validates without Kafka)\n",
@@ -105,13 +190,6 @@ static int check_topics(const struct imp_config *cfg)
         }
     }
     return 0;
-}
-
-static const char *config_arg(int argc, char **argv)
-{
-    for (int i = 2; i < argc - 1; i++)
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) return argv[i + 1];
-    return NULL;
 }
 
 struct main_ctx {
@@ -213,10 +291,10 @@ static void provider_error(const struct imp_config *cfg, const char *err)
         fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
 }
 
-static int cmd_check(const char *path, int skip_kafka)
+static int cmd_check(const char *path, int index, int skip_kafka)
 {
     char err[1024];
-    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    struct imp_config *cfg = imp_config_load_index(path, index, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 2;
@@ -258,11 +336,11 @@ static int cmd_check(const char *path, int skip_kafka)
     return 0;
 }
 
-static int cmd_run(const char *path)
+static int cmd_run(const char *path, int index)
 {
     char err[1024];
     int rc = 0;
-    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    struct imp_config *cfg = imp_config_load_index(path, index, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 2;
@@ -481,42 +559,85 @@ static int cmd_test(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
+    /* linked or renamed as openim-push, or started with options only
+     * (openim-push -c <folder> -i <index>): run */
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    int implicit = strcmp(base, "openim-push") == 0 ||
+                   (argc >= 2 && argv[1][0] == '-' && strcmp(argv[1], "--version") != 0 &&
+                    strcmp(argv[1], "--help") != 0 && strcmp(argv[1], "-h") != 0);
+    if (argc < 2 && !implicit) {
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+    const char *cmd = implicit ? "run" : argv[1];
+    int first = implicit ? 1 : 2;
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("impulse %s\n", IMPULSE_VERSION);
         return 0;
     }
-    if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0) {
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         usage(stdout);
         return 0;
     }
-    if (strcmp(argv[1], "test") == 0) return cmd_test(argc, argv);
-    if (strcmp(argv[1], "run") == 0 || strcmp(argv[1], "check") == 0 ||
-        strcmp(argv[1], "replay") == 0) {
-        const char *path = config_arg(argc, argv);
-        if (!path) {
-            fprintf(stderr, "impulse %s: -c <config> is required\n", argv[1]);
-            return 2;
+    if (strcmp(cmd, "test") == 0) {
+        if (argc > 2 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+            printf("usage: impulse test [-c <config>] [busted arguments]\n"
+                   "runs busted (default: the specs .busted names for its impulse task) inside\n"
+                   "the engine's VM; with -c, engine calls reach that config's servers\n");
+            return 0;
         }
-        if (strcmp(argv[1], "run") == 0) return cmd_run(path);
-        if (strcmp(argv[1], "check") == 0)
-            return cmd_check(path, has_flag(argc, argv, "--skip-kafka"));
-        char err[1024];
-        struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
-        if (!cfg) {
-            fprintf(stderr, "%s\n", err);
-            return 2;
-        }
-        const char *max = opt_arg(argc, argv, "--max");
-        int rc = imp_replay_run(cfg, opt_arg(argc, argv, "--from"), opt_arg(argc, argv, "--to"),
-                                max ? atol(max) : -1);
-        imp_config_destroy(cfg);
-        return rc;
+        return cmd_test(argc, argv);
     }
-    fprintf(stderr, "impulse: unknown command '%s'\n", argv[1]);
-    usage(stderr);
-    return 2;
+    struct opt o[O_COUNT] = {
+        [O_CONF] = {'c', "config_folder_path", "config", 1,
+                    "OpenIM's config folder, or one YAML file of every section", NULL},
+        [O_INDEX] = {'i', "index", NULL, 1,
+                     "process index: which of rpc.ports and prometheus.ports (0)", NULL},
+        [O_SKIP_KAFKA] = {0, "skip-kafka", NULL, 0, "do not ask Kafka for the topics", NULL},
+        [O_FROM] = {0, "from", NULL, 1, "the dead-letter topic (impulse.deadLetterTopic)", NULL},
+        [O_TO] = {0, "to", NULL, 1, "the topic to move to (each record's origin)", NULL},
+        [O_MAX] = {0, "max", NULL, 1, "move at most this many records", NULL},
+    };
+    int run_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1};
+    int check_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SKIP_KAFKA] = 1};
+    int replay_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_TO] = 1, [O_MAX] = 1};
+    const int *allowed = strcmp(cmd, "run") == 0      ? run_opts
+                         : strcmp(cmd, "check") == 0  ? check_opts
+                         : strcmp(cmd, "replay") == 0 ? replay_opts
+                                                      : NULL;
+    if (!allowed) {
+        fprintf(stderr, "impulse: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    int rc = parse_opts(cmd, argc, argv, first, o, allowed);
+    if (rc) return rc == 1 ? 0 : 2;
+    int index = 0;
+    if (index_of(cmd, o[O_INDEX].val, &index)) return 2;
+    /* openim-push's -c defaults to the working directory */
+    const char *path = o[O_CONF].val ? o[O_CONF].val : implicit ? "." : NULL;
+    if (!path) {
+        fprintf(stderr, "impulse %s: -c <config> is required\n", cmd);
+        return 2;
+    }
+    if (strcmp(cmd, "run") == 0) return cmd_run(path, index);
+    if (strcmp(cmd, "check") == 0) return cmd_check(path, index, o[O_SKIP_KAFKA].val != NULL);
+    char err[1024];
+    struct imp_config *cfg = imp_config_load(path, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    const char *max = o[O_MAX].val;
+    char *end = NULL;
+    long nmax = max ? strtol(max, &end, 10) : -1;
+    if (max && (*end || end == max || nmax < 0)) {
+        fprintf(stderr, "impulse replay: --max '%s' is not a count\n", max);
+        imp_config_destroy(cfg);
+        return 2;
+    }
+    rc = imp_replay_run(cfg, o[O_FROM].val, o[O_TO].val, nmax);
+    imp_config_destroy(cfg);
+    return rc;
 }

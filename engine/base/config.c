@@ -34,6 +34,7 @@ struct reader {
     char *err;
     size_t errlen;
     int failed;
+    int index; /* -i: which of rpc.ports and prometheus.ports, as OpenIM */
 };
 
 static void fail(struct reader *r, const char *section, const char *key, const struct imp_yaml *at,
@@ -189,6 +190,28 @@ int imp_split_hostport(const char *s, char *host, size_t hostlen, int *port)
     if (*end || end == colon + 1 || p < 0 || p > 65535) return -2;
     *port = (int)p;
     return 0;
+}
+
+/* openim-push's key (rpc.ports, prometheus.ports): the port of this
+ * process's index (-i), as OpenIM takes ports[index]. 0 after a failure. */
+static int pick_port(struct reader *r, const struct imp_yaml *s, const char *key, const char *why)
+{
+    struct imp_strlist ports;
+    get_list(r, s, "openim-push", key, &ports);
+    int port = 0;
+    if ((size_t)r->index >= ports.n) {
+        fail(r, "openim-push", key, lookup(s, key),
+             "%s but there is no port for index %d (-i; %zu listed)", why, r->index, ports.n);
+    } else {
+        char *end;
+        long p = strtol(ports.v[r->index], &end, 10);
+        if (*end || p <= 0 || p > 65535)
+            fail(r, "openim-push", key, lookup(s, key), "'%s' is not a port", ports.v[r->index]);
+        else
+            port = (int)p;
+    }
+    free_list(&ports);
+    return port;
 }
 
 /* 127.0.0.0/8, ::1 or localhost */
@@ -556,21 +579,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
      * its admin listener alone. */
     c->prometheus_enable = get_bool(r, s, "openim-push", "prometheus.enable", false) &&
                            !get_bool(r, s, "openim-push", "rpc.autoSetPorts", true);
-    struct imp_strlist ports;
-    get_list(r, s, "openim-push", "prometheus.ports", &ports);
-    c->prometheus_port = 0;
-    if (ports.n) {
-        char *end;
-        long p = strtol(ports.v[0], &end, 10);
-        if (*end || p <= 0 || p > 65535)
-            fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus.ports"),
-                 "'%s' is not a port", ports.v[0]);
-        c->prometheus_port = (int)p;
-    }
-    free_list(&ports);
-    if (c->prometheus_enable && c->prometheus_port == 0)
-        fail(r, "openim-push", "prometheus.ports", lookup(s, "prometheus"),
-             "prometheus is enabled but no port is given");
+    c->prometheus_port =
+        c->prometheus_enable ? pick_port(r, s, "prometheus.ports", "prometheus is enabled") : 0;
     /* the offline provider: OpenIM's `enable`, lower-cased as OpenIM does
      * (geTui works); OpenIM falls back to a dummy pusher on anything else,
      * impulse refuses it rather than drop every offline push */
@@ -594,19 +604,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     }
     c->rpc_register_ip = get_str(r, s, "openim-push", "rpc.registerIP", "");
     c->rpc_port = 0; /* autoSetPorts: a free port */
-    if (!get_bool(r, s, "openim-push", "rpc.autoSetPorts", true)) {
-        get_list(r, s, "openim-push", "rpc.ports", &ports);
-        char *end = NULL;
-        long p = ports.n ? strtol(ports.v[0], &end, 10) : 0;
-        if (!ports.n)
-            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc"),
-                 "rpc.autoSetPorts is false but no port is given");
-        else if (*end || p <= 0 || p > 65535)
-            fail(r, "openim-push", "rpc.ports", lookup(s, "rpc.ports"), "'%s' is not a port",
-                 ports.v[0]);
-        c->rpc_port = (int)p;
-        free_list(&ports);
-    }
+    if (!get_bool(r, s, "openim-push", "rpc.autoSetPorts", true))
+        c->rpc_port = pick_port(r, s, "rpc.ports", "rpc.autoSetPorts is false");
 
     /* webhooks (webhooks.yml): only the three push hooks are read */
     s = imp_yaml_get(root, "webhooks");
@@ -764,7 +763,7 @@ struct imp_config *imp_config_load_text(const char *text, char *err, size_t errl
         return NULL;
     }
     struct imp_config *c = imp_xcalloc(1, sizeof(*c));
-    struct reader r = {err, errlen, 0};
+    struct reader r = {err, errlen, 0, 0};
     c->path = imp_xstrdup("(built-in)");
     read_all(&r, c, root);
     imp_yaml_destroy(root);
@@ -776,6 +775,11 @@ struct imp_config *imp_config_load_text(const char *text, char *err, size_t errl
 }
 
 struct imp_config *imp_config_load(const char *path, char *err, size_t errlen)
+{
+    return imp_config_load_index(path, 0, err, errlen);
+}
+
+struct imp_config *imp_config_load_index(const char *path, int index, char *err, size_t errlen)
 {
     char inner[512];
     struct stat st;
@@ -797,8 +801,9 @@ struct imp_config *imp_config_load(const char *path, char *err, size_t errlen)
         return NULL;
     }
     struct imp_config *c = imp_xcalloc(1, sizeof(*c));
-    struct reader r = {err, errlen, 0};
+    struct reader r = {err, errlen, 0, index};
     c->path = imp_xstrdup(path);
+    c->index = index;
     read_all(&r, c, root);
     imp_yaml_destroy(root);
     if (r.failed) {

@@ -37,6 +37,7 @@ struct imp_webhook {
 
 struct imp_config {
     char *path;
+    int index; /* -i, as openim-push's: which of rpc.ports / prometheus.ports */
 
     /* impulse.openim: the OpenIM release whose openim-push impulse copies
      * (docs/openim-versions.md). Set, or detected from the config layout. */
@@ -147,6 +148,9 @@ struct imp_config {
 
 /* Loads and validates. Returns NULL with "config: <key>: <problem>" in err. */
 struct imp_config *imp_config_load(const char *path, char *err, size_t errlen);
+/* The same for process index `index` (openim-push's -i): the ports it
+ * takes from rpc.ports and prometheus.ports. */
+struct imp_config *imp_config_load_index(const char *path, int index, char *err, size_t errlen);
 /* The same from YAML text (for built-in defaults). */
 struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
