@@ -330,6 +330,7 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     char line[512];
     imp_config_openim_line(cfg, line, sizeof(line));
     printf("%s\n", line);
+    if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
     printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
            skip_kafka ? ", Kafka not checked" : ", topics present");
     imp_config_destroy(cfg);
@@ -350,6 +351,8 @@ static int cmd_run(const char *path, int index)
         char line[512];
         imp_config_openim_line(cfg, line, sizeof(line));
         imp_info(NULL, "%s", line);
+        if (cfg->env_overrides)
+            imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
     }
 
     sigset_t set;

@@ -734,6 +734,76 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         fail(r, "impulse", "luaPath", lookup(s, "luaPath"), "'%s' is not a directory", c->lua_dir);
 }
 
+/* OpenIM's environment overrides (viper's AutomaticEnv, prefix IMENV_ and
+ * the file's name, "." and "-" made "_", upper case; OpenIM@v3.8.3-patch.15
+ * pkg/common/config/load_config.go, docs/research/openim-operator-dropin.md
+ * §1): every leaf key a file holds, even empty, may be overridden by
+ * IMENV_<FILE>_<KEY PATH>; an empty variable is ignored; a list takes a
+ * comma-separated value; a key the file does not hold cannot be added.
+ * The keys overridden are listed in *note ("redis.address, ..."). */
+static void env_name_append(char *name, size_t cap, const char *part)
+{
+    size_t n = strlen(name);
+    if (n + 1 < cap) name[n++] = '_';
+    for (const char *p = part; *p && n + 1 < cap; p++)
+        name[n++] = (*p == '.' || *p == '-') ? '_' : (char)toupper((unsigned char)*p);
+    name[n] = '\0';
+}
+
+static void apply_env_node(struct imp_yaml *map, char *name, size_t cap, char *path, size_t pathcap,
+                           struct imp_buf *note)
+{
+    size_t nlen = strlen(name), plen = strlen(path);
+    for (size_t i = 0; i < map->n; i++) {
+        struct imp_yaml *y = map->items[i];
+        env_name_append(name, cap, map->keys[i]);
+        snprintf(path + plen, pathcap - plen, ".%s", map->keys[i]);
+        if (y->kind == IMP_YAML_MAP) {
+            apply_env_node(y, name, cap, path, pathcap, note);
+        } else {
+            const char *v = getenv(name);
+            if (v && v[0]) {
+                if (y->kind == IMP_YAML_SEQ) {
+                    for (size_t k = 0; k < y->n; k++) imp_yaml_destroy(y->items[k]);
+                    free(y->items);
+                    y->items = NULL;
+                    y->n = 0;
+                    for (const char *p = v;;) {
+                        size_t len = strcspn(p, ",");
+                        struct imp_yaml *item = imp_yaml_scalar(p, len);
+                        item->line = y->line;
+                        y->items = imp_xrealloc(y->items, (y->n + 1) * sizeof(*y->items));
+                        y->items[y->n++] = item;
+                        if (!p[len]) break;
+                        p += len + 1;
+                    }
+                } else {
+                    free(y->scalar);
+                    y->scalar = imp_xstrdup(v);
+                    y->quoted = 0;
+                }
+                imp_buf_printf(note, "%s%s", note->len ? ", " : "", path + 1);
+            }
+        }
+        name[nlen] = '\0';
+        path[plen] = '\0';
+    }
+}
+
+static char *apply_env(struct imp_yaml *root)
+{
+    struct imp_buf note;
+    imp_buf_init(&note);
+    for (size_t i = 0; i < root->n; i++) {
+        if (root->items[i]->kind != IMP_YAML_MAP) continue;
+        char name[512] = "IMENV", path[512] = "";
+        env_name_append(name, sizeof(name), root->keys[i]);
+        snprintf(path, sizeof(path), ".%s", root->keys[i]);
+        apply_env_node(root->items[i], name, sizeof(name), path, sizeof(path), &note);
+    }
+    return note.len ? imp_buf_steal(&note, NULL) : (imp_buf_dispose(&note), NULL);
+}
+
 /* A directory of OpenIM files: each file becomes the section of its name. */
 static struct imp_yaml *load_dir(const char *dir, char *err, size_t errlen)
 {
@@ -804,6 +874,7 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
     struct reader r = {err, errlen, 0, index};
     c->path = imp_xstrdup(path);
     c->index = index;
+    c->env_overrides = apply_env(root);
     read_all(&r, c, root);
     imp_yaml_destroy(root);
     if (r.failed) {
@@ -854,6 +925,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->lua_dir,
         &c->admin_listen,
         &c->admin_token,
+        &c->env_overrides,
         &c->auto_offset_reset,
         &c->log_level,
         &c->offline_provider,

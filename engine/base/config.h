@@ -37,7 +37,8 @@ struct imp_webhook {
 
 struct imp_config {
     char *path;
-    int index; /* -i, as openim-push's: which of rpc.ports / prometheus.ports */
+    int index;           /* -i, as openim-push's: which of rpc.ports / prometheus.ports */
+    char *env_overrides; /* keys IMENV_ variables overrode ("redis.address, ..."), or NULL */
 
     /* impulse.openim: the OpenIM release whose openim-push impulse copies
      * (docs/openim-versions.md). Set, or detected from the config layout. */

@@ -23,6 +23,13 @@ static struct imp_yaml *node_new(int kind, int line)
 
 struct imp_yaml *imp_yaml_new_map(void) { return node_new(IMP_YAML_MAP, 0); }
 
+struct imp_yaml *imp_yaml_scalar(const char *s, size_t len)
+{
+    struct imp_yaml *y = node_new(IMP_YAML_SCALAR, 0);
+    y->scalar = imp_xstrndup(s, len);
+    return y;
+}
+
 void imp_yaml_destroy(struct imp_yaml *y)
 {
     if (!y) return;

@@ -30,5 +30,7 @@ struct imp_yaml *imp_yaml_get(const struct imp_yaml *map, const char *key);
 /* Adds (takes ownership of) child under key in map, replacing any old one. */
 void imp_yaml_set(struct imp_yaml *map, const char *key, struct imp_yaml *child);
 struct imp_yaml *imp_yaml_new_map(void);
+/* An unquoted scalar of s[0..len). */
+struct imp_yaml *imp_yaml_scalar(const char *s, size_t len);
 
 #endif

@@ -138,6 +138,50 @@ static void test_openim_profiles(void)
                  "share.imAdminUserID");
 }
 
+/* IMENV_<FILE>_<KEY PATH> overrides, as OpenIM's loader applies them. */
+static void test_imenv(void)
+{
+    char err[512];
+    setenv("IMENV_REDIS_PASSWORD", "from-env", 1);
+    setenv("IMENV_KAFKA_ADDRESS", "k1:9092,k2:9093", 1);
+    setenv("IMENV_DISCOVERY_ETCD_ROOTDIRECTORY", "tenant1", 1);
+    setenv("IMENV_REDIS_USERNAME", "absent-from-the-file", 1); /* not in the file: ignored */
+    setenv("IMENV_DISCOVERY_ETCD_ADDRESS", "", 1);             /* empty: ignored */
+    setenv("IMENV_OPENIM_PUSH_RPC_AUTOSETPORTS", "false", 1);  /* a bool, unquoted */
+    setenv("IMENV_OPENIM_PUSH_RPC_PORTS", "10170,10171", 1);
+    struct imp_config *c =
+        load("openim-push:\n  rpc:\n    autoSetPorts: true\n    ports: [1]\n", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->redis_password, "from-env");
+        CHECK(c->kafka_addrs.n == 2);
+        if (c->kafka_addrs.n == 2) {
+            CHECK_STR(c->kafka_addrs.v[0], "k1:9092");
+            CHECK_STR(c->kafka_addrs.v[1], "k2:9093");
+        }
+        CHECK_STR(c->etcd_root, "tenant1");
+        CHECK_STR(c->redis_username, "");
+        CHECK(c->etcd_addrs.n == 1);
+        CHECK(c->rpc_port == 10170);
+        CHECK(c->env_overrides && strstr(c->env_overrides, "redis.password") &&
+              strstr(c->env_overrides, "kafka.address") &&
+              !strstr(c->env_overrides, "redis.username"));
+        imp_config_destroy(c);
+    }
+    c = imp_config_load_index(path, 1, err, sizeof(err));
+    CHECK(c != NULL && c->rpc_port == 10171);
+    imp_config_destroy(c);
+    setenv("IMENV_KAFKA_ADDRESS", "not-an-address", 1);
+    expect_error("", "kafka.address");
+    unsetenv("IMENV_REDIS_PASSWORD");
+    unsetenv("IMENV_KAFKA_ADDRESS");
+    unsetenv("IMENV_DISCOVERY_ETCD_ROOTDIRECTORY");
+    unsetenv("IMENV_REDIS_USERNAME");
+    unsetenv("IMENV_DISCOVERY_ETCD_ADDRESS");
+    unsetenv("IMENV_OPENIM_PUSH_RPC_AUTOSETPORTS");
+    unsetenv("IMENV_OPENIM_PUSH_RPC_PORTS");
+}
+
 int main(void)
 {
     char err[512];
@@ -209,6 +253,7 @@ int main(void)
     CHECK(imp_config_load("/nonexistent.yml", err, sizeof(err)) == NULL &&
           strstr(err, "/nonexistent.yml"));
     test_openim_profiles();
+    test_imenv();
     unlink(path);
     return t_done("config");
 }
