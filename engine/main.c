@@ -279,17 +279,30 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-/* The one line of a provider check failure: the settings' own key when
- * impulse.providers is wrong, else the provider openim-push.enable names. */
-static void provider_error(const struct imp_config *cfg, const char *err)
+/* A provider check failure. impulse's own settings (impulse.providers, a
+ * policy's providers list) stop the start and check with one line (returns
+ * 1). The provider openim-push.enable names does not: openim-push starts
+ * with empty keys (openim-docker ships geTui so) and fails at each push, so
+ * impulse starts too, says so loudly (here, in /healthz) and counts and
+ * dead-letters each push it cannot make (returns 0, *why set). */
+static int provider_error(const struct imp_config *cfg, const char *err, char *why, size_t whylen)
 {
-    if (strncmp(err, "impulse.providers", 17) == 0)
+    if (strncmp(err, "impulse.providers", 17) == 0) {
         fprintf(stderr, "config: %s\n", err);
-    else if (strncmp(err, "push.lua", 8) == 0)
+        return 1;
+    }
+    if (strncmp(err, "push.lua", 8) == 0) {
         fprintf(stderr, "script: %s\n", err);
-    else
-        fprintf(stderr, "openim-push.enable: %s: %s\n", cfg->offline_provider, err);
+        return 1;
+    }
+    snprintf(why, whylen, "openim-push.enable: %s: %s", cfg->offline_provider, err);
+    return 0;
 }
+
+#define PROVIDER_WARNING                                                                           \
+    "; impulse runs as openim-push does, and every offline push through it fails, is counted "     \
+    "(impulse_offline_push_total{result=\"failed\"}, msg_offline_push_failed_total) and "          \
+    "dead-lettered to the offline dead-letter topic: set the keys, or openim-push.enable: none"
 
 static int cmd_check(const char *path, int index, int skip_kafka)
 {
@@ -315,11 +328,12 @@ static int cmd_check(const char *path, int index, int skip_kafka)
         imp_config_destroy(cfg);
         return 2;
     }
-    if (bad_provider) {
-        provider_error(cfg, err);
+    char why[1200];
+    if (bad_provider && provider_error(cfg, err, why, sizeof(why))) {
         imp_config_destroy(cfg);
         return 2;
     }
+    if (bad_provider) printf("warning: %s%s\n", why, PROVIDER_WARNING);
     if (!skip_kafka) {
         int rc = check_topics(cfg);
         if (rc) {
@@ -329,10 +343,10 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     }
     char line[512];
     imp_config_openim_line(cfg, line, sizeof(line));
-    printf("%s\n", line);
-    if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
     printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
            skip_kafka ? ", Kafka not checked" : ", topics present");
+    printf("%s\n", line);
+    if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
     imp_config_destroy(cfg);
     return 0;
 }
@@ -347,13 +361,6 @@ static int cmd_run(const char *path, int index)
         return 2;
     }
     imp_log_set_level(imp_log_level_parse(cfg->log_level));
-    {
-        char line[512];
-        imp_config_openim_line(cfg, line, sizeof(line));
-        imp_info(NULL, "%s", line);
-        if (cfg->env_overrides)
-            imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
-    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -407,9 +414,13 @@ static int cmd_run(const char *path, int index)
         }
     }
     if (imp_worker_check_provider(e.workers[0], err, sizeof(err)) != 0) {
-        provider_error(cfg, err);
-        rc = 2;
-        goto out;
+        char why[1200];
+        if (provider_error(cfg, err, why, sizeof(why))) {
+            rc = 2;
+            goto out;
+        }
+        imp_error(NULL, "%s%s", why, PROVIDER_WARNING);
+        e.provider_problem = imp_xstrdup(why);
     }
 
     struct main_ctx m = {0};
@@ -443,6 +454,14 @@ static int cmd_run(const char *path, int index)
     m.watchdog.data = &m;
     ev_timer_start(m.loop, &m.watchdog);
 
+    {
+        /* past every check that stops the start (a bad config is one line) */
+        char line[512];
+        imp_config_openim_line(cfg, line, sizeof(line));
+        imp_info(NULL, "%s", line);
+        if (cfg->env_overrides)
+            imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
+    }
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
     if (!cfg->consume_offline)

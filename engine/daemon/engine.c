@@ -41,6 +41,7 @@ void imp_engine_init(struct imp_engine *e, struct imp_config *cfg, unsigned shar
 void imp_engine_dispose(struct imp_engine *e)
 {
     free(e->watch);
+    free(e->provider_problem);
     imp_registry_destroy(e->shared.registry);
     imp_localcache_destroy(e->shared.group_cache);
     imp_slot_destroy(e->shared.online_lru);
@@ -233,6 +234,13 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
             imp_buf_puts(out, ",\"etcd\":");
             imp_announce_status_json(e->announce, out);
         }
+        imp_buf_puts(out, "},");
+    }
+    if (e->provider_problem) {
+        imp_buf_puts(out, "\"offlineProvider\":{\"name\":");
+        imp_buf_json_cstr(out, e->cfg->offline_provider);
+        imp_buf_puts(out, ",\"configured\":false,\"error\":");
+        imp_buf_json_cstr(out, e->provider_problem);
         imp_buf_puts(out, "},");
     }
     imp_watcher_scripts_json(e->watcher, out);

@@ -43,6 +43,9 @@ struct imp_engine {
     struct imp_journal *journal; /* poison-pill memory, or NULL */
     atomic_int stuck;            /* workers found stuck in one step */
     struct imp_watch *watch;     /* the watchdog's view of each worker */
+    /* what is wrong with openim-push.enable's provider (its keys empty...),
+     * or NULL: impulse starts anyway, as openim-push does, and says so */
+    char *provider_problem;
 };
 
 /* Creates the shared tables for cfg (shards: of the online table); the
