@@ -192,6 +192,31 @@ static int check_topics(const struct imp_config *cfg)
     return 0;
 }
 
+/* With autoSetPorts, OpenIM announces each process's metrics endpoint in
+ * etcd for Prometheus' HTTP discovery (served by openim-api):
+ * "openim/prometheus_discovery/<push service>" with no lease up to
+ * v3.8.3-patch.10 and in v3.8.4-alpha.1 (OpenIM@v3.8.3:pkg/common/startrpc/
+ * start.go:119-124), ".../<push service>/<index>" under a 300 s lease from
+ * patch.11 (OpenIM@v3.8.3-patch.11:pkg/common/startrpc/start.go:161-179);
+ * the value {"target":"<ip>:<port>","labels":{"namespace":"default"}}. */
+static struct imp_announce *announce_metrics(struct ev_loop *loop, const struct imp_config *cfg,
+                                             int port)
+{
+    char ip[64], key[512], value[256];
+    if (cfg->rpc_register_ip[0])
+        snprintf(ip, sizeof(ip), "%s", cfg->rpc_register_ip);
+    else if (!imp_routable_ipv4(ip, sizeof(ip)))
+        snprintf(ip, sizeof(ip), "127.0.0.1");
+    int leased = !cfg->openim_v384 && cfg->openim_patch >= 11;
+    if (leased)
+        snprintf(key, sizeof(key), "openim/prometheus_discovery/%s/%d", cfg->svc_push, cfg->index);
+    else
+        snprintf(key, sizeof(key), "openim/prometheus_discovery/%s", cfg->svc_push);
+    snprintf(value, sizeof(value), "{\"target\":\"%s:%d\",\"labels\":{\"namespace\":\"default\"}}",
+             ip, port);
+    return imp_announce_put(loop, cfg, key, value, leased ? 300 : 0);
+}
+
 struct main_ctx {
     struct ev_loop *loop;
     struct imp_engine *e;
@@ -434,17 +459,27 @@ static int cmd_run(const char *path, int index)
         goto out;
     }
     struct imp_admin *prom = NULL;
+    struct imp_announce *prom_announce = NULL;
     if (cfg->prometheus_enable) {
-        char listen_at[32];
-        snprintf(listen_at, sizeof(listen_at), "0.0.0.0:%d", cfg->prometheus_port);
+        /* a fixed port on every interface, or with autoSetPorts a free one
+         * on rpc.listenIP, as OpenIM */
+        char listen_at[96];
+        if (cfg->prometheus_auto)
+            snprintf(listen_at, sizeof(listen_at),
+                     strchr(cfg->rpc_listen_ip, ':') ? "[%s]:0" : "%s:0", cfg->rpc_listen_ip);
+        else
+            snprintf(listen_at, sizeof(listen_at), "0.0.0.0:%d", cfg->prometheus_port);
         prom =
             imp_admin_create(m.loop, &e, listen_at, IMP_ADMIN_METRICS_ONLY, "", err, sizeof(err));
         if (!prom) {
-            fprintf(stderr, "config: openim-push.prometheus.ports: %s\n", err);
+            fprintf(stderr, "config: openim-push.%s: %s\n",
+                    cfg->prometheus_auto ? "rpc.listenIP" : "prometheus.ports", err);
             imp_admin_destroy(admin);
             rc = 2;
             goto out;
         }
+        if (cfg->prometheus_auto)
+            prom_announce = announce_metrics(m.loop, cfg, imp_admin_port(prom));
     }
     m.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     ev_io_init(&m.sig_io, on_signal, m.sfd, EV_READ);
@@ -498,6 +533,7 @@ static int cmd_run(const char *path, int index)
     imp_pushsvc_destroy(e.pushsvc);
     e.pushsvc = NULL;
     imp_announce_destroy(e.announce);
+    imp_announce_destroy(prom_announce);
     e.announce = NULL;
     imp_watcher_stop(e.watcher);
     ev_io_stop(m.loop, &m.sig_io);

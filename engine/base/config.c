@@ -574,13 +574,14 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     /* openim-push */
     s = imp_yaml_get(root, "openim-push");
     c->full_user_cache = get_bool(r, s, "openim-push", "fullUserCache", true);
-    /* OpenIM serves prometheus on prometheus.ports[0] only when
-     * rpc.autoSetPorts is false; with auto ports impulse serves /metrics on
-     * its admin listener alone. */
-    c->prometheus_enable = get_bool(r, s, "openim-push", "prometheus.enable", false) &&
-                           !get_bool(r, s, "openim-push", "rpc.autoSetPorts", true);
-    c->prometheus_port =
-        c->prometheus_enable ? pick_port(r, s, "prometheus.ports", "prometheus is enabled") : 0;
+    /* OpenIM serves /metrics on prometheus.ports[index], or with
+     * rpc.autoSetPorts on a free port it announces in etcd under
+     * prometheus_discovery (main.c) */
+    c->prometheus_enable = get_bool(r, s, "openim-push", "prometheus.enable", false);
+    c->prometheus_auto = get_bool(r, s, "openim-push", "rpc.autoSetPorts", true);
+    c->prometheus_port = c->prometheus_enable && !c->prometheus_auto
+                             ? pick_port(r, s, "prometheus.ports", "prometheus is enabled")
+                             : 0;
     /* the offline provider: OpenIM's `enable`, lower-cased as OpenIM does
      * (geTui works); OpenIM falls back to a dummy pusher on anything else,
      * impulse refuses it rather than drop every offline push */

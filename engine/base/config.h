@@ -93,7 +93,8 @@ struct imp_config {
     /* openim-push */
     bool full_user_cache;
     bool prometheus_enable;
-    int prometheus_port;
+    bool prometheus_auto; /* rpc.autoSetPorts: a free port, announced in etcd */
+    int prometheus_port;  /* prometheus.ports[index]; 0 with autoSetPorts */
     char *rpc_listen_ip;   /* rpc.listenIP */
     char *rpc_register_ip; /* rpc.registerIP; "" = the first non-loopback IPv4 */
     int rpc_port;          /* rpc.ports[0]; 0 with rpc.autoSetPorts (a free port) */

@@ -35,6 +35,7 @@ struct imp_announce {
     char lease[32]; /* etcd's int64 lease ID, kept as text */
     char *key;
     char *value;
+    int ttl_s; /* the lease; 0: none (a key that stays, as OpenIM's metrics key) */
     int registered;
     void (*revoked)(void *);
     void *revoked_arg;
@@ -79,7 +80,7 @@ static void keepalive_later(struct imp_announce *a)
     a->step = S_KEPT;
     a->backoff_ms = 200;
     ev_timer_stop(a->loop, &a->timer);
-    ev_timer_set(&a->timer, a->cfg->register_ttl_s / 3.0, 0.);
+    ev_timer_set(&a->timer, a->ttl_s / 3.0, 0.);
     ev_timer_start(a->loop, &a->timer);
 }
 
@@ -120,7 +121,7 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
                        "registering without a token");
         cJSON_Delete(j);
         a->token[0] = '\0';
-        a->step = S_GRANT;
+        a->step = a->ttl_s ? S_GRANT : S_PUT;
         run(a);
         return;
     }
@@ -148,7 +149,7 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
             return;
         }
         snprintf(a->token, sizeof(a->token), "%s", t);
-        a->step = S_GRANT;
+        a->step = a->ttl_s ? S_GRANT : S_PUT;
         break;
     }
     case S_GRANT: {
@@ -164,9 +165,14 @@ static void on_reply(void *arg, int err, long status, const char *body, size_t l
     }
     case S_PUT:
         a->registered = 1;
-        imp_info(NULL, "etcd registration: %s = %s (lease %s, %d s)", a->key, a->value, a->lease,
-                 a->cfg->register_ttl_s);
         cJSON_Delete(j);
+        if (!a->ttl_s) {
+            imp_info(NULL, "etcd registration: %s = %s (no lease)", a->key, a->value);
+            a->step = S_DONE;
+            return;
+        }
+        imp_info(NULL, "etcd registration: %s = %s (lease %s, %d s)", a->key, a->value, a->lease,
+                 a->ttl_s);
         keepalive_later(a);
         return;
     case S_KEEPALIVE: {
@@ -201,7 +207,7 @@ static void run(struct imp_announce *a)
         post(a, "/v3/auth/authenticate", b.data, 5000);
         break;
     case S_GRANT:
-        imp_buf_printf(&b, "{\"TTL\":%d}", a->cfg->register_ttl_s);
+        imp_buf_printf(&b, "{\"TTL\":%d}", a->ttl_s);
         post(a, "/v3/lease/grant", b.data, 5000);
         break;
     case S_PUT:
@@ -209,7 +215,10 @@ static void run(struct imp_announce *a)
         imp_buf_base64(&b, a->key, strlen(a->key));
         imp_buf_puts(&b, "\",\"value\":\"");
         imp_buf_base64(&b, a->value, strlen(a->value));
-        imp_buf_printf(&b, "\",\"lease\":\"%s\"}", a->lease);
+        if (a->ttl_s)
+            imp_buf_printf(&b, "\",\"lease\":\"%s\"}", a->lease);
+        else
+            imp_buf_puts(&b, "\"}");
         post(a, "/v3/kv/put", b.data, 5000);
         break;
     case S_KEPT:
@@ -237,28 +246,32 @@ static void on_timer(struct ev_loop *loop, ev_timer *tm, int revents)
     run(a);
 }
 
-struct imp_announce *imp_announce_start(struct ev_loop *loop, const struct imp_config *cfg,
-                                        const char *addr)
+struct imp_announce *imp_announce_put(struct ev_loop *loop, const struct imp_config *cfg,
+                                      const char *key, const char *value, int ttl_s)
 {
     struct imp_announce *a = imp_xcalloc(1, sizeof(*a));
-    struct imp_buf b;
     a->loop = loop;
     a->cfg = cfg;
     a->http = imp_http_create(loop);
     a->backoff_ms = 200;
     ev_timer_init(&a->timer, on_timer, 0., 0.);
     a->timer.data = a;
-    imp_buf_init(&b);
-    imp_buf_printf(&b, "%s/%s/%s", cfg->etcd_root, cfg->svc_push, addr);
-    a->key = imp_xstrdup(b.data);
-    imp_buf_reset(&b);
-    /* exactly OpenIM's value (some clients parse it) */
-    imp_buf_printf(&b, "{\"Op\":0,\"Addr\":\"%s\",\"Metadata\":null}", addr);
-    a->value = imp_xstrdup(b.data);
-    imp_buf_dispose(&b);
-    a->step = cfg->etcd_username[0] ? S_AUTH : S_GRANT;
+    a->key = imp_xstrdup(key);
+    a->value = imp_xstrdup(value);
+    a->ttl_s = ttl_s;
+    a->step = cfg->etcd_username[0] ? S_AUTH : ttl_s ? S_GRANT : S_PUT;
     run(a);
     return a;
+}
+
+struct imp_announce *imp_announce_start(struct ev_loop *loop, const struct imp_config *cfg,
+                                        const char *addr)
+{
+    char key[512], value[512];
+    snprintf(key, sizeof(key), "%s/%s/%s", cfg->etcd_root, cfg->svc_push, addr);
+    /* exactly OpenIM's value (some clients parse it) */
+    snprintf(value, sizeof(value), "{\"Op\":0,\"Addr\":\"%s\",\"Metadata\":null}", addr);
+    return imp_announce_put(loop, cfg, key, value, cfg->register_ttl_s);
 }
 
 void imp_announce_revoke(struct imp_announce *a, void (*done)(void *arg), void *arg)

@@ -19,6 +19,10 @@ struct imp_announce;
 
 struct imp_announce *imp_announce_start(struct ev_loop *loop, const struct imp_config *cfg,
                                         const char *addr);
+/* Any key and value, under a lease of ttl_s kept alive, or with no lease
+ * (ttl_s 0: put once, retried until etcd takes it, left at revoke). */
+struct imp_announce *imp_announce_put(struct ev_loop *loop, const struct imp_config *cfg,
+                                      const char *key, const char *value, int ttl_s);
 /* Revokes the lease (the key goes with it) and calls done(arg) on the loop
  * when etcd answered or after 2 s; no keep-alive after this. */
 void imp_announce_revoke(struct imp_announce *a, void (*done)(void *arg), void *arg);

@@ -63,7 +63,7 @@ static void on_call(void *arg, struct imp_grpc_scall *c, const char *method, con
 }
 
 /* The first IPv4 address of an interface that is up and not loopback. */
-static int routable_ipv4(char *out, size_t outlen)
+int imp_routable_ipv4(char *out, size_t outlen)
 {
     struct ifaddrs *ifs, *i;
     int found = 0;
@@ -101,7 +101,7 @@ struct imp_pushsvc *imp_pushsvc_start(const struct imp_config *cfg,
     char ip[64];
     if (cfg->rpc_register_ip[0]) {
         snprintf(ip, sizeof(ip), "%s", cfg->rpc_register_ip);
-    } else if (!routable_ipv4(ip, sizeof(ip))) {
+    } else if (!imp_routable_ipv4(ip, sizeof(ip))) {
         imp_warn(NULL, "push service: no non-loopback IPv4 address; registering 127.0.0.1 "
                        "(set openim-push.rpc.registerIP)");
         snprintf(ip, sizeof(ip), "127.0.0.1");

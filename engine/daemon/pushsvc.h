@@ -25,6 +25,9 @@ struct imp_pushsvc *imp_pushsvc_start(const struct imp_config *cfg,
 /* "ip:port" to publish: rpc.registerIP, else the first non-loopback IPv4
  * address of the machine (127.0.0.1 when there is none). */
 const char *imp_pushsvc_addr(const struct imp_pushsvc *p);
+/* The first IPv4 address of an interface that is up and not loopback, as
+ * OpenIM publishes when rpc.registerIP is empty; 0 if there is none. */
+int imp_routable_ipv4(char *out, size_t outlen);
 int imp_pushsvc_port(const struct imp_pushsvc *p);
 /* Stops taking calls (those in progress finish). */
 void imp_pushsvc_shutdown(struct imp_pushsvc *p);

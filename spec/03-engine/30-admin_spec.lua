@@ -45,6 +45,30 @@ describe("admin endpoints #engine", function()
     h.stop(imp)
   end)
 
+  -- rpc.autoSetPorts (OpenIM's default): /metrics on a free port, announced
+  -- in etcd where OpenIM's Prometheus discovery (openim-api) reads it
+  for _, case in ipairs {
+    { openim = "v3.8.3", key = "openim/prometheus_discovery/push", lease = false },
+    { openim = "v3.8.3-patch.15", key = "openim/prometheus_discovery/push/0", lease = true },
+  } do
+    it("announces its metrics endpoint in etcd as openim-push " .. case.openim .. " does", function()
+      local imp = h.start_impulse(env, { workers = 1, impulse = { openim = case.openim },
+        push_yaml = "  prometheus:\n    enable: true\n    ports: [ 12170 ]" })
+      local value = h.wait_until(function() return h.etcd_keys(env.etcd, "openim/prometheus_discovery/")[case.key] end,
+        20000, case.key)
+      local v = require("cjson").decode(value)
+      assert.same({ namespace = "default" }, v.labels)
+      local status, body = h.http("GET", "http://" .. v.target .. "/metrics")
+      assert.equal(200, status)
+      assert.matches("\nmsg_offline_push_failed_total 0\n", body, 1, true)
+      assert.equal(404, (h.http("GET", "http://" .. v.target .. "/healthz")))
+      local lease = h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s get %s -w json", env.etcd.url, case.key))
+      assert.equal(case.lease, lease:match('"lease":%d+') ~= nil, lease)
+      h.stop(imp)
+      h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s del --prefix openim/prometheus_discovery/", env.etcd.url))
+    end)
+  end
+
   it("does not start with a non-loopback admin address and no token", function()
     local port = h.free_port()
     local cfg = h.impulse_config(env, { admin_port = port, impulse = { admin = "0.0.0.0:" .. port } })
