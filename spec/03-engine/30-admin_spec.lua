@@ -62,10 +62,12 @@ describe("admin endpoints #engine", function()
       assert.equal(200, status)
       assert.matches("\nmsg_offline_push_failed_total 0\n", body, 1, true)
       assert.equal(404, (h.http("GET", "http://" .. v.target .. "/healthz")))
-      local lease = h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s get %s -w json", env.etcd.url, case.key))
+      local lease = h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s get %s -w json",
+        env.etcd.url, case.key))
       assert.equal(case.lease, lease:match('"lease":%d+') ~= nil, lease)
       h.stop(imp)
-      h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s del --prefix openim/prometheus_discovery/", env.etcd.url))
+      h.run(string.format("ETCDCTL_API=3 etcdctl --endpoints=%s del --prefix openim/prometheus_discovery/",
+        env.etcd.url))
     end)
   end
 
