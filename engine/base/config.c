@@ -795,6 +795,23 @@ static char *apply_env(struct imp_yaml *root)
 {
     struct imp_buf note;
     imp_buf_init(&note);
+    /* impulse's own section takes IMENV_IMPULSE_<KEY> for every key it
+     * knows even without an impulse.yml, so an OpenIM config folder runs
+     * unchanged with impulse's settings in the environment */
+    struct imp_yaml *imp = imp_yaml_get(root, "impulse");
+    if (imp && imp->kind != IMP_YAML_MAP) imp = NULL;
+    for (const char **k = impulse_keys; *k; k++) {
+        char name[128] = "IMENV_IMPULSE";
+        env_name_append(name, sizeof(name), *k);
+        const char *v = getenv(name);
+        if (!v || !v[0] || (imp && imp_yaml_get(imp, *k))) continue; /* held: below */
+        if (!imp) {
+            if (imp_yaml_get(root, "impulse")) break; /* not a map: the reader says so */
+            imp = imp_yaml_new_map();
+            imp_yaml_set(root, "impulse", imp);
+        }
+        imp_yaml_set(imp, *k, imp_yaml_scalar(v, strlen(v))); /* noted below */
+    }
     for (size_t i = 0; i < root->n; i++) {
         if (root->items[i]->kind != IMP_YAML_MAP) continue;
         char name[512] = "IMENV", path[512] = "";

@@ -171,6 +171,20 @@ static void test_imenv(void)
     c = imp_config_load_index(path, 1, err, sizeof(err));
     CHECK(c != NULL && c->rpc_port == 10171);
     imp_config_destroy(c);
+    /* impulse's own keys come from the environment even without the section */
+    setenv("IMENV_IMPULSE_ADMIN", "127.0.0.1:19470", 1);
+    setenv("IMENV_IMPULSE_WORKERS", "3", 1);
+    c = load("", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->admin_listen, "127.0.0.1:19470");
+        CHECK(c->workers == 3);
+        CHECK(c->env_overrides && strstr(c->env_overrides, "impulse.admin") &&
+              strstr(c->env_overrides, "impulse.workers"));
+        imp_config_destroy(c);
+    }
+    unsetenv("IMENV_IMPULSE_ADMIN");
+    unsetenv("IMENV_IMPULSE_WORKERS");
     setenv("IMENV_KAFKA_ADDRESS", "not-an-address", 1);
     expect_error("", "kafka.address");
     unsetenv("IMENV_REDIS_PASSWORD");

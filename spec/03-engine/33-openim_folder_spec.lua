@@ -1,0 +1,79 @@
+-- Replacing openim-push as openim-docker runs it: OpenIM v3.8.3-patch.15's
+-- own config folder, unmodified (spec/fixtures/openim-config/, taken from
+-- open-im-server's config/ at that tag: enable: geTui with empty keys,
+-- autoSetPorts, Prometheus on), with only the addresses set through IMENV_
+-- variables as openim-docker and OpenIM's Kubernetes manifests set them,
+-- started as `impulse -c <folder> -i 0` with no impulse-specific file
+-- (impulse's own admin address and crash journal through IMENV_IMPULSE_*,
+-- so parallel runs do not share them). Messages reach the gateways, and the
+-- metrics endpoint is where OpenIM's Prometheus discovery looks (issue 14).
+local h = require "spec.helpers"
+local cjson = require "cjson"
+
+local FOLDER = h.root .. "/spec/fixtures/openim-config/v3.8.3-patch.15"
+
+describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function()
+  local env, imp, admin
+
+  lazy_setup(function()
+    env = {}
+    env.redis = h.start_redis()
+    env.etcd = h.start_etcd()
+    env.kafka = h.start_kafka()
+    env.services = h.start_services(env.etcd)
+    env.gateways = { h.start_gateway(env.etcd) }
+    env.producer = h.kafka.producer { bootstrap = env.kafka.bootstrap }
+    h.set_online(env, { ann = { 2 } }, env.gateways[1])
+    -- redis.yml holds password openIM123, which openim-docker keeps
+    h.redis_cli(env.redis, "CONFIG", "SET", "requirepass", "openIM123")
+    admin = h.free_port()
+    local vars = {
+      IMENV_KAFKA_ADDRESS = env.kafka.bootstrap,
+      IMENV_REDIS_ADDRESS = env.redis.addr,
+      IMENV_DISCOVERY_ETCD_ADDRESS = env.etcd.addr,
+      IMENV_IMPULSE_ADMIN = "127.0.0.1:" .. admin,
+      IMENV_IMPULSE_CRASHJOURNAL = h.tmpdir() .. "/crash-journal-" .. admin,
+      IMENV_IMPULSE_DEADLETTERSPOOL = h.tmpdir() .. "/spool-" .. admin,
+    }
+    local parts = {}
+    for k, v in pairs(vars) do parts[#parts + 1] = k .. "=" .. h.shell_quote(v) end
+    imp = h.spawn("impulse", "env " .. table.concat(parts, " ") .. " " .. h.shell_quote(h.bin)
+      .. " -c " .. h.shell_quote(FOLDER) .. " -i 0")
+    imp.admin = "http://127.0.0.1:" .. admin
+    h.wait_ready(imp, 40000)
+  end)
+
+  lazy_teardown(function() h.stop_env(env) end)
+
+  it("starts, naming its release, the IMENV_ keys and the unconfigured provider", function()
+    local line = h.log_lines(imp, "openim: behaving as openim-push")[1]
+    assert.is_truthy(line)
+    assert.matches("detected: redis.redisMode", line.msg, 1, true)
+    local env_line = h.log_lines(imp, "config: IMENV_ variables override")[1]
+    assert.is_truthy(env_line)
+    for _, k in ipairs { "kafka.address", "redis.address", "discovery.etcd.address", "impulse.admin" } do
+      assert.matches(k, env_line.msg, 1, true)
+    end
+    assert.is_truthy(h.log_lines(imp, "openim-push.enable: getui:")[1])
+  end)
+
+  it("pushes to the gateway it finds under openim/messageGateway", function()
+    local m = h.push_msg { sendID = "bob", recvID = "ann" }
+    h.produce(env, m)
+    local seen = h.wait_until(function()
+      return h.http_json("GET", env.gateways[1].control .. "/seen")[m.clientMsgID]
+    end, 30000, "the push at the gateway")
+    assert.same({ "ann" }, seen)
+  end)
+
+  it("announces its metrics endpoint where OpenIM's Prometheus discovery reads it", function()
+    local value = h.wait_until(function()
+      return h.etcd_keys(env.etcd, "openim/prometheus_discovery/")["openim/prometheus_discovery/push/0"]
+    end, 20000, "openim/prometheus_discovery/push/0")
+    local target = cjson.decode(value).target
+    local status, body = h.http("GET", "http://" .. target .. "/metrics")
+    assert.equal(200, status)
+    assert.matches("\nmsg_long_time_push_total ", body, 1, true)
+    assert.matches("\nprocess_resident_memory_bytes ", body, 1, true)
+  end)
+end)
