@@ -659,7 +659,13 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->workers == 0) c->workers = ncpu > 0 ? (int)ncpu : 1;
     c->scripts_dir = get_str(r, s, "impulse", "scripts", "scripts");
     c->lua_dir = get_str(r, s, "impulse", "luaPath", IMPULSE_LUA_DIR);
-    c->admin_listen = get_str(r, s, "impulse", "admin", "127.0.0.1:9470");
+    {
+        /* one port per process index: OpenIM's start scripts run several
+         * processes of one config (-i 0..7) on a host */
+        char def[32];
+        snprintf(def, sizeof(def), "127.0.0.1:%d", 9470 + r->index);
+        c->admin_listen = get_str(r, s, "impulse", "admin", def);
+    }
     c->admin_token = get_str(r, s, "impulse", "adminToken", "");
     {
         /* /healthz, /readyz and the /admin/ paths stay off the network unless a token

@@ -170,6 +170,7 @@ static void test_imenv(void)
     }
     c = imp_config_load_index(path, 1, err, sizeof(err));
     CHECK(c != NULL && c->rpc_port == 10171);
+    if (c) CHECK_STR(c->admin_listen, "127.0.0.1:9471"); /* 9470 + index, when not set */
     imp_config_destroy(c);
     /* impulse's own keys come from the environment even without the section */
     setenv("IMENV_IMPULSE_ADMIN", "127.0.0.1:19470", 1);

@@ -66,6 +66,30 @@ describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function(
     assert.same({ "ann" }, seen)
   end)
 
+  it("runs a second process of the same folder as -i 1, as OpenIM's start scripts do", function()
+    -- mage start runs openim-push -i 0..7 -c <folder> on one host: the
+    -- second takes its own crash journal file (the first holds the lock),
+    -- metrics key and admin port (9470 + index by default, c/config; a free
+    -- one here, so parallel runs do not meet)
+    local admin2 = h.free_port()
+    local second = h.spawn("impulse-1", "env IMENV_KAFKA_ADDRESS=" .. env.kafka.bootstrap
+      .. " IMENV_IMPULSE_ADMIN=127.0.0.1:" .. admin2
+      .. " IMENV_REDIS_ADDRESS=" .. env.redis.addr .. " IMENV_DISCOVERY_ETCD_ADDRESS=" .. env.etcd.addr
+      .. " IMENV_IMPULSE_CRASHJOURNAL=" .. h.tmpdir() .. "/crash-journal-" .. admin
+      .. " IMENV_IMPULSE_DEADLETTERSPOOL=" .. h.tmpdir() .. "/spool-1-" .. admin
+      .. " " .. h.shell_quote(h.bin) .. " -c " .. h.shell_quote(FOLDER) .. " -i 1")
+    local value = h.wait_until(function()
+      if not h.alive(second) then error("the -i 1 process exited:\n" .. h.run("cat " .. second.log), 0) end
+      return h.etcd_keys(env.etcd, "openim/prometheus_discovery/")["openim/prometheus_discovery/push/1"]
+    end, 30000, "openim/prometheus_discovery/push/1")
+    assert.equal(200, (h.http("GET", "http://" .. cjson.decode(value).target .. "/metrics")))
+    h.wait_until(function() return h.http("GET", "http://127.0.0.1:" .. admin2 .. "/readyz") == 200 end,
+      30000, "the -i 1 process ready")
+    local files = h.run("ls " .. h.tmpdir())
+    assert.matches("crash%-journal%-" .. admin .. "%.1\n", files, nil, "its own journal file: " .. files)
+    h.stop(second)
+  end)
+
   it("announces its metrics endpoint where OpenIM's Prometheus discovery reads it", function()
     local value = h.wait_until(function()
       return h.etcd_keys(env.etcd, "openim/prometheus_discovery/")["openim/prometheus_discovery/push/0"]
