@@ -58,6 +58,18 @@ static void fail(struct reader *r, const char *section, const char *key, const s
     r->failed = 1;
 }
 
+/* A key of a map, as OpenIM's loader (viper) matches keys: regardless of
+ * case (main's openim-push.yml says getui: where v3.8.3's says geTui:),
+ * the exact spelling first. */
+static struct imp_yaml *yget(const struct imp_yaml *map, const char *key)
+{
+    struct imp_yaml *y = imp_yaml_get(map, key);
+    if (y || !map || map->kind != IMP_YAML_MAP) return y;
+    for (size_t i = 0; i < map->n; i++)
+        if (strcasecmp(map->keys[i], key) == 0) return map->items[i];
+    return NULL;
+}
+
 /* Resolves a dotted key ("etcd.address") inside a section map. */
 static const struct imp_yaml *lookup(const struct imp_yaml *sec, const char *key)
 {
@@ -70,7 +82,7 @@ static const struct imp_yaml *lookup(const struct imp_yaml *sec, const char *key
         if (len >= sizeof(part)) return NULL;
         memcpy(part, p, len);
         part[len] = '\0';
-        n = imp_yaml_get(n, part);
+        n = yget(n, part);
         p = dot ? dot + 1 : p + len;
     }
     return n;
@@ -339,11 +351,11 @@ static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *
     imp_buf_putc(&b, '{');
     for (size_t i = 0; i < IMP_ARRAY_LEN(openim); i++) {
         imp_buf_printf(&b, "\"%s\":", openim[i]);
-        yaml_json(&b, push ? imp_yaml_get(push, openim[i]) : NULL);
+        yaml_json(&b, push ? yget(push, openim[i]) : NULL);
         imp_buf_putc(&b, ',');
     }
     imp_buf_puts(&b, "\"impulse\":");
-    yaml_json(&b, imp ? imp_yaml_get(imp, "providers") : NULL);
+    yaml_json(&b, imp ? yget(imp, "providers") : NULL);
     imp_buf_putc(&b, '}');
     return imp_buf_steal(&b, NULL);
 }
@@ -360,9 +372,8 @@ static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *
 
 static void read_openim(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
 {
-    const struct imp_yaml *imp = imp_yaml_get(root, "impulse");
-    const struct imp_yaml *n =
-        imp && imp->kind == IMP_YAML_MAP ? imp_yaml_get(imp, "openim") : NULL;
+    const struct imp_yaml *imp = yget(root, "impulse");
+    const struct imp_yaml *n = imp && imp->kind == IMP_YAML_MAP ? yget(imp, "openim") : NULL;
     int patch = 0;
     bool v384 = false;
     if (n && !is_null(n)) {
@@ -394,9 +405,9 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
         snprintf(c->openim_origin, sizeof(c->openim_origin), "set by impulse.openim '%s'",
                  n->scalar);
     } else {
-        const struct imp_yaml *disc = imp_yaml_get(root, "discovery");
-        const struct imp_yaml *redis = imp_yaml_get(root, "redis");
-        const struct imp_yaml *share = imp_yaml_get(root, "share");
+        const struct imp_yaml *disc = yget(root, "discovery");
+        const struct imp_yaml *redis = yget(root, "redis");
+        const struct imp_yaml *share = yget(root, "share");
         const char *why;
         if (lookup(disc, "rpcService")) {
             v384 = true;
@@ -452,7 +463,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     read_openim(r, c, root);
 
     /* kafka */
-    s = imp_yaml_get(root, "kafka");
+    s = yget(root, "kafka");
     if (!s) fail(r, "kafka", NULL, NULL, "section is missing");
     get_list(r, s, "kafka", "address", &c->kafka_addrs);
     check_addrs(r, "kafka", "address", s, &c->kafka_addrs, true);
@@ -470,7 +481,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->group_offline_push = get_str(r, s, "kafka", "toOfflinePushGroupID", "offlinePush");
 
     /* redis */
-    s = imp_yaml_get(root, "redis");
+    s = yget(root, "redis");
     if (!s) fail(r, "redis", NULL, NULL, "section is missing");
     struct imp_strlist raddr;
     get_list(r, s, "redis", "address", &raddr);
@@ -510,7 +521,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
              "Redis sentinel mode is not supported yet");
 
     /* discovery */
-    s = imp_yaml_get(root, "discovery");
+    s = yget(root, "discovery");
     if (!s) fail(r, "discovery", NULL, NULL, "section is missing");
     char *mode = get_str(r, s, "discovery", "enable", "etcd");
     if (mode && strcmp(mode, "etcd") != 0) {
@@ -542,7 +553,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
                     {&c->svc_msg, "msg"},
                     {&c->svc_push, "push"}};
         const char *sec = c->openim_v384 ? "discovery" : "share";
-        s = imp_yaml_get(root, sec);
+        s = yget(root, sec);
         for (size_t i = 0; i < IMP_ARRAY_LEN(svcs); i++) {
             char key[64], def[64];
             snprintf(key, sizeof(key), "%s.%s", c->openim_v384 ? "rpcService" : "rpcRegisterName",
@@ -558,7 +569,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
             *svcs[i].dst = get_str(r, s, sec, key, def);
         }
     }
-    s = imp_yaml_get(root, "share");
+    s = yget(root, "share");
     struct imp_strlist admins;
     get_list(r, s, "share", "imAdminUserID", &admins);
     /* from patch.5 every toPush record runs as imAdminUserID[0]
@@ -572,7 +583,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     free_list(&admins);
 
     /* openim-push */
-    s = imp_yaml_get(root, "openim-push");
+    s = yget(root, "openim-push");
     c->full_user_cache = get_bool(r, s, "openim-push", "fullUserCache", true);
     /* OpenIM serves /metrics on prometheus.ports[index], or with
      * rpc.autoSetPorts on a free port it announces in etcd under
@@ -609,7 +620,7 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         c->rpc_port = pick_port(r, s, "rpc.ports", "rpc.autoSetPorts is false");
 
     /* webhooks (webhooks.yml): only the three push hooks are read */
-    s = imp_yaml_get(root, "webhooks");
+    s = yget(root, "webhooks");
     c->webhook_url = get_str(r, s, "webhooks", "url", "");
     struct {
         const char *name;
@@ -632,23 +643,23 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     }
 
     /* local-cache */
-    s = imp_yaml_get(root, "local-cache");
+    s = yget(root, "local-cache");
     read_lru(r, s, "group", &c->cache_group, "DELETE_CACHE_GROUP");
     read_lru(r, s, "user", &c->cache_user, "DELETE_CACHE_USER");
 
     /* impulse */
-    s = imp_yaml_get(root, "impulse");
+    s = yget(root, "impulse");
     {
-        const struct imp_yaml *pv = s ? imp_yaml_get(s, "providers") : NULL;
+        const struct imp_yaml *pv = s ? yget(s, "providers") : NULL;
         if (pv && pv->kind != IMP_YAML_MAP)
             fail(r, "impulse", "providers", pv, "must be a map of provider settings");
-        c->providers_json = providers_json(imp_yaml_get(root, "openim-push"), s);
+        c->providers_json = providers_json(yget(root, "openim-push"), s);
     }
     if (s && s->kind == IMP_YAML_MAP) {
         for (size_t i = 0; i < s->n; i++) {
             int known = 0;
             for (const char **k = impulse_keys; *k; k++)
-                if (strcmp(*k, s->keys[i]) == 0) known = 1;
+                if (strcasecmp(*k, s->keys[i]) == 0) known = 1;
             if (!known) fail(r, "impulse", s->keys[i], s->items[i], "unknown key");
         }
     } else if (s && !is_null(s)) {
@@ -804,15 +815,15 @@ static char *apply_env(struct imp_yaml *root)
     /* impulse's own section takes IMENV_IMPULSE_<KEY> for every key it
      * knows even without an impulse.yml, so an OpenIM config folder runs
      * unchanged with impulse's settings in the environment */
-    struct imp_yaml *imp = imp_yaml_get(root, "impulse");
+    struct imp_yaml *imp = yget(root, "impulse");
     if (imp && imp->kind != IMP_YAML_MAP) imp = NULL;
     for (const char **k = impulse_keys; *k; k++) {
         char name[128] = "IMENV_IMPULSE";
         env_name_append(name, sizeof(name), *k);
         const char *v = getenv(name);
-        if (!v || !v[0] || (imp && imp_yaml_get(imp, *k))) continue; /* held: below */
+        if (!v || !v[0] || (imp && yget(imp, *k))) continue; /* held: below */
         if (!imp) {
-            if (imp_yaml_get(root, "impulse")) break; /* not a map: the reader says so */
+            if (yget(root, "impulse")) break; /* not a map: the reader says so */
             imp = imp_yaml_new_map();
             imp_yaml_set(root, "impulse", imp);
         }

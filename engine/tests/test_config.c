@@ -268,6 +268,15 @@ int main(void)
     CHECK(imp_config_load("/nonexistent.yml", err, sizeof(err)) == NULL &&
           strstr(err, "/nonexistent.yml"));
     test_openim_profiles();
+    /* keys match regardless of case, as viper matches them (main says getui:) */
+    c = load("share:\n  imadminuserid: [root]\nopenim-push:\n  getui:\n    appKey: k1\n", err,
+             sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->im_admin_user, "root");
+        CHECK(c->providers_json && strstr(c->providers_json, "\"geTui\":{\"appKey\":\"k1\"}"));
+        imp_config_destroy(c);
+    }
     test_imenv();
     unlink(path);
     return t_done("config");
