@@ -372,6 +372,7 @@ static int cmd_check(const char *path, int index, int skip_kafka)
            skip_kafka ? ", Kafka not checked" : ", topics present");
     printf("%s\n", line);
     if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
+    if (cfg->warnings) printf("%s\n", cfg->warnings);
     imp_config_destroy(cfg);
     return 0;
 }
@@ -496,6 +497,11 @@ static int cmd_run(const char *path, int index)
         imp_info(NULL, "%s", line);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
+        for (const char *w = cfg->warnings; w && *w;) {
+            size_t n = strcspn(w, "\n");
+            imp_warn(NULL, "%.*s", (int)n, w);
+            w += n + (w[n] == '\n');
+        }
     }
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);

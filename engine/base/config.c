@@ -368,6 +368,17 @@ static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *
  * OpenIM's own files, which changed at v3.8.4-alpha.1 (discovery.yml
  * rpcService), patch.12 (redis.yml redisMode) and patch.5 (share.yml
  * rpcMaxBodySize); v3.8.3 to patch.4 share one layout. */
+/* Appends one line (a newline before it when b is not empty). */
+static void add_line(struct imp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_line(struct imp_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    if (b->len) imp_buf_putc(b, '\n');
+    va_start(ap, fmt);
+    imp_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
 #define OPENIM_NEWEST_PATCH 16
 
 static void read_openim(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
@@ -439,6 +450,36 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
              : patch >= 3 ? "v3.8.3-patch.3"
                           : "v3.8.3");
     c->op_user_admin = !v384 && patch >= 5;
+
+    /* keys of another release's layout: that release reads them, this one
+     * does not (docs/openim-versions.md); said, not refused */
+    struct imp_buf w;
+    imp_buf_init(&w);
+    const struct imp_yaml *disc = yget(root, "discovery"), *redis = yget(root, "redis"),
+                          *share = yget(root, "share");
+    if (!v384 && lookup(disc, "rpcService"))
+        add_line(&w,
+                 "config: discovery.rpcService belongs to v3.8.4's layout; %s reads the service "
+                 "names from share.rpcRegisterName",
+                 c->openim_version);
+    if (v384 && lookup(share, "rpcRegisterName"))
+        add_line(&w,
+                 "config: share.rpcRegisterName belongs to v3.8.3's layout; %s reads the service "
+                 "names from discovery.rpcService",
+                 c->openim_version);
+    const struct imp_yaml *db = lookup(redis, "db");
+    if ((v384 || patch < 7) && db && db->kind == IMP_YAML_SCALAR && strcmp(db->scalar, "0") != 0 &&
+        !lookup(redis, "storage"))
+        add_line(&w,
+                 "config: redis.db is ignored by %s, which reads the database from redis.storage "
+                 "(OpenIM's services use database 0 then; patch.7 reads db)",
+                 c->openim_version);
+    if ((v384 || patch < 12) && lookup(redis, "redisMode"))
+        add_line(&w,
+                 "config: redis.redisMode belongs to the layout of v3.8.3-patch.12 and later; %s "
+                 "reads redis.clusterMode",
+                 c->openim_version);
+    c->warnings = w.len ? imp_buf_steal(&w, NULL) : (imp_buf_dispose(&w), NULL);
 }
 
 void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen)
@@ -961,6 +1002,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->admin_listen,
         &c->admin_token,
         &c->env_overrides,
+        &c->warnings,
         &c->auto_offset_reset,
         &c->log_level,
         &c->offline_provider,

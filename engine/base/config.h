@@ -39,6 +39,7 @@ struct imp_config {
     char *path;
     int index;           /* -i, as openim-push's: which of rpc.ports / prometheus.ports */
     char *env_overrides; /* keys IMENV_ variables overrode ("redis.address, ..."), or NULL */
+    char *warnings;      /* lines about keys of another release's layout, or NULL */
 
     /* impulse.openim: the OpenIM release whose openim-push impulse copies
      * (docs/openim-versions.md). Set, or detected from the config layout. */
@@ -93,8 +94,8 @@ struct imp_config {
     /* openim-push */
     bool full_user_cache;
     bool prometheus_enable;
-    bool prometheus_auto; /* rpc.autoSetPorts: a free port, announced in etcd */
-    int prometheus_port;  /* prometheus.ports[index]; 0 with autoSetPorts */
+    bool prometheus_auto;  /* rpc.autoSetPorts: a free port, announced in etcd */
+    int prometheus_port;   /* prometheus.ports[index]; 0 with autoSetPorts */
     char *rpc_listen_ip;   /* rpc.listenIP */
     char *rpc_register_ip; /* rpc.registerIP; "" = the first non-loopback IPv4 */
     int rpc_port;          /* rpc.ports[0]; 0 with rpc.autoSetPorts (a free port) */

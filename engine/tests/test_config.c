@@ -95,11 +95,19 @@ static void test_openim_profiles(void)
         CHECK(c->redis_db == 3);
         imp_config_destroy(c);
     }
-    /* up to patch.6 OpenIM reads `storage`, so `db` is ignored */
+    /* up to patch.6 OpenIM reads `storage`, so `db` is ignored: said */
     c = load_text("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
                   "  db: 3\ndiscovery:\n  etcd:\n    address: [h:1]\n",
                   err, sizeof(err));
     CHECK(c != NULL && c->redis_db == 0);
+    CHECK(c && c->warnings && strstr(c->warnings, "redis.db is ignored by v3.8.3"));
+    imp_config_destroy(c);
+    /* a key of v3.8.4's layout under a v3.8.3 profile: said */
+    c = load("  rpcService:\n    push: p\nimpulse:\n  openim: v3.8.3\n", err, sizeof(err));
+    CHECK(c && c->warnings && strstr(c->warnings, "discovery.rpcService belongs to v3.8.4"));
+    imp_config_destroy(c);
+    c = load("", err, sizeof(err));
+    CHECK(c && c->warnings == NULL);
     imp_config_destroy(c);
     /* set explicitly: exact tags, aliases, and what is refused */
     static const struct {

@@ -10,7 +10,9 @@ describe("Redis with a username, a password and a db #engine", function()
   lazy_setup(function()
     env = h.start_env { gateways = 1, redis_auth = { user = "impulse", pass = "s3cret pass" } }
     h.set_online(env, { alice = { 1 } }, env.gateways[1])
-    imp = h.start_impulse(env, { workers = 1, redis_db = 3 })
+    -- redis.db as OpenIM reads it from v3.8.3-patch.7 (before, `storage`:
+    -- c/config)
+    imp = h.start_impulse(env, { workers = 1, redis_db = 3, impulse = { openim = "v3.8.3-patch.16" } })
   end)
 
   lazy_teardown(function()
