@@ -26,6 +26,7 @@
 #define SERVICE "/openim.push.PushMsgService/"
 
 struct imp_pushsvc {
+    const struct imp_config *cfg;
     struct imp_worker *const *workers;
     int nworkers;
     struct imp_grpc_server *srv;
@@ -48,6 +49,7 @@ static void on_call(void *arg, struct imp_grpc_scall *c, const char *method, con
         snprintf(why, sizeof(why), "impulse does not serve %s", method);
         imp_metrics_inc("impulse_rpc_total", "method=\"other\",result=\"unimplemented\"", 1);
         imp_grpc_scall_reply(c, 12 /* UNIMPLEMENTED */, why, NULL, 0);
+        imp_rpc_count(p->cfg->svc_push, method, 12);
         return;
     }
     unsigned n = atomic_fetch_add(&p->rr, 1);
@@ -59,6 +61,7 @@ static void on_call(void *arg, struct imp_grpc_scall *c, const char *method, con
                             : "method=\"DelUserPushToken\",result=\"unavailable\"",
                         1);
         imp_grpc_scall_reply(c, 14 /* UNAVAILABLE */, "impulse is stopping", NULL, 0);
+        imp_rpc_count(p->cfg->svc_push, method, 14);
     }
 }
 
@@ -84,6 +87,7 @@ struct imp_pushsvc *imp_pushsvc_start(const struct imp_config *cfg,
 {
     struct imp_pushsvc *p = imp_xcalloc(1, sizeof(*p));
     char listen[96], why[160];
+    p->cfg = cfg;
     p->workers = workers;
     p->nworkers = nworkers;
     if (strchr(cfg->rpc_listen_ip, ':'))

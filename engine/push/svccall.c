@@ -20,6 +20,21 @@
 
 const char *const imp_svccall_names[] = {"", "PushMsg", "DelUserPushToken"};
 
+void imp_rpc_count(const char *service, const char *path, int code)
+{
+    char labels[512];
+    snprintf(labels, sizeof(labels), "name=\"%s\",path=\"%s\",code=\"%d\"", service, path, code);
+    imp_metrics_inc("rpc_count", labels, 1);
+}
+
+/* rpc_count for a push-service call of this kind */
+static void count_call(const struct msg *t, int kind, int code)
+{
+    char path[96];
+    snprintf(path, sizeof(path), "/openim.push.PushMsgService/%s", imp_svccall_names[kind]);
+    imp_rpc_count(t->w->cfg->svc_push, path, code);
+}
+
 /* A push-service call's task ended: answer it (an empty reply message, or
  * INTERNAL with the failure) and count it. */
 void imp_svccall_answer(struct msg *t)
@@ -35,19 +50,23 @@ void imp_svccall_answer(struct msg *t)
                  t->fail_error ? t->fail_error : "");
         imp_grpc_scall_reply(t->rpc, bad ? 3 /* INVALID_ARGUMENT */ : 13 /* INTERNAL */, detail,
                              NULL, 0);
+        count_call(t, t->kind, bad ? 3 : 13);
     } else {
         imp_grpc_scall_reply(t->rpc, 0, "", NULL, 0);
+        count_call(t, t->kind, 0);
     }
     t->rpc = NULL;
 }
 
-static void rpc_refuse(struct imp_grpc_scall *c, int kind, const char *why)
+static void rpc_refuse(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const char *why)
 {
-    char labels[96];
+    char labels[96], path[96];
     snprintf(labels, sizeof(labels), "method=\"%s\",result=\"unavailable\"",
              imp_svccall_names[kind]);
     imp_metrics_inc("impulse_rpc_total", labels, 1);
     imp_grpc_scall_reply(c, 14 /* UNAVAILABLE */, why, NULL, 0);
+    snprintf(path, sizeof(path), "/openim.push.PushMsgService/%s", imp_svccall_names[kind]);
+    imp_rpc_count(w->cfg->svc_push, path, 14);
 }
 
 /* A call reached the loop: it becomes a task like a toPush record, except
@@ -58,7 +77,7 @@ static void rpc_start(struct imp_worker *w, struct rpc_job *j)
     static const char *const md_keys[4] = {"operationid", "opuserid", "platform", "connid"};
     char v[512];
     if (w->stopping) {
-        rpc_refuse(j->c, j->kind, "impulse is stopping");
+        rpc_refuse(w, j->c, j->kind, "impulse is stopping");
         return;
     }
     struct msg *t = imp_msg_new(w);
@@ -146,13 +165,13 @@ void imp_svccall_close(struct imp_worker *w)
     pthread_mutex_unlock(&w->rpc_lock);
     while (jobs) {
         struct rpc_job *n = jobs->next;
-        rpc_refuse(jobs->c, jobs->kind, "impulse is stopping");
+        rpc_refuse(w, jobs->c, jobs->kind, "impulse is stopping");
         free(jobs);
         jobs = n;
     }
     for (struct msg *t = w->msgs; t; t = t->next) {
         if (!t->rpc) continue;
-        rpc_refuse(t->rpc, t->kind, "impulse stopped before the call finished");
+        rpc_refuse(w, t->rpc, t->kind, "impulse stopped before the call finished");
         t->rpc = NULL;
     }
 }

@@ -71,6 +71,12 @@ struct imp_grpc_scall;
 /* Hands a call to the worker (any thread; req valid until the call is
  * answered). The worker answers it when its task ends. IMP_ECLOSED when the
  * worker has finished: the caller answers. */
+/* OpenIM's rpc_count{name,path,code}: one per call the push service
+ * answers, as OpenIM's server interceptor counts them (name: the push
+ * service's register name; path: the full method; code: the gRPC status)
+ * (OpenIM@v3.8.3:pkg/common/prommetrics/rpc.go:16-22, startrpc/start.go:216-232). */
+void imp_rpc_count(const char *service, const char *path, int code);
+
 int imp_worker_rpc(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const uint8_t *req,
                    size_t len);
 

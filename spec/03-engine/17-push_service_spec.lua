@@ -48,6 +48,9 @@ describe("push service #engine", function()
     assert.equal("0", h.redis_cli(env.redis, "EXISTS", "FCM_TOKEN:tom:2"):match("%d+"))
     assert.equal("1", h.redis_cli(env.redis, "EXISTS", "FCM_TOKEN:tom:1"):match("%d+"))
     assert.equal(1, h.metric(imp, "impulse_rpc_total", 'method="DelUserPushToken",result="ok"'))
+    -- and OpenIM's own, as its server interceptor counts (prommetrics/rpc.go:16-22)
+    assert.equal(1, h.metric(imp, "rpc_count",
+      'name="push",path="/openim.push.PushMsgService/DelUserPushToken",code="0"'))
   end)
 
   it("refuses a DelUserPushToken without a userID as INVALID_ARGUMENT", function()
@@ -55,6 +58,8 @@ describe("push service #engine", function()
     assert.is_nil(reply)
     assert.equal(3, err.code)
     assert.truthy(err.details:find("userID is empty", 1, true))
+    assert.equal(1, h.metric(imp, "rpc_count",
+      'name="push",path="/openim.push.PushMsgService/DelUserPushToken",code="3"'))
   end)
 
   it("PushMsg pushes the message to the given users: online, then offline hand-off", function()
@@ -104,6 +109,7 @@ describe("push service #engine", function()
     local reply, err = h.grpc_call(addr, "/openim.user.user/getAllOnlineUsers", { cursor = "0" })
     assert.is_nil(reply)
     assert.equal(12, err.code)
+    assert.equal(1, h.metric(imp, "rpc_count", 'name="push",path="/openim.user.user/getAllOnlineUsers",code="12"'))
   end)
 
   it("revokes its lease first on SIGTERM: the key is gone before the workers stop", function()
