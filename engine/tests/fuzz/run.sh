@@ -40,7 +40,7 @@ build() {
     "$CC" "${FLAGS[@]}" -o "$OUT/$name" "$E/tests/fuzz/$name.c" "$@"
 }
 
-build fuzz_pushmsg "$E/base/pbcheck.c" "$BUILD/proto/push.pb-c.c" "$BUILD/proto/sdkws.pb-c.c" \
+build fuzz_pushmsg "$E/base/pbcheck.c" "$E/base/buf.c" "$E/base/common.c" "$BUILD/proto/push.pb-c.c" "$BUILD/proto/sdkws.pb-c.c" \
     $(pkg-config --libs libprotobuf-c)
 build fuzz_online_change "$E/state/online.c" "$E/base/common.c" -lpthread
 build fuzz_invalidate "$E"/state/cache/*.c "$E/base/common.c" "$E/base/strset.c" \
