@@ -636,7 +636,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = implicit ? "run" : argv[1];
     int first = implicit ? 1 : 2;
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 ||
+        (implicit && argc == 2 && strcmp(argv[1], "--version") == 0)) {
         printf("impulse %s\n", IMPULSE_VERSION);
         return 0;
     }

@@ -612,7 +612,12 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     }
     s = yget(root, "share");
     struct imp_strlist admins;
-    get_list(r, s, "share", "imAdminUserID", &admins);
+    /* main (after v3.8.4-alpha.1) moved it to imAdminUser.userIDs
+     * (docs/research/openim-operator-dropin.md §6): read either */
+    get_list(r, s, "share",
+             !lookup(s, "imAdminUserID") && lookup(s, "imAdminUser.userIDs") ? "imAdminUser.userIDs"
+                                                                             : "imAdminUserID",
+             &admins);
     /* from patch.5 every toPush record runs as imAdminUserID[0]
      * (OpenIM@v3.8.3-patch.5:internal/push/push_handler.go:145), which
      * panics when the list is empty: refuse to start instead */

@@ -276,6 +276,11 @@ int main(void)
     CHECK(imp_config_load("/nonexistent.yml", err, sizeof(err)) == NULL &&
           strstr(err, "/nonexistent.yml"));
     test_openim_profiles();
+    /* main's share.yml: imAdminUser.userIDs */
+    c = load("share:\n  imAdminUser:\n    userIDs: [boss]\n", err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) CHECK_STR(c->im_admin_user, "boss");
+    imp_config_destroy(c);
     /* keys match regardless of case, as viper matches them (main says getui:) */
     c = load("share:\n  imadminuserid: [root]\nopenim-push:\n  getui:\n    appKey: k1\n", err,
              sizeof(err));
