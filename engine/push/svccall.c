@@ -28,11 +28,11 @@ void imp_rpc_count(const char *service, const char *path, int code)
 }
 
 /* rpc_count for a push-service call of this kind */
-static void count_call(const struct msg *t, int kind, int code)
+static void count_call(const struct imp_config *cfg, int kind, int code)
 {
     char path[96];
     snprintf(path, sizeof(path), "/openim.push.PushMsgService/%s", imp_svccall_names[kind]);
-    imp_rpc_count(t->w->cfg->svc_push, path, code);
+    imp_rpc_count(cfg->svc_push, path, code);
 }
 
 /* A push-service call's task ended: answer it (an empty reply message, or
@@ -50,23 +50,22 @@ void imp_svccall_answer(struct msg *t)
                  t->fail_error ? t->fail_error : "");
         imp_grpc_scall_reply(t->rpc, bad ? 3 /* INVALID_ARGUMENT */ : 13 /* INTERNAL */, detail,
                              NULL, 0);
-        count_call(t, t->kind, bad ? 3 : 13);
+        count_call(t->w->cfg, t->kind, bad ? 3 : 13);
     } else {
         imp_grpc_scall_reply(t->rpc, 0, "", NULL, 0);
-        count_call(t, t->kind, 0);
+        count_call(t->w->cfg, t->kind, 0);
     }
     t->rpc = NULL;
 }
 
 static void rpc_refuse(struct imp_worker *w, struct imp_grpc_scall *c, int kind, const char *why)
 {
-    char labels[96], path[96];
+    char labels[96];
     snprintf(labels, sizeof(labels), "method=\"%s\",result=\"unavailable\"",
              imp_svccall_names[kind]);
     imp_metrics_inc("impulse_rpc_total", labels, 1);
     imp_grpc_scall_reply(c, 14 /* UNAVAILABLE */, why, NULL, 0);
-    snprintf(path, sizeof(path), "/openim.push.PushMsgService/%s", imp_svccall_names[kind]);
-    imp_rpc_count(w->cfg->svc_push, path, 14);
+    count_call(w->cfg, kind, 14);
 }
 
 /* A call reached the loop: it becomes a task like a toPush record, except
