@@ -497,6 +497,14 @@ static int cmd_run(const char *path, int index)
         imp_info(NULL, "%s", line);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
+        if (cfg->k8s)
+            imp_info(NULL,
+                     "discovery: Kubernetes API %s, namespace %s (%s); gateways: %s; nothing is "
+                     "registered",
+                     cfg->k8s_api, cfg->k8s_namespace, cfg->k8s_origin,
+                     cfg->gw_hash ? "each user to the gateway its ID hashes to "
+                                    "(K8sStaticConsistentHash)"
+                                  : "every gateway gets every push");
         for (const char *w = cfg->warnings; w && *w;) {
             size_t n = strcspn(w, "\n");
             imp_warn(NULL, "%.*s", (int)n, w);
@@ -521,7 +529,9 @@ static int cmd_run(const char *path, int index)
             imp_error(NULL, "%s", err);
             rc = 2;
             begin_shutdown(&m, "push service");
-        } else if (cfg->etcd_addrs.n) {
+        } else if (!cfg->k8s && cfg->etcd_addrs.n) {
+            /* in Kubernetes OpenIM registers nothing: callers find the
+             * push Service by its name */
             e.announce = imp_announce_start(m.loop, cfg, imp_pushsvc_addr(e.pushsvc));
         }
     }

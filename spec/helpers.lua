@@ -302,8 +302,10 @@ end
 local function start_standin(kind, etcd, extra)
   ensure_npm()
   local info = format("%s/%s-%d.json", _M.tmpdir(), kind, _M.free_port())
-  local p = _M.spawn(kind, format("node %s/standin.js %s --etcd %s --root openim --info %s %s",
-    shell_quote(_M.standin_dir), kind, etcd.url, shell_quote(info), extra or ""))
+  -- etcd nil: registered nowhere (Kubernetes discovery finds it instead)
+  local p = _M.spawn(kind, format("node %s/standin.js %s %s --root openim --info %s %s",
+    shell_quote(_M.standin_dir), kind, etcd and ("--etcd " .. etcd.url) or "--no-etcd",
+    shell_quote(info), extra or ""))
   local data = _M.wait_until(function()
     local s = read_file(info)
     return s and cjson.decode(s)
@@ -341,10 +343,10 @@ function _M.impulse_config(env, opts)
     "  password: '" .. (env.redis.auth and env.redis.auth.pass or "") .. "'",
     opts.redis_db and ("  db: " .. opts.redis_db) or "",
     "discovery:",
-    "  enable: etcd",
+    "  enable: " .. (opts.discovery_enable or "etcd"),
     "  etcd:",
     "    rootDirectory: openim",
-    "    address: [" .. env.etcd.addr .. "]",
+    env.etcd and ("    address: [" .. env.etcd.addr .. "]") or "",
     opts.etcd_user and ("    username: " .. opts.etcd_user) or "",
     opts.etcd_password and ("    password: " .. opts.etcd_password) or "",
     opts.discovery_yaml or "", -- more discovery keys (indented by 2)
@@ -510,6 +512,53 @@ function _M.start_providers()
   p.base = "https://" .. data.https
   p.control = "http://" .. data.control
   return p
+end
+
+-- A fake Kubernetes API server (examples/openim-standin/kube-apiserver.js)
+-- over HTTPS with the test CA, and a service-account folder for impulse
+-- (token, ca.crt, namespace). k.api is "127.0.0.1:PORT", k.control its
+-- control API, k.sa the folder, k.env the environment impulse needs.
+function _M.start_kube_apiserver(namespace)
+  ensure_npm()
+  local pk = _M.test_pki()
+  local port = _M.free_port()
+  local sa = format("%s/serviceaccount-%d", _M.tmpdir(), port)
+  assert(os_execute("mkdir -p " .. shell_quote(sa)) ~= false)
+  -- the token impulse sends (sa/token) and the one the server accepts
+  -- (its own file): a test can make them differ
+  write_file(sa .. "/token", "test-token-" .. port .. "\n")
+  write_file(sa .. ".accepted", "test-token-" .. port .. "\n")
+  write_file(sa .. "/ca.crt", read_file(pk.ca))
+  write_file(sa .. "/namespace", (namespace or "openim") .. "\n")
+  local info = format("%s/kube-apiserver-%d.json", _M.tmpdir(), port)
+  local k = _M.spawn("kube-apiserver", format(
+    "node %s/kube-apiserver.js --info %s --cert %s --key %s --token-file %s --bookmark-ms 1000",
+    shell_quote(_M.standin_dir), shell_quote(info), shell_quote(pk.cert), shell_quote(pk.key),
+    shell_quote(sa .. ".accepted")))
+  local data = _M.wait_until(function()
+    local s = read_file(info)
+    return s and cjson.decode(s)
+  end, 20000, "the fake Kubernetes API server")
+  k.api, k.control, k.sa = data.https, "http://" .. data.control, sa
+  local host, kport = data.https:match("^(.*):(%d+)$")
+  k.env = format("KUBERNETES_SERVICE_HOST=%s KUBERNETES_SERVICE_PORT=%s", host, kport)
+  k.namespace = namespace or "openim"
+  return k
+end
+
+-- Sets Endpoints ns/name to one subset per {pod=, port=, ready=} (127.0.0.1,
+-- port named "grpc" unless port_name says otherwise).
+function _M.kube_endpoints(k, name, pods, port_name)
+  local subsets = {}
+  for _, p in ipairs(pods) do
+    local a = { ip = "127.0.0.1", targetRef = p.pod and { kind = "Pod", name = p.pod, namespace = k.namespace } or nil }
+    subsets[#subsets + 1] = {
+      addresses = p.ready ~= false and { a } or nil,
+      notReadyAddresses = p.ready == false and { a } or nil,
+      ports = { { name = port_name or "grpc", port = p.port, protocol = "TCP" } },
+    }
+  end
+  return _M.http_json("PUT", format("%s/endpoints/%s/%s", k.control, k.namespace, name), subsets)
 end
 
 -- ------------------------------------------------------------ OpenIM data

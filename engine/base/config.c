@@ -302,6 +302,9 @@ static const char *impulse_keys[] = {
     "poisonDeaths",
     "openim",
     "adminToken",
+    "discovery",
+    "kubernetesServiceAccount",
+    "gatewaySelection",
     NULL,
 };
 
@@ -497,6 +500,100 @@ void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen
              c->openim_version, c->openim_profile, tags, c->openim_origin);
 }
 
+/* Reads a small file's first line (a namespace) into a new string, or NULL. */
+static char *read_line_file(const char *path)
+{
+    char buf[256];
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n \t")] = '\0';
+    return buf[0] ? imp_xstrdup(buf) : NULL;
+}
+
+/* etcd or Kubernetes (docs/research/openim-operator-dropin.md section 3).
+ * discovery.enable "k8s" selects Kubernetes up to v3.8.3-patch.16
+ * (OpenIM@v3.8.3:pkg/common/discoveryregister/discoveryregister.go:28-43);
+ * v3.8.4-alpha.1 selects it whenever the pod's service-account folder exists,
+ * whatever enable says (tools@v0.0.50-alpha.72:utils/runtimeenv/runtime.go).
+ * impulse.discovery forces either. In Kubernetes mode impulse reads the
+ * services' Endpoints through the API with the pod's service account, as
+ * OpenIM's tools ConnManager does (net/k8s.c), and registers nothing. */
+static void read_discovery(struct reader *r, struct imp_config *c, const struct imp_yaml *root,
+                           const struct imp_yaml *s)
+{
+    const struct imp_yaml *imp = yget(root, "impulse");
+    char *mode = get_str(r, s, "discovery", "enable", "etcd");
+    char *force = get_str(r, imp, "impulse", "discovery", "");
+    char origin[200] = "";
+    struct stat st;
+    c->k8s_sa_dir = get_str(r, imp, "impulse", "kubernetesServiceAccount",
+                            "/var/run/secrets/kubernetes.io/serviceaccount");
+    if (!mode || !force || !c->k8s_sa_dir) goto out;
+    for (char *q = mode; *q; q++) *q = (char)tolower((unsigned char)*q);
+    bool in_pod = stat(c->k8s_sa_dir, &st) == 0 && S_ISDIR(st.st_mode);
+    if (force[0]) {
+        if (strcmp(force, "etcd") != 0 && strcmp(force, "kubernetes") != 0) {
+            fail(r, "impulse", "discovery", lookup(imp, "discovery"),
+                 "'%s': expected etcd or kubernetes (empty: as discovery.enable says)", force);
+            goto out;
+        }
+        c->k8s = strcmp(force, "kubernetes") == 0;
+        if (c->k8s) snprintf(origin, sizeof(origin), "impulse.discovery");
+    } else if (strcmp(mode, "k8s") == 0 || strcmp(mode, "kubernetes") == 0) {
+        c->k8s = true;
+        snprintf(origin, sizeof(origin), "discovery.enable '%s'", mode);
+    } else if (strcmp(mode, "etcd") != 0) {
+        fail(r, "discovery", "enable", lookup(s, "enable"),
+             "unknown discovery '%s' (use etcd or k8s)", mode);
+        goto out;
+    } else if (c->openim_v384 && in_pod) {
+        c->k8s = true;
+        snprintf(origin, sizeof(origin),
+                 "%s chooses Kubernetes in a pod (%s exists) whatever discovery.enable says",
+                 c->openim_version, c->k8s_sa_dir);
+    }
+    if (!c->k8s) goto out;
+    c->k8s_origin = imp_xstrdup(origin);
+
+    /* the API server, as client-go's InClusterConfig finds it */
+    const char *host = getenv("KUBERNETES_SERVICE_HOST");
+    const char *port = getenv("KUBERNETES_SERVICE_PORT");
+    if (!host || !host[0] || !port || !port[0]) {
+        fail(r, "discovery", "enable", lookup(s, "enable"),
+             "Kubernetes discovery (%s) runs in a pod: KUBERNETES_SERVICE_HOST and "
+             "KUBERNETES_SERVICE_PORT are not set",
+             origin);
+        goto out;
+    }
+    char api[300];
+    snprintf(api, sizeof(api), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host, port);
+    c->k8s_api = imp_xstrdup(api);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/token", c->k8s_sa_dir);
+    if (access(path, R_OK) != 0) {
+        fail(r, "impulse", "kubernetesServiceAccount", lookup(imp, "kubernetesServiceAccount"),
+             "cannot read %s (the pod's service-account token): %s", path, strerror(errno));
+        goto out;
+    }
+    /* the namespace: discovery.kubernetes.namespace (v3.8.4-alpha.1 on),
+     * else the pod's own. OpenIM v3.8.3-patch.11 to .16 hard-code
+     * "default" (docs/openim-versions.md, deliberate differences). */
+    char *ns = get_str(r, s, "discovery", "kubernetes.namespace", "");
+    if (ns && !ns[0]) {
+        free(ns);
+        snprintf(path, sizeof(path), "%s/namespace", c->k8s_sa_dir);
+        ns = read_line_file(path);
+        if (!ns) ns = imp_xstrdup("default");
+    }
+    c->k8s_namespace = ns;
+out:
+    free(mode);
+    free(force);
+}
+
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
 {
     const struct imp_yaml *s;
@@ -564,18 +661,9 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     /* discovery */
     s = yget(root, "discovery");
     if (!s) fail(r, "discovery", NULL, NULL, "section is missing");
-    char *mode = get_str(r, s, "discovery", "enable", "etcd");
-    if (mode && strcmp(mode, "etcd") != 0) {
-        if (strcmp(mode, "k8s") == 0 || strcmp(mode, "kubernetes") == 0)
-            fail(r, "discovery", "enable", lookup(s, "enable"),
-                 "'%s' discovery is not supported yet; use etcd", mode);
-        else
-            fail(r, "discovery", "enable", lookup(s, "enable"), "unknown discovery '%s' (use etcd)",
-                 mode);
-    }
-    free(mode);
+    read_discovery(r, c, root, s);
     get_list(r, s, "discovery", "etcd.address", &c->etcd_addrs);
-    check_addrs(r, "discovery", "etcd.address", s, &c->etcd_addrs, true);
+    check_addrs(r, "discovery", "etcd.address", s, &c->etcd_addrs, !c->k8s);
     c->etcd_root = get_str(r, s, "discovery", "etcd.rootDirectory", "openim");
     c->etcd_username = get_str(r, s, "discovery", "etcd.username", "");
     c->etcd_password = get_str(r, s, "discovery", "etcd.password", "");
@@ -664,6 +752,11 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->rpc_port = 0; /* autoSetPorts: a free port */
     if (!get_bool(r, s, "openim-push", "rpc.autoSetPorts", true))
         c->rpc_port = pick_port(r, s, "rpc.ports", "rpc.autoSetPorts is false");
+    else if (c->k8s) /* as OpenIM@v3.8.3-patch.15:pkg/common/startrpc/start.go:129-131 */
+        fail(r, "openim-push", "rpc.autoSetPorts", lookup(s, "rpc.autoSetPorts"),
+             "must be false with Kubernetes discovery (%s): nothing could find random ports; "
+             "give rpc.ports and prometheus.ports",
+             c->k8s_origin);
 
     /* webhooks (webhooks.yml): only the three push hooks are read */
     s = yget(root, "webhooks");
@@ -776,6 +869,28 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->crash_journal = get_str(r, s, "impulse", "crashJournal", IMP_DEFAULT_CRASH_JOURNAL);
     c->poison_deaths = (int)get_int(r, s, "impulse", "poisonDeaths", 2, 0, 1000);
     c->log_level = get_str(r, s, "impulse", "logLevel", "info");
+    {
+        /* which gateways get a user: every one (OpenIM's DefaultAllNode), or
+         * the one its ID hashes to (K8sStaticConsistentHash, which OpenIM
+         * uses with discovery k8s up to v3.8.3-patch.2; from patch.3 it is
+         * chosen too but, as read, reaches no gateway: docs/openim-versions.md) */
+        char *sel = get_str(r, s, "impulse", "gatewaySelection", "");
+        if (sel && !sel[0])
+            c->gw_hash = c->k8s && c->openim_patch < 3 && !c->openim_v384;
+        else if (sel && strcmp(sel, "hash") == 0)
+            c->gw_hash = true;
+        else if (sel && strcmp(sel, "all") != 0)
+            fail(r, "impulse", "gatewaySelection", lookup(s, "gatewaySelection"),
+                 "'%s': expected all or hash", sel);
+        if (c->gw_hash && !c->k8s)
+            fail(r, "impulse", "gatewaySelection", lookup(s, "gatewaySelection"),
+                 "hash needs Kubernetes discovery (the ring is made of the gateway pods' names)");
+        free(sel);
+        /* the ring's host names end in messageGateway's ":port", else 88
+         * (OpenIM@v3.8.3:pkg/common/discoveryregister/kubernetes/kubernetes.go:106-118) */
+        const char *colon = c->svc_gateway ? strrchr(c->svc_gateway, ':') : NULL;
+        c->gw_hash_port = colon && atoi(colon + 1) > 0 ? atoi(colon + 1) : 88;
+    }
     char dlq[512];
     snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");
     c->dlq_push = get_str(r, s, "impulse", "deadLetterTopic", dlq);
@@ -989,6 +1104,10 @@ void imp_config_destroy(struct imp_config *c)
         &c->redis_username,
         &c->redis_password,
         &c->etcd_root,
+        &c->k8s_namespace,
+        &c->k8s_api,
+        &c->k8s_sa_dir,
+        &c->k8s_origin,
         &c->etcd_username,
         &c->rpc_listen_ip,
         &c->rpc_register_ip,

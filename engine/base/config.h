@@ -77,6 +77,13 @@ struct imp_config {
     int redis_db;
 
     /* discovery */
+    bool k8s;              /* Kubernetes API discovery (net/k8s.c) instead of etcd */
+    char *k8s_namespace;   /* where the services' Endpoints are read */
+    char *k8s_api;         /* https://host:port of the API server */
+    char *k8s_sa_dir;      /* impulse.kubernetesServiceAccount: token, ca.crt, namespace */
+    bool gw_hash;          /* impulse.gatewaySelection: hash (OpenIM's K8sStaticConsistentHash) */
+    int gw_hash_port;      /* the port in the ring's host names (messageGateway's ":port", 88) */
+    char *k8s_origin;      /* why Kubernetes discovery (for the start line), or NULL */
     struct imp_strlist etcd_addrs;
     char *etcd_root;
     char *etcd_username;

@@ -214,10 +214,11 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
         imp_buf_putc(out, ',');
     }
     imp_buf_printf(out,
-                   "\"onlineUsers\":%zu,\"redisSubscribed\":%s,\"etcdSynced\":%s,"
-                   "\"onlineLoads\":%ld,\"workers\":[",
+                   "\"onlineUsers\":%zu,\"redisSubscribed\":%s,\"discovery\":\"%s\","
+                   "\"etcdSynced\":%s,\"onlineLoads\":%ld,\"workers\":[",
                    imp_online_count(e->shared.online),
                    imp_watcher_redis_subscribed(e->watcher) ? "true" : "false",
+                   e->cfg->k8s ? "kubernetes" : "etcd",
                    imp_watcher_etcd_synced(e->watcher) ? "true" : "false",
                    imp_watcher_online_loads(e->watcher));
     for (int i = 0; i < e->nworkers; i++)

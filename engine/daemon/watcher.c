@@ -32,6 +32,7 @@
 #include "net/etcd.h"
 #include "net/grpc.h"
 #include "net/http.h"
+#include "net/k8s.h"
 #include "net/redis.h"
 #include "script/vm.h"
 #include "state/cache/localcache.h"
@@ -59,7 +60,8 @@ struct imp_watcher {
     struct ev_loop *loop;
     struct imp_inbox inbox;
     struct imp_http *http;
-    struct imp_etcd *etcd;
+    struct imp_etcd *etcd; /* discovery: etcd, or */
+    struct imp_k8s *k8s;   /* the Kubernetes API (discovery.enable k8s) */
     struct imp_redis_sub *sub;
     ev_timer load_retry;
     ev_timer sweep; /* expired cache entries, once a second */
@@ -216,10 +218,22 @@ static void on_lost(void *arg)
     buffer_clear(w);
 }
 
-static void on_etcd_synced(void *arg)
+/* Discovery has listed the services at least once. */
+static int disc_synced(const struct imp_watcher *w)
+{
+    return w->k8s ? imp_k8s_synced(w->k8s) : imp_etcd_synced(w->etcd);
+}
+
+/* ... and answers now. */
+static int disc_up(const struct imp_watcher *w)
+{
+    return w->k8s ? imp_k8s_up(w->k8s) : imp_etcd_up(w->etcd);
+}
+
+static void on_disc_synced(void *arg)
 {
     struct imp_watcher *w = arg;
-    atomic_store(&w->pub_synced, imp_etcd_up(w->etcd));
+    atomic_store(&w->pub_synced, disc_up(w));
     try_load(w);
 }
 
@@ -307,7 +321,8 @@ static void request_page(struct imp_watcher *w)
     struct imp_svclist *l = imp_registry_fetch(w->st->registry, w->cfg->svc_user);
     if (l->n == 0) {
         if (!w->warned_no_user)
-            imp_warn(NULL, "online table: no '%s' service in etcd yet; waiting", w->cfg->svc_user);
+            imp_warn(NULL, "online table: no '%s' service discovered yet; waiting",
+                     w->cfg->svc_user);
         w->warned_no_user = 1;
         imp_svclist_release(l);
         w->loading = 0;
@@ -351,7 +366,7 @@ static void try_load(struct imp_watcher *w)
         w->hooks.online_loaded(w->hooks.arg);
         return;
     }
-    if (!w->need_load || w->loading || !w->subscribed || !imp_etcd_synced(w->etcd)) return;
+    if (!w->need_load || w->loading || !w->subscribed || !disc_synced(w)) return;
     if (ev_is_active(&w->load_retry)) return; /* a retry is scheduled */
     if (w->cursor == 0) {
         w->load_gen = ++w->gens;
@@ -380,7 +395,7 @@ static void on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
     if (w->st->online_lru) imp_slot_sweep(w->st->online_lru, now);
     /* /healthz: listed, and etcd answering now (the registry keeps the
      * last list while it does not) */
-    atomic_store(&w->pub_synced, imp_etcd_synced(w->etcd) && imp_etcd_up(w->etcd));
+    atomic_store(&w->pub_synced, disc_synced(w) && disc_up(w));
 }
 
 /* ---------- hot reload ---------- */
@@ -563,7 +578,10 @@ static void *watcher_main(void *arg)
     imp_inbox_start(&w->inbox);
     ev_timer_start(w->loop, &w->sweep);
     watch_scripts(w);
-    imp_etcd_start(w->etcd);
+    if (w->k8s)
+        imp_k8s_start(w->k8s);
+    else
+        imp_etcd_start(w->etcd);
     imp_redis_sub_start(w->sub);
     ev_run(w->loop, 0);
     return NULL;
@@ -579,7 +597,10 @@ struct imp_watcher *imp_watcher_create(const struct imp_config *cfg, struct imp_
     w->loop = ev_loop_new(EVFLAG_AUTO);
     imp_inbox_init(&w->inbox, w->loop);
     w->http = imp_http_create(w->loop);
-    w->etcd = imp_etcd_create(w->loop, w->http, cfg, st->registry, on_etcd_synced, w);
+    if (cfg->k8s)
+        w->k8s = imp_k8s_create(w->loop, w->http, cfg, st->registry, on_disc_synced, w);
+    else
+        w->etcd = imp_etcd_create(w->loop, w->http, cfg, st->registry, on_disc_synced, w);
     const char *channels[] = {ONLINE_CHANNEL, cfg->cache_group.topic};
     struct imp_redis_sub_handler h = {on_subscribed, on_lost, on_redis_message, w};
     w->sub = imp_redis_sub_create(w->loop, cfg, channels, 2, &h);
@@ -644,6 +665,7 @@ void imp_watcher_destroy(struct imp_watcher *w)
     pthread_mutex_destroy(&w->scripts_lock);
     imp_redis_sub_destroy(w->sub);
     imp_etcd_destroy(w->etcd);
+    imp_k8s_destroy(w->k8s);
     imp_http_destroy(w->http);
     imp_grpc_channel_destroy(w->user_ch);
     buffer_clear(w);

@@ -97,7 +97,9 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
                 size_t idx = index_find(f, u->userid);
                 /* only users of this chunk count: a gateway cannot reach
                  * users it was not asked about */
-                if (idx == (size_t)-1 || idx < cc->first || idx >= cc->first + cc->count) continue;
+                if (idx == (size_t)-1) continue;
+                size_t at = f->pos ? f->pos[idx] : idx; /* its place in the call order */
+                if (at == (size_t)-1 || at < cc->first || at >= cc->first + cc->count) continue;
                 g->reached++;
                 if (!f->reached[idx]) {
                     f->reached[idx] = 1;
@@ -112,6 +114,87 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
     imp_metrics_inc("impulse_gateway_calls_total", labels, 1);
     free(cc);
     finish_one(f);
+}
+
+/* How many of users[0..n) fit in one request (at least one). */
+static size_t chunk_len(const struct imp_fanout_req *r, char *const *users, size_t n, size_t base)
+{
+    size_t size = base, count = 0;
+    while (count < n) {
+        size_t ul = strlen(users[count]);
+        size_t add = 1 + imp_pb_varint_len(ul) + ul;
+        if (count > 0 && size + add > r->max_request) break;
+        size += add;
+        count++;
+    }
+    return count;
+}
+
+/* Sends req (users [first, first + count) of the call order) to gateway g. */
+static void call(struct imp_fanout *f, const struct imp_fanout_req *r, size_t g,
+                 const struct imp_buf *req, size_t first, size_t count)
+{
+    if (!r->channels[g]) { /* skipped by the caller (circuit open) */
+        f->gw[g].failed++;
+        f->gw[g].status = -1;
+        snprintf(f->gw[g].error, sizeof(f->gw[g].error), "%s",
+                 r->skip_reason ? r->skip_reason : "skipped");
+        return;
+    }
+    struct call_ctx *cc = imp_xmalloc(sizeof(*cc));
+    cc->f = f;
+    cc->gw = g;
+    cc->first = first;
+    cc->count = count;
+    f->gw[g].calls++;
+    f->pending++;
+    if (imp_grpc_unary(r->channels[g], IMP_GATEWAY_METHOD, req->data, req->len, r->timeout_ms,
+                       r->md, r->nmd, r->inbox, on_reply, cc) != 0) {
+        f->pending--;
+        f->gw[g].failed++;
+        f->gw[g].status = -1;
+        snprintf(f->gw[g].error, sizeof(f->gw[g].error), "could not start the call");
+        free(cc);
+    }
+}
+
+/* Each user to its own gateway only (r->gw_of): the users are put in
+ * gateway order, each gateway's run chunked and sent to it alone. */
+static void by_gateway(struct imp_fanout *f, const struct imp_fanout_req *r)
+{
+    size_t ng = r->nchannels, *start = imp_xcalloc(ng + 1, sizeof(size_t));
+    char **users = imp_xmalloc(r->nusers * sizeof(char *));
+    f->pos = imp_xmalloc(r->nusers * sizeof(size_t));
+    for (size_t u = 0; u < r->nusers; u++) {
+        f->pos[u] = (size_t)-1;
+        if (r->gw_of[u] < ng) start[r->gw_of[u] + 1]++;
+    }
+    for (size_t g = 0; g < ng; g++) start[g + 1] += start[g];
+    size_t *fill = imp_xmalloc((ng ? ng : 1) * sizeof(size_t));
+    memcpy(fill, start, ng * sizeof(size_t));
+    for (size_t u = 0; u < r->nusers; u++) {
+        if (r->gw_of[u] >= ng) continue; /* no gateway: not reached */
+        size_t p = fill[r->gw_of[u]]++;
+        users[p] = r->users[u];
+        f->pos[u] = p;
+    }
+    size_t base = 1 + imp_pb_varint_len(r->msgdata_len) + r->msgdata_len;
+    struct imp_buf req;
+    imp_buf_init(&req);
+    for (size_t g = 0; g < ng; g++) {
+        size_t first = start[g];
+        while (first < start[g + 1]) {
+            size_t count = chunk_len(r, users + first, start[g + 1] - first, base);
+            imp_buf_reset(&req);
+            imp_gateway_encode(&req, r->msgdata, r->msgdata_len, users + first, count);
+            call(f, r, g, &req, first, count);
+            first += count;
+        }
+    }
+    imp_buf_dispose(&req);
+    free(fill);
+    free(users);
+    free(start);
 }
 
 struct imp_fanout *imp_fanout_start(const struct imp_fanout_req *r)
@@ -129,46 +212,20 @@ struct imp_fanout *imp_fanout_start(const struct imp_fanout_req *r)
     if (r->nusers == 0 || r->nchannels == 0) goto out;
     index_build(f);
 
+    if (r->gw_of) {
+        by_gateway(f, r);
+        goto out;
+    }
     /* Chunk boundaries: as many users as fit under max_request. */
     size_t base = 1 + imp_pb_varint_len(r->msgdata_len) + r->msgdata_len;
     struct imp_buf req;
     imp_buf_init(&req);
     size_t first = 0;
     while (first < r->nusers) {
-        size_t size = base, count = 0;
-        while (first + count < r->nusers) {
-            size_t ul = strlen(r->users[first + count]);
-            size_t add = 1 + imp_pb_varint_len(ul) + ul;
-            if (count > 0 && size + add > r->max_request) break;
-            size += add;
-            count++;
-        }
+        size_t count = chunk_len(r, r->users + first, r->nusers - first, base);
         imp_buf_reset(&req);
         imp_gateway_encode(&req, r->msgdata, r->msgdata_len, r->users + first, count);
-        for (size_t g = 0; g < r->nchannels; g++) {
-            if (!r->channels[g]) { /* skipped by the caller (circuit open) */
-                f->gw[g].failed++;
-                f->gw[g].status = -1;
-                snprintf(f->gw[g].error, sizeof(f->gw[g].error), "%s",
-                         r->skip_reason ? r->skip_reason : "skipped");
-                continue;
-            }
-            struct call_ctx *cc = imp_xmalloc(sizeof(*cc));
-            cc->f = f;
-            cc->gw = g;
-            cc->first = first;
-            cc->count = count;
-            f->gw[g].calls++;
-            f->pending++;
-            if (imp_grpc_unary(r->channels[g], IMP_GATEWAY_METHOD, req.data, req.len, r->timeout_ms,
-                               r->md, r->nmd, r->inbox, on_reply, cc) != 0) {
-                f->pending--;
-                f->gw[g].failed++;
-                f->gw[g].status = -1;
-                snprintf(f->gw[g].error, sizeof(f->gw[g].error), "could not start the call");
-                free(cc);
-            }
-        }
+        for (size_t g = 0; g < r->nchannels; g++) call(f, r, g, &req, first, count);
         first += count;
     }
     imp_buf_dispose(&req);
@@ -191,5 +248,6 @@ void imp_fanout_destroy(struct imp_fanout *f)
     free(f->reached);
     free(f->gw);
     free(f->index);
+    free(f->pos);
     free(f);
 }

@@ -37,6 +37,7 @@ struct imp_fanout {
     /* private */
     int pending;
     size_t *index; /* hash table of user positions */
+    size_t *pos;   /* with gw_of: each user's place in the by-gateway order */
     size_t index_cap;
     void (*done)(struct imp_fanout *f, void *arg);
     void *arg;
@@ -48,6 +49,8 @@ struct imp_fanout_req {
     char **users; /* online users to push to */
     size_t nusers;
     struct imp_grpc_channel **channels; /* one per gateway; NULL: skip it (failed) */
+    const size_t *gw_of; /* NULL: every user to every gateway; else per user the
+                            one gateway it goes to ((size_t)-1: none) */
     const char *skip_reason;            /* the error of a skipped gateway */
     char *const *addrs;                 /* their addresses, borrowed until done */
     size_t nchannels;

@@ -156,6 +156,20 @@ static void start_fanout(struct msg *t)
         snprintf(skip, sizeof(skip),
                  "circuit breaker open: %d calls in a row failed; probed again every %d ms",
                  w->cfg->gw_breaker_failures, w->cfg->gw_breaker_open_ms);
+    /* impulse.gatewaySelection hash: each user to the gateway its ID hashes
+     * to on the ring of the gateways' pod host names, as OpenIM's
+     * K8sStaticConsistentHash (OpenIM@v3.8.3:internal/push/onlinepusher.go:144-198) */
+    size_t *gw_of = NULL;
+    if (w->cfg->gw_hash && t->gws->keys) {
+        if (!w->ring || w->ring_version != t->gws->version) {
+            imp_ring_destroy(w->ring);
+            w->ring = imp_ring_build(t->gws->keys, t->gws->n);
+            w->ring_version = t->gws->version;
+        }
+        gw_of = imp_xcalloc(t->nonline ? t->nonline : 1, sizeof(size_t));
+        for (size_t i = 0; i < t->nonline; i++)
+            gw_of[i] = imp_ring_get(w->ring, t->online[i], strlen(t->online[i]));
+    }
     struct imp_grpc_md md[4];
     imp_task_grpc_md(&t->task, md);
     struct imp_fanout_req req = {
@@ -164,6 +178,7 @@ static void start_fanout(struct msg *t)
         .users = t->online,
         .nusers = t->nonline,
         .channels = chs,
+        .gw_of = gw_of,
         .skip_reason = skip,
         .addrs = t->gws->addrs,
         .nchannels = t->gws->n,
@@ -179,6 +194,7 @@ static void start_fanout(struct msg *t)
         /* the inbox is closed: the worker is past its drain deadline */
         imp_warn(msg_opid(t), "online push abandoned: the worker is stopping");
     }
+    free(gw_of);
     free(chs);
 }
 

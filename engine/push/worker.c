@@ -836,6 +836,7 @@ void imp_worker_destroy(struct imp_worker *w)
     imp_chans_destroy(w->host.chans);
     imp_api_clients_destroy(w->host.api);
     imp_httpbatch_destroy(w->host.httpbatch);
+    imp_ring_destroy(w->ring);
     imp_vm_destroy(w->vm);
     while (w->retired) {
         struct imp_vm *vm = w->retired;

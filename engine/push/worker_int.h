@@ -29,6 +29,7 @@
 #include "base/buf.h"
 #include "base/inbox.h"
 #include "base/keyq.h"
+#include "base/ring.h"
 #include "base/strset.h"
 #include "net/kafka.h"
 #include "push.pb-c.h"
@@ -153,6 +154,10 @@ struct imp_worker {
     int rpc_closed;
     struct imp_metric *m_lua_ms, *m_msg_ms;
     struct imp_metric *m_long, *m_poison;
+    /* impulse.gatewaySelection hash: the gateways' ring, built again when
+     * the gateway list's version moves (fanout.c) */
+    struct imp_ring *ring;
+    uint64_t ring_version;
     /* the synchronous step running now (imp_worker_step); step_depth is
      * the thread's own, the rest is read by the watchdog under step_lock */
     int step_depth;

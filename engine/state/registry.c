@@ -28,19 +28,20 @@ struct imp_registry {
     struct imp_svclist empty;
 };
 
-static struct imp_svclist *list_new(char *const *addrs, size_t n, uint64_t version)
+static struct imp_svclist *list_new(char *const *addrs, char *const *keys, size_t n,
+                                    uint64_t version)
 {
     struct imp_svclist *l = imp_xcalloc(1, sizeof(*l));
     l->refs = 1;
     l->version = version;
     l->addrs = imp_xcalloc(n ? n : 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++) l->addrs[l->n++] = imp_xstrdup(addrs[i]);
+    if (keys) l->keys = imp_xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++) {
+        l->addrs[l->n] = imp_xstrdup(addrs[i]);
+        if (keys) l->keys[l->n] = imp_xstrdup(keys[i] ? keys[i] : addrs[i]);
+        l->n++;
+    }
     return l;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 struct imp_registry *imp_registry_create(const char *const *names, size_t n)
@@ -52,7 +53,7 @@ struct imp_registry *imp_registry_create(const char *const *names, size_t n)
     r->names = imp_xcalloc(n ? n : 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
         r->svcs[i].name = imp_xstrdup(names[i]);
-        r->svcs[i].cur = list_new(NULL, 0, 0);
+        r->svcs[i].cur = list_new(NULL, NULL, 0, 0);
         r->names[i] = r->svcs[i].name;
     }
     r->empty.refs = 1 << 30; /* never freed */
@@ -63,8 +64,12 @@ void imp_svclist_release(struct imp_svclist *l)
 {
     if (!l) return;
     if (atomic_fetch_sub((_Atomic int *)&l->refs, 1) != 1) return;
-    for (size_t i = 0; i < l->n; i++) free(l->addrs[i]);
+    for (size_t i = 0; i < l->n; i++) {
+        free(l->addrs[i]);
+        if (l->keys) free(l->keys[i]);
+    }
     free(l->addrs);
+    free(l->keys);
     free(l);
 }
 
@@ -99,33 +104,61 @@ struct imp_svclist *imp_registry_fetch(struct imp_registry *r, const char *name)
     return l;
 }
 
-int imp_registry_publish(struct imp_registry *r, const char *name, char *const *addrs, size_t n)
+/* An address with its ring name, sorted by address. */
+struct pair {
+    char *addr, *key;
+};
+
+static int cmp_pair(const void *a, const void *b)
 {
-    char **sorted = imp_xcalloc(n ? n : 1, sizeof(char *));
+    return strcmp(((const struct pair *)a)->addr, ((const struct pair *)b)->addr);
+}
+
+static int same_str(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+int imp_registry_publish_keyed(struct imp_registry *r, const char *name, char *const *addrs,
+                               char *const *keys, size_t n)
+{
+    struct pair *sorted = imp_xcalloc(n ? n : 1, sizeof(*sorted));
+    char **a = imp_xcalloc(n ? n : 1, sizeof(char *));
+    char **k = imp_xcalloc(n ? n : 1, sizeof(char *));
     size_t m = 0;
-    memcpy(sorted, addrs, n * sizeof(char *));
-    qsort(sorted, n, sizeof(char *), cmp_str);
+    for (size_t i = 0; i < n; i++) sorted[i] = (struct pair){addrs[i], keys ? keys[i] : NULL};
+    qsort(sorted, n, sizeof(*sorted), cmp_pair);
     for (size_t i = 0; i < n; i++)
-        if (m == 0 || strcmp(sorted[m - 1], sorted[i]) != 0) sorted[m++] = sorted[i];
+        if (m == 0 || strcmp(a[m - 1], sorted[i].addr) != 0) {
+            a[m] = sorted[i].addr;
+            k[m++] = sorted[i].key;
+        }
 
     pthread_mutex_lock(&r->lock);
     struct svc *s = find(r, name);
     if (!s) {
         pthread_mutex_unlock(&r->lock);
         free(sorted);
+        free(a);
+        free(k);
         return IMP_ENOTFOUND;
     }
-    int same = s->cur->n == m;
-    for (size_t i = 0; same && i < m; i++) same = strcmp(s->cur->addrs[i], sorted[i]) == 0;
+    int same = s->cur->n == m && (s->cur->keys != NULL) == (keys != NULL);
+    for (size_t i = 0; same && i < m; i++)
+        same = strcmp(s->cur->addrs[i], a[i]) == 0 && (!keys || same_str(s->cur->keys[i], k[i]));
     struct imp_svclist *old = NULL;
     if (!same) {
         old = s->cur;
-        s->cur = list_new(sorted, m, old->version + 1);
+        s->cur = list_new(a, keys ? k : NULL, m, old->version + 1);
     }
     pthread_mutex_unlock(&r->lock);
     imp_svclist_release(old);
     free(sorted);
+    free(a);
+    free(k);
     return same ? 0 : 1;
+}
+
+int imp_registry_publish(struct imp_registry *r, const char *name, char *const *addrs, size_t n)
+{
+    return imp_registry_publish_keyed(r, name, addrs, NULL, n);
 }
 
 size_t imp_registry_names(const struct imp_registry *r, const char *const **names)

@@ -19,6 +19,7 @@ struct imp_svclist {
     uint64_t version; /* grows with every publish of this service */
     size_t n;
     char **addrs; /* sorted, unique */
+    char **keys;  /* NULL, or per address its name on a hash ring (state/ring.h) */
 };
 
 struct imp_registry;
@@ -36,6 +37,10 @@ void imp_svclist_release(struct imp_svclist *l);
  * differs. Returns 1 when it changed, 0 when not, IMP_ENOTFOUND for an
  * untracked name. Thread-safe. */
 int imp_registry_publish(struct imp_registry *r, const char *name, char *const *addrs, size_t n);
+/* The same with each address's ring name (keys[i] for addrs[i]; NULL: none).
+ * A change of names alone is a change. */
+int imp_registry_publish_keyed(struct imp_registry *r, const char *name, char *const *addrs,
+                               char *const *keys, size_t n);
 
 /* The tracked names (valid for the registry's life). */
 size_t imp_registry_names(const struct imp_registry *r, const char *const **names);

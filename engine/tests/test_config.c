@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -205,6 +206,116 @@ static void test_imenv(void)
     unsetenv("IMENV_OPENIM_PUSH_RPC_PORTS");
 }
 
+/* discovery.enable k8s: the API server from the pod's environment, the
+ * service account's token and namespace, what Kubernetes mode refuses. */
+static void test_kubernetes(void)
+{
+    char err[512] = "", sa[64], file[128];
+    const char *k8s = "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+                      "discovery:\n  enable: k8s\n";
+    const char *ports = "openim-push:\n  rpc:\n    autoSetPorts: false\n    ports: [10170]\n";
+    char text[1024];
+
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+    snprintf(text, sizeof(text), "%s%s", k8s, ports);
+    struct imp_config *c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "discovery.enable") && strstr(err, "KUBERNETES_SERVICE_HOST"));
+
+    snprintf(sa, sizeof(sa), "/tmp/impulse-sa-%d", (int)getpid());
+    mkdir(sa, 0700);
+    setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+    setenv("KUBERNETES_SERVICE_PORT", "443", 1);
+    snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n", k8s, ports, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "impulse.kubernetesServiceAccount") && strstr(err, "token"));
+
+    snprintf(file, sizeof(file), "%s/token", sa);
+    FILE *f = fopen(file, "w");
+    fputs("tok\n", f);
+    fclose(f);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) { /* no namespace anywhere: default; v3.8.3 in k8s hashes users */
+        CHECK(c->k8s && c->etcd_addrs.n == 0);
+        CHECK_STR(c->k8s_api, "https://10.96.0.1:443");
+        CHECK_STR(c->k8s_namespace, "default");
+        CHECK(c->gw_hash && c->gw_hash_port == 88);
+        imp_config_destroy(c);
+    }
+    snprintf(file, sizeof(file), "%s/namespace", sa);
+    f = fopen(file, "w");
+    fputs("openim\n", f);
+    fclose(f);
+    snprintf(text, sizeof(text),
+             "%s%sshare:\n  rpcRegisterName:\n    messageGateway: gw:10140\n"
+             "  rpcMaxBodySize: {requestMaxBodySize: 8388608}\n"
+             "impulse:\n  kubernetesServiceAccount: %s\n",
+             k8s, ports, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) { /* the pod's namespace; patch.5 layout: every gateway */
+        CHECK_STR(c->k8s_namespace, "openim");
+        CHECK(!c->gw_hash && c->gw_hash_port == 10140);
+        imp_config_destroy(c);
+    }
+    snprintf(text, sizeof(text),
+             "%s  kubernetes:\n    namespace: im\n%simpulse:\n  kubernetesServiceAccount: %s\n"
+             "  gatewaySelection: all\n",
+             k8s, ports, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->k8s_namespace, "im");
+        CHECK(!c->gw_hash);
+        imp_config_destroy(c);
+    }
+    /* random ports cannot be found without etcd (as OpenIM refuses) */
+    snprintf(text, sizeof(text), "%simpulse:\n  kubernetesServiceAccount: %s\n", k8s, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "openim-push.rpc.autoSetPorts"));
+    snprintf(text, sizeof(text),
+             "%s%simpulse:\n  kubernetesServiceAccount: %s\n  gatewaySelection: some\n", k8s, ports,
+             sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "impulse.gatewaySelection"));
+    /* v3.8.4-alpha.1 chooses Kubernetes in a pod whatever enable says */
+    snprintf(text, sizeof(text),
+             "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+             "discovery:\n  enable: etcd\n  etcd:\n    address: [127.0.0.1:2379]\n"
+             "  rpcService: {messageGateway: messagegateway-rpc-service}\n%s"
+             "impulse:\n  kubernetesServiceAccount: %s\n",
+             ports, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c != NULL && c->k8s && c->k8s_origin && strstr(c->k8s_origin, "v3.8.4-alpha.1"));
+    imp_config_destroy(c);
+    snprintf(text, sizeof(text),
+             "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+             "discovery:\n  enable: etcd\n  etcd:\n    address: [127.0.0.1:2379]\n"
+             "  rpcService: {messageGateway: messagegateway-rpc-service}\n%s"
+             "impulse:\n  kubernetesServiceAccount: %s\n  discovery: etcd\n",
+             ports, sa);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c != NULL && !c->k8s);
+    imp_config_destroy(c);
+    snprintf(text, sizeof(text), "%s%simpulse:\n  discovery: consul\n", k8s, ports);
+    c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "impulse.discovery"));
+    snprintf(text, sizeof(text),
+             "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+             "discovery:\n  enable: zookeeper\n");
+    c = load_text(text, err, sizeof(err));
+    CHECK(c == NULL && strstr(err, "discovery.enable") && strstr(err, "zookeeper"));
+
+    snprintf(file, sizeof(file), "%s/token", sa);
+    unlink(file);
+    snprintf(file, sizeof(file), "%s/namespace", sa);
+    unlink(file);
+    rmdir(sa);
+    unsetenv("KUBERNETES_SERVICE_HOST");
+    unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
 int main(void)
 {
     char err[512];
@@ -255,13 +366,6 @@ int main(void)
     c = imp_config_load(path, err, sizeof(err));
     CHECK(c == NULL && strstr(err, "redis.clusterMode"));
     f = fopen(path, "w");
-    fputs("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
-          "discovery:\n  enable: k8s\n  etcd:\n    address: [h:1]\n",
-          f);
-    fclose(f);
-    c = imp_config_load(path, err, sizeof(err));
-    CHECK(c == NULL && strstr(err, "discovery.enable") && strstr(err, "k8s"));
-    f = fopen(path, "w");
     fputs("kafka:\n  address: [nohostport]\nredis:\n  address: [127.0.0.1:6379]\n"
           "discovery:\n  etcd:\n    address: [h:1]\n",
           f);
@@ -276,6 +380,7 @@ int main(void)
     CHECK(imp_config_load("/nonexistent.yml", err, sizeof(err)) == NULL &&
           strstr(err, "/nonexistent.yml"));
     test_openim_profiles();
+    test_kubernetes();
     /* main's share.yml: imAdminUser.userIDs */
     c = load("share:\n  imAdminUser:\n    userIDs: [boss]\n", err, sizeof(err));
     CHECK(c != NULL);

@@ -22,6 +22,29 @@ int main(void)
     CHECK(l2->n == 2);
     imp_svclist_release(l);
     imp_svclist_release(l2);
+
+    /* keyed: names follow their address through the sort; a renamed
+     * address is a change */
+    char *ka[] = {"10.0.0.9:88", "10.0.0.3:88"};
+    char *kk[] = {"gw-1.gw-headless.ns.svc.cluster.local:88",
+                  "gw-0.gw-headless.ns.svc.cluster.local:88"};
+    CHECK(imp_registry_publish_keyed(r, "messageGateway", ka, kk, 2) == 1);
+    CHECK(imp_registry_publish_keyed(r, "messageGateway", ka, kk, 2) == 0);
+    struct imp_svclist *k1 = imp_registry_fetch(r, "messageGateway");
+    CHECK(k1->keys != NULL && k1->n == 2);
+    CHECK_STR(k1->addrs[0], "10.0.0.3:88");
+    CHECK_STR(k1->keys[0], "gw-0.gw-headless.ns.svc.cluster.local:88");
+    CHECK_STR(k1->keys[1], "gw-1.gw-headless.ns.svc.cluster.local:88");
+    char *kk2[] = {"gw-1.gw-headless.ns.svc.cluster.local:88",
+                   "gw-2.gw-headless.ns.svc.cluster.local:88"};
+    CHECK(imp_registry_publish_keyed(r, "messageGateway", ka, kk2, 2) == 1);
+    CHECK(imp_registry_publish(r, "messageGateway", ka, 2) == 1); /* names dropped */
+    struct imp_svclist *k2 = imp_registry_fetch(r, "messageGateway");
+    CHECK(k2->keys == NULL);
+    CHECK_STR(k1->keys[0], "gw-0.gw-headless.ns.svc.cluster.local:88"); /* held: unchanged */
+    imp_svclist_release(k1);
+    imp_svclist_release(k2);
+
     struct imp_svclist *u = imp_registry_fetch(r, "unknown");
     CHECK(u->n == 0);
     imp_svclist_release(u);
