@@ -262,4 +262,52 @@ describe("kubernetes discovery #engine", function()
     end
     for g = 1, 3 do assert.is_true(per[g] > 0, "gateway " .. g .. " owns none of 60 users") end
   end)
+
+  -- Done-when (c) of issue 14: OpenIM v3.8.3-patch.15's own folder as its
+  -- Kubernetes deployment runs it (discovery k8s, fixed ports, names of the
+  -- Services), set only through IMENV_ variables; last in this file, since
+  -- it gives Redis the folder's password.
+  it("runs OpenIM's own config folder in Kubernetes mode, set through IMENV_ only", function()
+    h.kube_endpoints(kube, "msggateway", { gw(1) })
+    h.set_online(env, { kay = { 2 } }, env.gateways[1]) -- loaded at the start
+    h.redis_cli(env.redis, "CONFIG", "SET", "requirepass", "openIM123")
+    local admin, prom, rpc = h.free_port(), h.free_port(), h.free_port()
+    local vars = {
+      KUBERNETES_SERVICE_HOST = kube.env:match("KUBERNETES_SERVICE_HOST=(%S+)"),
+      KUBERNETES_SERVICE_PORT = kube.env:match("KUBERNETES_SERVICE_PORT=(%S+)"),
+      IMENV_DISCOVERY_ENABLE = "k8s",
+      IMENV_SHARE_RPCREGISTERNAME_MESSAGEGATEWAY = "msggateway",
+      IMENV_OPENIM_PUSH_RPC_AUTOSETPORTS = "false",
+      IMENV_OPENIM_PUSH_RPC_PORTS = tostring(rpc),
+      IMENV_OPENIM_PUSH_PROMETHEUS_PORTS = tostring(prom),
+      IMENV_KAFKA_ADDRESS = env.kafka.bootstrap,
+      IMENV_REDIS_ADDRESS = env.redis.addr,
+      IMENV_IMPULSE_KUBERNETESSERVICEACCOUNT = kube.sa,
+      IMENV_IMPULSE_ADMIN = "127.0.0.1:" .. admin,
+      IMENV_IMPULSE_CRASHJOURNAL = h.tmpdir() .. "/crash-journal-k8s-" .. admin,
+      IMENV_IMPULSE_DEADLETTERSPOOL = h.tmpdir() .. "/spool-k8s-" .. admin,
+    }
+    local parts = {}
+    for k, v in pairs(vars) do parts[#parts + 1] = k .. "=" .. h.shell_quote(v) end
+    local imp = h.spawn("impulse", "env " .. table.concat(parts, " ") .. " " .. h.shell_quote(h.bin)
+      .. " -c " .. h.shell_quote(h.root .. "/spec/fixtures/openim-config/v3.8.3-patch.15") .. " -i 0")
+    imp.admin = "http://127.0.0.1:" .. admin
+    finally(function() h.stop(imp) end)
+    h.wait_ready(imp, 60000)
+    local line = h.log_lines(imp, "discovery: Kubernetes")[1]
+    assert.is_truthy(line, "no discovery line")
+    assert.matches("namespace " .. NS, line.msg, 1, true)
+    assert.matches("every gateway gets every push", line.msg, 1, true)
+    local m = h.push_msg { sendID = "bob", recvID = "kay" }
+    h.produce(env, m)
+    local seen = h.wait_until(function()
+      return h.http_json("GET", env.gateways[1].control .. "/seen")[m.clientMsgID]
+    end, 30000, "the push at the gateway found through the API")
+    assert.same({ "kay" }, seen)
+    -- where Prometheus looks in Kubernetes (nothing is registered): the
+    -- pod's prometheus.ports[0]
+    local status, body = h.http("GET", "http://127.0.0.1:" .. prom .. "/metrics")
+    assert.equal(200, status)
+    assert.matches("\nmsg_offline_push_failed_total ", body, 1, true)
+  end)
 end)
