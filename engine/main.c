@@ -197,7 +197,8 @@ static int check_topics(const struct imp_config *cfg)
  * "openim/prometheus_discovery/<push service>" with no lease up to
  * v3.8.3-patch.10 and in v3.8.4-alpha.1 (OpenIM@v3.8.3:pkg/common/startrpc/
  * start.go:119-124), ".../<push service>/<index>" under a 300 s lease from
- * patch.11 (OpenIM@v3.8.3-patch.11:pkg/common/startrpc/start.go:161-179);
+ * patch.11 (OpenIM@v3.8.3-patch.11:pkg/common/startrpc/start.go:161-179),
+ * "<rootDirectory>/prometheus_discovery/<push service>/<index>" on main;
  * the value {"target":"<ip>:<port>","labels":{"namespace":"default"}}. */
 static struct imp_announce *announce_metrics(struct ev_loop *loop, const struct imp_config *cfg,
                                              int port)
@@ -207,8 +208,14 @@ static struct imp_announce *announce_metrics(struct ev_loop *loop, const struct 
         snprintf(ip, sizeof(ip), "%s", cfg->rpc_register_ip);
     else if (!imp_routable_ipv4(ip, sizeof(ip)))
         snprintf(ip, sizeof(ip), "127.0.0.1");
-    int leased = !cfg->openim_v384 && cfg->openim_patch >= 11;
-    if (leased)
+    int leased = cfg->openim_main || (!cfg->openim_v384 && cfg->openim_patch >= 11);
+    size_t rl = strlen(cfg->etcd_root);
+    if (rl && cfg->etcd_root[rl - 1] == '/') rl--;
+    if (cfg->openim_main) /* under rootDirectory
+                             (OpenIM@main:pkg/common/prommetrics/prommetrics.go:102-108) */
+        snprintf(key, sizeof(key), "%.*s/prometheus_discovery/%s/%d", (int)rl, cfg->etcd_root,
+                 cfg->svc_push, cfg->index);
+    else if (leased)
         snprintf(key, sizeof(key), "openim/prometheus_discovery/%s/%d", cfg->svc_push, cfg->index);
     else
         snprintf(key, sizeof(key), "openim/prometheus_discovery/%s", cfg->svc_push);
@@ -468,6 +475,11 @@ static int cmd_run(const char *path, int index)
         if (cfg->prometheus_auto)
             snprintf(listen_at, sizeof(listen_at),
                      strchr(cfg->rpc_listen_ip, ':') ? "[%s]:0" : "%s:0", cfg->rpc_listen_ip);
+        else if (cfg->openim_main) /* main binds listenIP
+                                      (OpenIM@main:pkg/common/startrpc/start.go:126-139) */
+            snprintf(listen_at, sizeof(listen_at),
+                     strchr(cfg->rpc_listen_ip, ':') ? "[%s]:%d" : "%s:%d", cfg->rpc_listen_ip,
+                     cfg->prometheus_port);
         else
             snprintf(listen_at, sizeof(listen_at), "0.0.0.0:%d", cfg->prometheus_port);
         prom =

@@ -389,7 +389,7 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
     const struct imp_yaml *imp = yget(root, "impulse");
     const struct imp_yaml *n = imp && imp->kind == IMP_YAML_MAP ? yget(imp, "openim") : NULL;
     int patch = 0;
-    bool v384 = false;
+    bool v384 = false, main = false;
     if (n && !is_null(n)) {
         const char *v = n->kind == IMP_YAML_SCALAR ? n->scalar : "";
         if (*v == 'v' || *v == 'V') v++;
@@ -400,6 +400,8 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
             patch = OPENIM_NEWEST_PATCH;
         } else if (strcmp(v, "3.8.4") == 0 || strcmp(v, "3.8.4-alpha.1") == 0) {
             v384 = true;
+        } else if (strcmp(v, "main") == 0) {
+            v384 = main = true;
         } else if (sscanf(v, "3.8.3-patch.%d%n", &patch, &len) == 1 && len == (int)strlen(v) &&
                    patch >= 1 && patch <= OPENIM_NEWEST_PATCH && v[strlen("3.8.3-patch.")] != '0') {
             /* an exact patch tag */
@@ -412,7 +414,7 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
         } else {
             fail(r, "impulse", "openim", n,
                  "unknown OpenIM release '%s' (supported: v3.8.3, v3.8.3-patch.1 to "
-                 "v3.8.3-patch.%d, v3.8.3-patch, v3.8.4-alpha.1, v3.8.4)",
+                 "v3.8.3-patch.%d, v3.8.3-patch, v3.8.4-alpha.1, v3.8.4, main)",
                  n->kind == IMP_YAML_SCALAR ? n->scalar : "(not a string)", OPENIM_NEWEST_PATCH);
             return;
         }
@@ -423,7 +425,12 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
         const struct imp_yaml *redis = yget(root, "redis");
         const struct imp_yaml *share = yget(root, "share");
         const char *why;
-        if (lookup(disc, "rpcService")) {
+        if (lookup(share, "imAdminUser") || lookup(disc, "kubernetes") ||
+            lookup(redis, "sentinelMode")) {
+            v384 = main = true;
+            why = "share.imAdminUser, discovery.kubernetes or redis.sentinelMode is set (the "
+                  "layout of open-im-server's main after v3.8.4-alpha.1)";
+        } else if (lookup(disc, "rpcService")) {
             v384 = true;
             why = "discovery.rpcService is set (v3.8.4's layout)";
         } else if (lookup(redis, "redisMode")) {
@@ -440,7 +447,10 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
     }
     c->openim_patch = patch;
     c->openim_v384 = v384;
-    if (v384)
+    c->openim_main = main;
+    if (main)
+        snprintf(c->openim_version, sizeof(c->openim_version), "main");
+    else if (v384)
         snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.4-alpha.1");
     else if (patch)
         snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.3-patch.%d", patch);
@@ -471,13 +481,13 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
                  "names from discovery.rpcService",
                  c->openim_version);
     const struct imp_yaml *db = lookup(redis, "db");
-    if ((v384 || patch < 7) && db && db->kind == IMP_YAML_SCALAR && strcmp(db->scalar, "0") != 0 &&
-        !lookup(redis, "storage"))
+    if (((v384 && !main) || (!v384 && patch < 7)) && db && db->kind == IMP_YAML_SCALAR &&
+        strcmp(db->scalar, "0") != 0 && !lookup(redis, "storage"))
         add_line(&w,
                  "config: redis.db is ignored by %s, which reads the database from redis.storage "
                  "(OpenIM's services use database 0 then; patch.7 reads db)",
                  c->openim_version);
-    if ((v384 || patch < 12) && lookup(redis, "redisMode"))
+    if (((v384 && !main) || (!v384 && patch < 12)) && lookup(redis, "redisMode"))
         add_line(&w,
                  "config: redis.redisMode belongs to the layout of v3.8.3-patch.12 and later; %s "
                  "reads redis.clusterMode",
@@ -491,7 +501,7 @@ void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen
         {"v3.8.3", "v3.8.3, patch.1, patch.2"},
         {"v3.8.3-patch.3", "patch.3, patch.4"},
         {"v3.8.3-patch.5", "patch.5 to patch.16"},
-        {"v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+        {"v3.8.4-alpha.1", "v3.8.4-alpha.1, main"},
     };
     const char *tags = "";
     for (size_t i = 0; i < IMP_ARRAY_LEN(groups); i++)
@@ -638,7 +648,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
      * says (0 when absent); patch.7 reads `db`. Follow the release, so impulse
      * reads the database OpenIM's services write. */
     c->redis_db = (int)get_int(
-        r, s, "redis", c->openim_patch >= 7 && !c->openim_v384 ? "db" : "storage", 0, 0, 1024);
+        r, s, "redis",
+        c->openim_main || (c->openim_patch >= 7 && !c->openim_v384) ? "db" : "storage", 0, 0, 1024);
     if (get_bool(r, s, "redis", "clusterMode", false))
         fail(r, "redis", "clusterMode", lookup(s, "clusterMode"),
              "Redis cluster mode is not supported yet; point redis.address at one server");
@@ -723,6 +734,9 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
      * rpc.autoSetPorts on a free port it announces in etcd under
      * prometheus_discovery (main.c) */
     c->prometheus_enable = get_bool(r, s, "openim-push", "prometheus.enable", false);
+    /* main never reads prometheus.enable: the metrics listener always starts
+     * (OpenIM@main:pkg/common/startrpc/start.go:126-139, 175-204) */
+    if (c->openim_main) c->prometheus_enable = true;
     c->prometheus_auto = get_bool(r, s, "openim-push", "rpc.autoSetPorts", true);
     c->prometheus_port = c->prometheus_enable && !c->prometheus_auto
                              ? pick_port(r, s, "prometheus.ports", "prometheus is enabled")

@@ -48,7 +48,8 @@ struct imp_config {
                                 v3.8.3-patch.5 | v3.8.4-alpha.1 */
     char openim_origin[256]; /* how it was chosen, for the start line and check */
     int openim_patch;        /* N of v3.8.3-patch.N; 0 otherwise */
-    bool openim_v384;        /* v3.8.4-alpha.1: discovery.yml rpcService names */
+    bool openim_v384;        /* v3.8.4-alpha.1 or main: discovery.yml rpcService names */
+    bool openim_main;        /* open-im-server's main after v3.8.4-alpha.1 (its layout) */
     bool op_user_admin;      /* patch.5 on: every toPush record runs as the admin */
 
     /* kafka */

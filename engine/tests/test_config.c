@@ -74,6 +74,24 @@ static void test_openim_profiles(void)
         CHECK(strstr(c->openim_origin, "discovery.rpcService"));
         imp_config_destroy(c);
     }
+    /* main after v3.8.4-alpha.1: share.imAdminUser; `db` and redisMode read;
+     * metrics always on (prometheus.enable is not read) */
+    c = load_text("kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
+                  "  redisMode: standalone\n  db: 2\n"
+                  "discovery:\n  etcd:\n    address: [h:1]\n"
+                  "  rpcService:\n    push: push-rpc-service\n"
+                  "share:\n  imAdminUser:\n    userIDs: [root]\n"
+                  "openim-push:\n  prometheus:\n    enable: false\n",
+                  err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        CHECK_STR(c->openim_version, "main");
+        CHECK(c->openim_main && c->openim_v384 && c->prometheus_enable && c->redis_db == 2);
+        CHECK_STR(c->im_admin_user, "root");
+        CHECK_STR(c->svc_push, "push-rpc-service");
+        CHECK(c->warnings == NULL);
+        imp_config_destroy(c);
+    }
     /* patch.5 to patch.11: share.yml rpcMaxBodySize; every push as the admin */
     c = load(
         "share:\n  imAdminUserID: [root]\n  rpcMaxBodySize:\n    requestMaxBodySize: 8388608\n",
@@ -121,6 +139,7 @@ static void test_openim_profiles(void)
         {"v3.8.3-patch", "v3.8.3-patch.16", "v3.8.3-patch.5"},
         {"v3.8.4", "v3.8.4-alpha.1", "v3.8.4-alpha.1"},
         {"3.8.4-alpha.1", "v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+        {"main", "main", "v3.8.4-alpha.1"},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char extra[128];
@@ -213,7 +232,8 @@ static void test_kubernetes(void)
     char err[512] = "", sa[64], file[128];
     const char *k8s = "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"
                       "discovery:\n  enable: k8s\n";
-    const char *ports = "openim-push:\n  rpc:\n    autoSetPorts: false\n    ports: [10170]\n";
+    const char *ports = "openim-push:\n  rpc:\n    autoSetPorts: false\n    ports: [10170]\n"
+                        "  prometheus:\n    ports: [12170]\n";
     char text[1024];
 
     unsetenv("KUBERNETES_SERVICE_HOST");
