@@ -34,7 +34,8 @@ struct reader {
     char *err;
     size_t errlen;
     int failed;
-    int index; /* -i: which of rpc.ports and prometheus.ports, as OpenIM */
+    int index;        /* -i: which of rpc.ports and prometheus.ports, as OpenIM */
+    const char *base; /* the config's folder: relative paths it gives resolve here */
 };
 
 static void fail(struct reader *r, const char *section, const char *key, const struct imp_yaml *at,
@@ -104,6 +105,27 @@ static char *get_str(struct reader *r, const struct imp_yaml *sec, const char *s
         return NULL;
     }
     return imp_xstrdup(n->scalar);
+}
+
+/* A path the config gives (not a default) that is relative resolves against
+ * the config's folder, as OpenIM resolves fcm.filePath against -c: the
+ * result does not depend on the working directory. Rewrites the node. */
+static void resolve_node(const struct reader *r, struct imp_yaml *n)
+{
+    if (!r->base || !n || n->kind != IMP_YAML_SCALAR || !n->scalar || !n->scalar[0] ||
+        n->scalar[0] == '/')
+        return;
+    size_t len = strlen(r->base) + strlen(n->scalar) + 2;
+    char *p = imp_xmalloc(len);
+    snprintf(p, len, "%s/%s", r->base, n->scalar);
+    free(n->scalar);
+    n->scalar = p;
+}
+
+/* resolve_node for the node at key under sec, if any. */
+static void resolve_key(const struct reader *r, const struct imp_yaml *sec, const char *key)
+{
+    resolve_node(r, (struct imp_yaml *)lookup(sec, key));
 }
 
 static long get_int(struct reader *r, const struct imp_yaml *sec, const char *sname,
@@ -539,6 +561,7 @@ static void read_discovery(struct reader *r, struct imp_config *c, const struct 
     char *force = get_str(r, imp, "impulse", "discovery", "");
     char origin[200] = "";
     struct stat st;
+    resolve_key(r, imp, "kubernetesServiceAccount");
     c->k8s_sa_dir = get_str(r, imp, "impulse", "kubernetesServiceAccount",
                             "/var/run/secrets/kubernetes.io/serviceaccount");
     if (!mode || !force || !c->k8s_sa_dir) goto out;
@@ -806,7 +829,14 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         const struct imp_yaml *pv = s ? yget(s, "providers") : NULL;
         if (pv && pv->kind != IMP_YAML_MAP)
             fail(r, "impulse", "providers", pv, "must be a map of provider settings");
-        c->providers_json = providers_json(yget(root, "openim-push"), s);
+        const struct imp_yaml *push = yget(root, "openim-push");
+        resolve_key(r, push, "fcm.filePath");
+        resolve_key(r, pv, "caFile");
+        resolve_key(r, pv, "apns.keyFile");
+        static const char *const own[] = {"getui", "fcm", "jpush", "apns"};
+        for (size_t i = 0; pv && i < IMP_ARRAY_LEN(own); i++)
+            resolve_key(r, yget(pv, own[i]), "caFile");
+        c->providers_json = providers_json(push, s);
     }
     if (s && s->kind == IMP_YAML_MAP) {
         for (size_t i = 0; i < s->n; i++) {
@@ -821,6 +851,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     c->workers = (int)get_int(r, s, "impulse", "workers", 0, 0, 256);
     if (c->workers == 0) c->workers = ncpu > 0 ? (int)ncpu : 1;
+    static const char *const paths[] = {"scripts", "luaPath", "deadLetterSpool", "crashJournal"};
+    for (size_t i = 0; i < IMP_ARRAY_LEN(paths); i++) resolve_key(r, s, paths[i]);
     c->scripts_dir = get_str(r, s, "impulse", "scripts", "scripts");
     c->lua_dir = get_str(r, s, "impulse", "luaPath", IMPULSE_LUA_DIR);
     {
@@ -1081,7 +1113,18 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
         return NULL;
     }
     struct imp_config *c = imp_xcalloc(1, sizeof(*c));
-    struct reader r = {err, errlen, 0, index};
+    char base[PATH_MAX];
+    snprintf(base, sizeof(base), "%s", path);
+    if (!S_ISDIR(st.st_mode)) { /* a file: its folder */
+        char *slash = strrchr(base, '/');
+        if (slash == base)
+            base[1] = '\0';
+        else if (slash)
+            *slash = '\0';
+        else
+            snprintf(base, sizeof(base), ".");
+    }
+    struct reader r = {err, errlen, 0, index, base};
     c->path = imp_xstrdup(path);
     c->index = index;
     c->env_overrides = apply_env(root);

@@ -336,6 +336,64 @@ static void test_kubernetes(void)
     unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
+/* A relative path the config gives resolves against the config's folder;
+ * a default does not. */
+static void test_relative_paths(void)
+{
+    char dir[64], file[128], err[512] = "";
+    snprintf(dir, sizeof(dir), "/tmp/impulse-rel-%d", (int)getpid());
+    mkdir(dir, 0700);
+    snprintf(file, sizeof(file), "%s/myscripts", dir);
+    mkdir(file, 0700);
+    snprintf(file, sizeof(file), "%s/impulse.yml", dir);
+    FILE *f = fopen(file, "w");
+    fprintf(f, "%simpulse:\n  scripts: myscripts\n  crashJournal: state/journal\n", base);
+    fclose(f);
+    struct imp_config *c = imp_config_load(file, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        char want[128];
+        snprintf(want, sizeof(want), "%s/myscripts", dir);
+        CHECK_STR(c->scripts_dir, want);
+        snprintf(want, sizeof(want), "%s/state/journal", dir);
+        CHECK_STR(c->crash_journal, want);
+        CHECK_STR(c->dlq_spool, "/var/lib/impulse/spool"); /* a default: as it is */
+        imp_config_destroy(c);
+    }
+    /* a folder: against the folder itself */
+    snprintf(file, sizeof(file), "%s/impulse.yml", dir);
+    unlink(file);
+    static const char *const files[][2] = {
+        {"kafka.yml", "address: [127.0.0.1:9092]\n"},
+        {"redis.yml", "address: [127.0.0.1:6379]\n"},
+        {"discovery.yml", "etcd:\n  address: [127.0.0.1:2379]\n"},
+        {"impulse.yml", "scripts: myscripts\n"},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(file, sizeof(file), "%s/%s", dir, files[i][0]);
+        f = fopen(file, "w");
+        fputs(files[i][1], f);
+        fclose(f);
+    }
+    c = imp_config_load(dir, err, sizeof(err));
+    CHECK(c != NULL);
+    if (c) {
+        char want[128];
+        snprintf(want, sizeof(want), "%s/myscripts", dir);
+        CHECK_STR(c->scripts_dir, want);
+        imp_config_destroy(c);
+    } else {
+        fprintf(stderr, "%s\n", err);
+    }
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(file, sizeof(file), "%s/%s", dir, files[i][0]);
+        unlink(file);
+    }
+    snprintf(file, sizeof(file), "%s/myscripts", dir);
+    rmdir(file);
+    rmdir(dir);
+}
+
 int main(void)
 {
     char err[512];
@@ -401,6 +459,7 @@ int main(void)
           strstr(err, "/nonexistent.yml"));
     test_openim_profiles();
     test_kubernetes();
+    test_relative_paths();
     /* main's share.yml: imAdminUser.userIDs */
     c = load("share:\n  imAdminUser:\n    userIDs: [boss]\n", err, sizeof(err));
     CHECK(c != NULL);

@@ -130,7 +130,7 @@ describe("bad config and scripts #engine", function()
   end)
 
   it("accepts a good config with impulse check", function()
-    local rc, out = run_impulse("check --skip-kafka -c " .. config("impulse:\n  scripts: scripts\n"))
+    local rc, out = run_impulse("check --skip-kafka -c " .. config("impulse:\n  scripts: " .. h.root .. "/scripts\n"))
     assert.equal(0, rc, out)
     assert.matches("^ok: ", out)
   end)
