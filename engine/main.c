@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -377,6 +378,47 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     return 0;
 }
 
+/* log.yml: lines in OpenIM's format to its file and/or stdout from here
+ * on. A folder that cannot be opened stops the start with one line on
+ * stderr, as OpenIM's logger init does. */
+static int start_openim_log(const struct imp_config *cfg)
+{
+    char err[PATH_MAX + 256];
+    if (!cfg->log_openim) return 0;
+    struct imp_log_openim lo = {cfg->log_dir,       cfg->log_rotation_hours, cfg->log_remain_count,
+                                cfg->log_stdout,    cfg->log_json,           "openim-push",
+                                cfg->openim_version};
+    if (imp_log_openim_start(&lo, err, sizeof(err)) != 0) {
+        fprintf(stderr, "config: %s\n", err);
+        return -1;
+    }
+    if (!cfg->log_dir[0] && !cfg->log_stdout)
+        fprintf(stderr, "log: log.storageLocation is empty and log.isStdout false: impulse "
+                        "writes no log lines (as OpenIM)\n");
+    return 0;
+}
+
+/* The start line that says where the lines go and at which level. */
+static void log_destination_line(const struct imp_config *cfg)
+{
+    char where[2 * PATH_MAX + 256] = "";
+    if (!cfg->log_openim) {
+        imp_info(NULL, "log: impulse's JSON lines on stderr, level %s (%s)", cfg->log_level,
+                 cfg->log_level_origin);
+        return;
+    }
+    if (cfg->log_dir[0]) {
+        char name[PATH_MAX + 64], cwd[PATH_MAX];
+        imp_log_file_name(name, sizeof(name), cfg->log_dir, cfg->log_rotation_hours, time(NULL));
+        snprintf(where, sizeof(where), "%s%s%s (keeping %d)",
+                 cfg->log_dir[0] != '/' && getcwd(cwd, sizeof(cwd)) ? cwd : "",
+                 cfg->log_dir[0] != '/' ? "/" : "", name, cfg->log_remain_count);
+    }
+    imp_info(NULL, "log: OpenIM's %s lines (log.yml) to %s%s%s, level %s (%s)",
+             cfg->log_json ? "JSON" : "console", where, where[0] && cfg->log_stdout ? " and " : "",
+             cfg->log_stdout ? "stdout" : "", cfg->log_level, cfg->log_level_origin);
+}
+
 static int cmd_run(const char *path, int index)
 {
     char err[1024];
@@ -387,6 +429,10 @@ static int cmd_run(const char *path, int index)
         return 2;
     }
     imp_log_set_level(imp_log_level_parse(cfg->log_level));
+    if (start_openim_log(cfg) != 0) {
+        imp_config_destroy(cfg);
+        return 2;
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -495,6 +541,7 @@ static int cmd_run(const char *path, int index)
         char line[512];
         imp_config_openim_line(cfg, line, sizeof(line));
         imp_info(NULL, "%s", line);
+        log_destination_line(cfg);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
         for (const char *w = cfg->warnings; w && *w;) {
