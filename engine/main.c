@@ -330,6 +330,30 @@ static int provider_error(const struct imp_config *cfg, const char *err, char *w
     "(impulse_offline_push_total{result=\"failed\"}, msg_offline_push_failed_total) and "          \
     "dead-lettered to the offline dead-letter topic: set the keys, or openim-push.enable: none"
 
+/* The line that says where the log lines go and at which level (the
+ * start logs it, `impulse check` prints it). */
+static void log_destination(const struct imp_config *cfg, char *out, size_t outlen)
+{
+    char where[2 * PATH_MAX + 256] = "";
+    if (!cfg->log_openim) {
+        snprintf(out, outlen, "log: impulse's JSON lines on stderr, level %s (%s)", cfg->log_level,
+                 cfg->log_level_origin);
+        return;
+    }
+    if (cfg->log_dir[0]) {
+        char name[PATH_MAX + 64], cwd[PATH_MAX];
+        imp_log_file_name(name, sizeof(name), cfg->log_dir, cfg->log_rotation_hours, time(NULL));
+        snprintf(where, sizeof(where), "%s%s%s (keeping %d)",
+                 cfg->log_dir[0] != '/' && getcwd(cwd, sizeof(cwd)) ? cwd : "",
+                 cfg->log_dir[0] != '/' ? "/" : "", name, cfg->log_remain_count);
+    }
+    snprintf(out, outlen, "log: OpenIM's %s lines (log.yml) to %s%s%s, level %s (%s)",
+             cfg->log_json ? "JSON" : "console", where[0] ? where : "",
+             where[0] && cfg->log_stdout ? " and " : "",
+             cfg->log_stdout ? "stdout" : (where[0] ? "" : "nowhere"), cfg->log_level,
+             cfg->log_level_origin);
+}
+
 static int cmd_check(const char *path, int index, int skip_kafka)
 {
     char err[1024];
@@ -372,6 +396,11 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
            skip_kafka ? ", Kafka not checked" : ", topics present");
     printf("%s\n", line);
+    {
+        char where[3 * PATH_MAX];
+        log_destination(cfg, where, sizeof(where));
+        printf("%s\n", where);
+    }
     if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
     if (cfg->warnings) printf("%s\n", cfg->warnings);
     imp_config_destroy(cfg);
@@ -396,27 +425,6 @@ static int start_openim_log(const struct imp_config *cfg)
         fprintf(stderr, "log: log.storageLocation is empty and log.isStdout false: impulse "
                         "writes no log lines (as OpenIM)\n");
     return 0;
-}
-
-/* The start line that says where the lines go and at which level. */
-static void log_destination_line(const struct imp_config *cfg)
-{
-    char where[2 * PATH_MAX + 256] = "";
-    if (!cfg->log_openim) {
-        imp_info(NULL, "log: impulse's JSON lines on stderr, level %s (%s)", cfg->log_level,
-                 cfg->log_level_origin);
-        return;
-    }
-    if (cfg->log_dir[0]) {
-        char name[PATH_MAX + 64], cwd[PATH_MAX];
-        imp_log_file_name(name, sizeof(name), cfg->log_dir, cfg->log_rotation_hours, time(NULL));
-        snprintf(where, sizeof(where), "%s%s%s (keeping %d)",
-                 cfg->log_dir[0] != '/' && getcwd(cwd, sizeof(cwd)) ? cwd : "",
-                 cfg->log_dir[0] != '/' ? "/" : "", name, cfg->log_remain_count);
-    }
-    imp_info(NULL, "log: OpenIM's %s lines (log.yml) to %s%s%s, level %s (%s)",
-             cfg->log_json ? "JSON" : "console", where, where[0] && cfg->log_stdout ? " and " : "",
-             cfg->log_stdout ? "stdout" : "", cfg->log_level, cfg->log_level_origin);
 }
 
 static int cmd_run(const char *path, int index)
@@ -541,7 +549,9 @@ static int cmd_run(const char *path, int index)
         char line[512];
         imp_config_openim_line(cfg, line, sizeof(line));
         imp_info(NULL, "%s", line);
-        log_destination_line(cfg);
+        char where[3 * PATH_MAX];
+        log_destination(cfg, where, sizeof(where));
+        imp_info(NULL, "%s", where);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
         for (const char *w = cfg->warnings; w && *w;) {
