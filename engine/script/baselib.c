@@ -16,7 +16,8 @@
 #include "script/task.h"
 
 /* The script line that logs, for OpenIM's `caller`: the first Lua frame
- * outside the library's wrappers (ctx.log, print). "" and 0 if none. */
+ * outside the library's wrappers (ctx.log, print), else the first Lua
+ * frame (the library logging for itself). "" and 0 if none. */
 static void script_caller(lua_State *L, char *file, size_t cap, int *line)
 {
     lua_Debug ar;
@@ -26,12 +27,13 @@ static void script_caller(lua_State *L, char *file, size_t cap, int *line)
         if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
         const char *src = ar.short_src;
         size_t n = strlen(src);
-        if ((n >= 18 && strcmp(src + n - 18, "impulse/driver.lua") == 0) ||
-            (n >= 19 && strcmp(src + n - 19, "impulse/sandbox.lua") == 0))
-            continue;
-        snprintf(file, cap, "%s", src);
-        *line = ar.currentline;
-        return;
+        bool wrapper = (n >= 18 && strcmp(src + n - 18, "impulse/driver.lua") == 0) ||
+                       (n >= 19 && strcmp(src + n - 19, "impulse/sandbox.lua") == 0);
+        if (!file[0] || !wrapper) {
+            snprintf(file, cap, "%s", src);
+            *line = ar.currentline;
+        }
+        if (!wrapper) return;
     }
 }
 

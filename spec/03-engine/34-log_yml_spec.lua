@@ -60,9 +60,10 @@ describe("OpenIM's log.yml #engine", function()
 
   lazy_teardown(function() h.stop_env(env) end)
 
-  -- Starts impulse on a copy of OpenIM's folder whose log.yml is log_yml;
-  -- returns the process and its log folder.
-  local function start(log_yml)
+  -- Starts impulse on a copy of OpenIM's folder whose log.yml is log_yml
+  -- (and scripts from the folder `scripts`, if given); returns the process
+  -- and its log folder.
+  local function start(log_yml, scripts)
     local admin = h.free_port()
     local dir = h.tmpdir() .. "/config-" .. admin
     local logdir = h.tmpdir() .. "/logs-" .. admin
@@ -77,6 +78,7 @@ describe("OpenIM's log.yml #engine", function()
       IMENV_IMPULSE_DEADLETTERSPOOL = h.tmpdir() .. "/spool-" .. admin,
       -- a partition the previous case never committed: read from its start
       IMENV_IMPULSE_AUTOOFFSETRESET = "earliest",
+      IMENV_IMPULSE_SCRIPTS = scripts,
     }
     local parts = {}
     for k, v in pairs(vars) do parts[#parts + 1] = k .. "=" .. h.shell_quote(v) end
@@ -134,7 +136,7 @@ describe("OpenIM's log.yml #engine", function()
       seen_levels[j.level] = true
       assert.matches("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d:%d%d%.%d%d%d$", j.time)
       assert.equal("openim-push", j.logger)
-      assert.matches("^[%w_]+/[%w_.-]+:%d+$", j.caller)
+      assert.matches("^[%w_.-]+/[%w_.-]+:%d+$", j.caller)
       assert.is_true(#j.msg >= 50, "msg not padded: " .. l)
       assert.equal(imp.pid, j.PID)
       assert.matches("^v3%.8%.", j.version)
@@ -165,16 +167,23 @@ describe("OpenIM's log.yml #engine", function()
     assert.equal(#file_lines, #out)
   end)
 
-  it("isJson false: OpenIM's console lines in the file, none on stdout", function()
+  it("isJson false: OpenIM's console lines in the file, none on stdout; a script's line names it", function()
+    -- the default policy, whose route() logs a line first (line 23)
+    local scripts = h.tmpdir() .. "/scripts-log"
+    assert(select(2, h.run("cp -r " .. h.shell_quote(h.root .. "/scripts") .. " " .. h.shell_quote(scripts))))
+    local src = h.read_file(scripts .. "/push.lua")
+    src = src:gsub("function _M%.route%(msg, ctx%)\n", "%0  ctx.log.info(\"routed by %%s\", msg.clientMsgID)\n", 1)
+    h.write_file(scripts .. "/push.lua", src)
+    assert.matches('function _M.route(msg, ctx)\n  ctx.log.info("routed by', src, 1, true)
     local imp, logdir = start(table.concat({
       "storageLocation: LOGDIR", "rotationTime: 24", "remainRotationCount: 2", "remainLogLevel: 6",
-      "isStdout: false", "isJson: false" }, "\n") .. "\n")
+      "isStdout: false", "isJson: false" }, "\n") .. "\n", scripts)
     local m, opid = push_one("cat")
     local text = h.wait_until(function()
       local t = today_file(logdir)
       return t:find(m.clientMsgID, 1, true) and t
     end, 10000, "the message's line in the file")
-    local about = 0
+    local about, script_line = 0, false
     for _, l in ipairs(lines_of(text)) do
       local f = {}
       for part in (l .. "\t"):gmatch("([^\t]*)\t") do f[#f + 1] = part end
@@ -184,16 +193,21 @@ describe("OpenIM's log.yml #engine", function()
       assert.matches("^%[PID:%d+%] *$", f[3])
       assert.matches("^openim%-push *$", f[4])
       assert.matches("^%[v3%.8%.[^%]]+%] *$", f[5])
-      assert.matches("^%[[%w_]+/[%w_.-]+:%d+%] *$", f[6])
+      assert.matches("^%[[%w_.-]+/[%w_.-]+:%d+%] *$", f[6])
       assert.is_true(#f[7] >= 50, "msg not padded: " .. l)
       if l:find(m.clientMsgID, 1, true) then
         about = about + 1
         local fields = cjson.decode(f[8])
         assert.is_table(fields, l)
         assert.equal(opid, fields.operationID)
+        if f[7]:match("^routed by ") then
+          script_line = true
+          assert.matches("^%[scripts%-log/push%.lua:23%] *$", f[6])
+        end
       end
     end
-    assert.is_true(about >= 1)
+    assert.is_true(about >= 2)
+    assert.is_true(script_line, "no line from the script")
     assert.is_nil(h.read_file(imp.log):find(m.clientMsgID, 1, true), "on stdout with isStdout false")
   end)
 
