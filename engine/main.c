@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -336,6 +337,30 @@ static int provider_error(const struct imp_config *cfg, const char *err, char *w
     "(impulse_offline_push_total{result=\"failed\"}, msg_offline_push_failed_total) and "          \
     "dead-lettered to the offline dead-letter topic: set the keys, or openim-push.enable: none"
 
+/* The line that says where the log lines go and at which level (the
+ * start logs it, `impulse check` prints it). */
+static void log_destination(const struct imp_config *cfg, char *out, size_t outlen)
+{
+    char where[2 * PATH_MAX + 256] = "";
+    if (!cfg->log_openim) {
+        snprintf(out, outlen, "log: impulse's JSON lines on stderr, level %s (%s)", cfg->log_level,
+                 cfg->log_level_origin);
+        return;
+    }
+    if (cfg->log_dir[0]) {
+        char name[PATH_MAX + 64], cwd[PATH_MAX];
+        imp_log_file_name(name, sizeof(name), cfg->log_dir, cfg->log_rotation_hours, time(NULL));
+        snprintf(where, sizeof(where), "%s%s%s (keeping %d)",
+                 cfg->log_dir[0] != '/' && getcwd(cwd, sizeof(cwd)) ? cwd : "",
+                 cfg->log_dir[0] != '/' ? "/" : "", name, cfg->log_remain_count);
+    }
+    snprintf(out, outlen, "log: OpenIM's %s lines (log.yml) to %s%s%s, level %s (%s)",
+             cfg->log_json ? "JSON" : "console", where[0] ? where : "",
+             where[0] && cfg->log_stdout ? " and " : "",
+             cfg->log_stdout ? "stdout" : (where[0] ? "" : "nowhere"), cfg->log_level,
+             cfg->log_level_origin);
+}
+
 static int cmd_check(const char *path, int index, int skip_kafka)
 {
     char err[1024];
@@ -378,9 +403,34 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
            skip_kafka ? ", Kafka not checked" : ", topics present");
     printf("%s\n", line);
+    {
+        char where[3 * PATH_MAX];
+        log_destination(cfg, where, sizeof(where));
+        printf("%s\n", where);
+    }
     if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
     if (cfg->warnings) printf("%s\n", cfg->warnings);
     imp_config_destroy(cfg);
+    return 0;
+}
+
+/* log.yml: lines in OpenIM's format to its file and/or stdout from here
+ * on. A folder that cannot be opened stops the start with one line on
+ * stderr, as OpenIM's logger init does. */
+static int start_openim_log(const struct imp_config *cfg)
+{
+    char err[PATH_MAX + 256];
+    if (!cfg->log_openim) return 0;
+    struct imp_log_openim lo = {cfg->log_dir,       cfg->log_rotation_hours, cfg->log_remain_count,
+                                cfg->log_stdout,    cfg->log_json,           "openim-push",
+                                cfg->openim_version};
+    if (imp_log_openim_start(&lo, err, sizeof(err)) != 0) {
+        fprintf(stderr, "config: %s\n", err);
+        return -1;
+    }
+    if (!cfg->log_dir[0] && !cfg->log_stdout)
+        fprintf(stderr, "log: log.storageLocation is empty and log.isStdout false: impulse "
+                        "writes no log lines (as OpenIM)\n");
     return 0;
 }
 
@@ -394,6 +444,10 @@ static int cmd_run(const char *path, int index)
         return 2;
     }
     imp_log_set_level(imp_log_level_parse(cfg->log_level));
+    if (start_openim_log(cfg) != 0) {
+        imp_config_destroy(cfg);
+        return 2;
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -507,6 +561,9 @@ static int cmd_run(const char *path, int index)
         char line[512];
         imp_config_openim_line(cfg, line, sizeof(line));
         imp_info(NULL, "%s", line);
+        char where[3 * PATH_MAX];
+        log_destination(cfg, where, sizeof(where));
+        imp_info(NULL, "%s", where);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
         if (cfg->k8s)

@@ -24,6 +24,7 @@
 
 #include "base/buf.h"
 #include "base/common.h"
+#include "base/log.h"
 #include "base/yamltree.h"
 
 #ifndef IMPULSE_LUA_DIR
@@ -327,6 +328,7 @@ static const char *impulse_keys[] = {
     "discovery",
     "kubernetesServiceAccount",
     "gatewaySelection",
+    "logFormat",
     NULL,
 };
 
@@ -625,6 +627,47 @@ static void read_discovery(struct reader *r, struct imp_config *c, const struct 
 out:
     free(mode);
     free(force);
+}
+
+/* log.yml (OpenIM@v3.8.3-patch.15:config/log.yml; the logger:
+ * docs/research/openim-operator-dropin.md §4). With it (OpenIM always
+ * ships one), lines take OpenIM's format and destinations; without it,
+ * impulse's JSON on stderr. impulse.logFormat overrides the choice. A key
+ * log.yml lacks takes the value OpenIM's shipped file gives it. The level:
+ * remainLogLevel, unless impulse.logLevel is set (impulse's key wins). */
+static void read_log_yml(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
+{
+    const struct imp_yaml *s = yget(root, "log"), *imp = yget(root, "impulse");
+    if (s && !is_null(s) && s->kind != IMP_YAML_MAP) {
+        fail(r, "log", NULL, s, "expected a map");
+        return;
+    }
+    char *fmt = get_str(r, imp, "impulse", "logFormat", s ? "openim" : "impulse");
+    if (fmt && strcmp(fmt, "openim") != 0 && strcmp(fmt, "impulse") != 0)
+        fail(r, "impulse", "logFormat", lookup(imp, "logFormat"),
+             "expected openim (OpenIM's log.yml and line format) or impulse (JSON on stderr)");
+    c->log_openim = fmt && strcmp(fmt, "openim") == 0;
+    free(fmt);
+    c->log_dir = get_str(r, s, "log", "storageLocation", "../../../../logs/");
+    c->log_rotation_hours = (int)get_int(r, s, "log", "rotationTime", 24, 0, 24 * 366);
+    c->log_remain_count = (int)get_int(r, s, "log", "remainRotationCount", 2, 0, 100000);
+    c->log_remain_level = (int)get_int(r, s, "log", "remainLogLevel", 6, 0, 6);
+    c->log_stdout = get_bool(r, s, "log", "isStdout", false);
+    c->log_json = get_bool(r, s, "log", "isJson", false);
+    const struct imp_yaml *lv = lookup(imp, "logLevel");
+    if (!c->log_openim || r->failed) {
+        snprintf(c->log_level_origin, sizeof(c->log_level_origin), "%s",
+                 lv && !is_null(lv) ? "impulse.logLevel" : "the default");
+    } else if (lv && !is_null(lv)) {
+        snprintf(c->log_level_origin, sizeof(c->log_level_origin),
+                 "impulse.logLevel, which wins over log.remainLogLevel %d", c->log_remain_level);
+    } else {
+        static const char *const names[] = {"debug", "info", "warn", "error"};
+        free(c->log_level);
+        c->log_level = imp_xstrdup(names[imp_log_level_from_openim(c->log_remain_level)]);
+        snprintf(c->log_level_origin, sizeof(c->log_level_origin), "log.remainLogLevel %d",
+                 c->log_remain_level);
+    }
 }
 
 static void read_all(struct reader *r, struct imp_config *c, const struct imp_yaml *root)
@@ -957,6 +1000,8 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
              c->scripts_dir);
     if (!r->failed && (stat(c->lua_dir, &st) != 0 || !S_ISDIR(st.st_mode)))
         fail(r, "impulse", "luaPath", lookup(s, "luaPath"), "'%s' is not a directory", c->lua_dir);
+
+    read_log_yml(r, c, root);
 }
 
 /* OpenIM's environment overrides (viper's AutomaticEnv, prefix IMENV_ and
@@ -1050,7 +1095,7 @@ static char *apply_env(struct imp_yaml *root)
 static struct imp_yaml *load_dir(const char *dir, char *err, size_t errlen)
 {
     static const char *sections[] = {"kafka",       "redis",    "discovery", "share", "openim-push",
-                                     "local-cache", "webhooks", "impulse",   NULL};
+                                     "local-cache", "webhooks", "impulse",   "log",   NULL};
     struct imp_yaml *root = imp_yaml_new_map();
     char path[PATH_MAX];
     for (const char **s = sections; *s; s++) {
@@ -1190,6 +1235,7 @@ void imp_config_destroy(struct imp_config *c)
         &c->providers_json,
         &c->dlq_spool,
         &c->crash_journal,
+        &c->log_dir,
     };
     for (size_t i = 0; i < IMP_ARRAY_LEN(strs); i++) free(*strs[i]);
     free(c);

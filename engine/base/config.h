@@ -4,8 +4,9 @@
  *
  * `-c` names either one YAML file holding every section as a top-level
  * key, or a directory holding OpenIM's files (kafka.yml, redis.yml,
- * discovery.yml, share.yml, openim-push.yml, local-cache.yml) plus an
- * optional impulse.yml; each file's top level becomes its section.
+ * discovery.yml, share.yml, openim-push.yml, local-cache.yml, webhooks.yml,
+ * log.yml) plus an optional impulse.yml; each file's top level becomes its
+ * section.
  *
  * Every problem is reported as one line naming the key:
  *   "config: kafka.address: expected a list of host:port strings (line 4)"
@@ -152,6 +153,16 @@ struct imp_config {
     bool worker_stuck_exit;  /* a stuck worker stops the process (else: not ready) */
     char *crash_journal;     /* impulse.crashJournal: poison-pill memory; "" = none */
     int poison_deaths;       /* deaths on one record that dead-letter it unrun; 0 = never */
+
+    /* log (log.yml): OpenIM's logger settings, used when log_openim */
+    bool log_openim;           /* a log.yml (or impulse.logFormat: openim) */
+    char *log_dir;             /* storageLocation; "" = no file */
+    int log_rotation_hours;    /* rotationTime */
+    int log_remain_count;      /* remainRotationCount; 0 = files of the last 7 days */
+    int log_remain_level;      /* remainLogLevel, 0..6 */
+    bool log_stdout;           /* isStdout */
+    bool log_json;             /* isJson */
+    char log_level_origin[96]; /* where log_level came from, for the start line */
 };
 
 /* impulse.crashJournal when the config does not name one. */

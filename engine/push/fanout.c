@@ -83,7 +83,7 @@ static void log_route(struct msg *t, const struct imp_fanout *f)
     imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f,\"scripts\":\"%s\"",
                    (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6,
                    t->task.vm->hash);
-    imp_log_fields(IMP_LOG_INFO, msg_opid(t), "push", b.data);
+    imp_log_fields_at(__FILE__, __LINE__, IMP_LOG_INFO, msg_opid(t), msg_opuser(t), "push", b.data);
     imp_buf_dispose(&b);
 }
 

@@ -405,7 +405,7 @@ static void log_failure(struct msg *t, const char *what, const char *detail)
     else
         imp_buf_printf(&b, ",\"topic\":\"%s\",\"partition\":%d,\"offset\":%lld", t->s->label,
                        (int)t->ref.partition, t->rkm ? (long long)t->rkm->offset : -1LL);
-    imp_log_fields(IMP_LOG_ERROR, msg_opid(t), what, b.data);
+    imp_log_fields_at(__FILE__, __LINE__, IMP_LOG_ERROR, msg_opid(t), msg_opuser(t), what, b.data);
     imp_buf_dispose(&b);
 }
 

@@ -112,6 +112,8 @@ static inline struct imp_worker *worker_of(lua_State *L)
 }
 
 static inline const char *msg_opid(const struct msg *m) { return imp_task_opid(&m->task); }
+/* its opUserID header, or NULL (OpenIM's log lines carry it) */
+static inline const char *msg_opuser(const struct msg *m) { return m->task.md[IMP_MD_OPUSER]; }
 
 struct dead;
 

@@ -5,6 +5,8 @@
  */
 #include "script/baselib.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "base/buf.h"
@@ -12,6 +14,40 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "script/task.h"
+
+/* The script line that logs, for OpenIM's `caller`: the first Lua frame
+ * outside the library's wrappers (ctx.log, print), else the first Lua
+ * frame (the library logging for itself). "" and 0 if none. */
+static void script_caller(lua_State *L, char *file, size_t cap, int *line)
+{
+    lua_Debug ar;
+    file[0] = '\0';
+    *line = 0;
+    for (int lv = 1; lua_getstack(L, lv, &ar); lv++) {
+        if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+        const char *src = ar.short_src;
+        size_t n = strlen(src);
+        bool wrapper = (n >= 18 && strcmp(src + n - 18, "impulse/driver.lua") == 0) ||
+                       (n >= 19 && strcmp(src + n - 19, "impulse/sandbox.lua") == 0);
+        if (!file[0] || !wrapper) {
+            snprintf(file, cap, "%s", src);
+            *line = ar.currentline;
+        }
+        if (!wrapper) return;
+    }
+}
+
+static void log_line(lua_State *L, int level, const char *opid, const char *msg, const char *fields)
+{
+    char file[LUA_IDSIZE + 8];
+    int line;
+    if (level < imp_log_level()) return;
+    script_caller(L, file, sizeof(file), &line);
+    if (file[0])
+        imp_log_fields_at(file, line, level, opid, NULL, msg, fields);
+    else
+        imp_log_fields(level, opid, msg, fields);
+}
 
 /* log(level, operationID, text) */
 static int l_log(lua_State *L)
@@ -24,7 +60,7 @@ static int l_log(lua_State *L)
     struct imp_buf b;
     imp_buf_init(&b);
     imp_buf_printf(&b, "\"worker\":%d,\"source\":\"script\"", imp_host_of(L)->id);
-    imp_log_fields(level, opid, text, b.data);
+    log_line(L, level, opid, text, b.data);
     imp_buf_dispose(&b);
     return 0;
 }
@@ -56,7 +92,7 @@ static int l_log_fields(lua_State *L)
         imp_buf_putc(&b, ',');
         imp_buf_append(&b, json + 1, len - 2);
     }
-    imp_log_fields(level, opid, msg, b.data);
+    log_line(L, level, opid, msg, b.data);
     imp_buf_dispose(&b);
     return 0;
 }

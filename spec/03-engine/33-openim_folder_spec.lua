@@ -7,13 +7,16 @@
 -- (impulse's own admin address and crash journal through IMENV_IMPULSE_*,
 -- so parallel runs do not share them). Messages reach the gateways, and the
 -- metrics endpoint is where OpenIM's Prometheus discovery looks (issue 14).
+-- log.yml's folder (../../../../logs/) is moved to a temporary one and its
+-- lines to stdout in JSON through IMENV_LOG_*, as docker sets isStdout, so
+-- the spec reads them (the file: spec 34).
 local h = require "spec.helpers"
 local cjson = require "cjson"
 
 local FOLDER = h.root .. "/spec/fixtures/openim-config/v3.8.3-patch.15"
 
 describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function()
-  local env, imp, admin
+  local env, imp, admin, logdir
 
   lazy_setup(function()
     env = {}
@@ -27,7 +30,11 @@ describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function(
     -- redis.yml holds password openIM123, which openim-docker keeps
     h.redis_cli(env.redis, "CONFIG", "SET", "requirepass", "openIM123")
     admin = h.free_port()
+    logdir = h.tmpdir() .. "/openim-logs-" .. admin
     local vars = {
+      IMENV_LOG_STORAGELOCATION = logdir,
+      IMENV_LOG_ISSTDOUT = "true",
+      IMENV_LOG_ISJSON = "true",
       IMENV_KAFKA_ADDRESS = env.kafka.bootstrap,
       IMENV_REDIS_ADDRESS = env.redis.addr,
       IMENV_DISCOVERY_ETCD_ADDRESS = env.etcd.addr,
@@ -51,10 +58,29 @@ describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function(
     assert.matches("detected: redis.redisMode", line.msg, 1, true)
     local env_line = h.log_lines(imp, "config: IMENV_ variables override")[1]
     assert.is_truthy(env_line)
-    for _, k in ipairs { "kafka.address", "redis.address", "discovery.etcd.address", "impulse.admin" } do
+    for _, k in ipairs { "kafka.address", "redis.address", "discovery.etcd.address", "impulse.admin",
+      "log.storageLocation", "log.isStdout", "log.isJson" } do
       assert.matches(k, env_line.msg, 1, true)
     end
     assert.is_truthy(h.log_lines(imp, "openim-push.enable: getui:")[1])
+  end)
+
+  it("logs as log.yml says: OpenIM's JSON lines to stdout and to today's file, at remainLogLevel 6", function()
+    local line = h.log_lines(imp, "log: OpenIM's JSON lines (log.yml) to ")[1]
+    assert.is_truthy(line, "no start line about the logs")
+    assert.equal("INFO", line.level)
+    assert.equal("openim-push", line.logger)
+    assert.matches("level debug (log.remainLogLevel 6)", line.msg, 1, true)
+    local file = logdir .. "/openim-service-log." .. os.date("%Y-%m-%d")
+    local text = h.read_file(file)
+    assert.is_truthy(text, "no " .. file .. " (" .. h.run("ls " .. logdir) .. ")")
+    local n = 0
+    for l in text:gmatch("[^\n]+") do
+      local j = cjson.decode(l)
+      assert.equal("openim-push", j.logger)
+      n = n + 1
+    end
+    assert.is_true(n > 0)
   end)
 
   it("pushes to the gateway it finds under openim/messageGateway", function()
@@ -77,6 +103,7 @@ describe("an unmodified OpenIM v3.8.3-patch.15 config folder #engine", function(
       .. " IMENV_REDIS_ADDRESS=" .. env.redis.addr .. " IMENV_DISCOVERY_ETCD_ADDRESS=" .. env.etcd.addr
       .. " IMENV_IMPULSE_CRASHJOURNAL=" .. h.tmpdir() .. "/crash-journal-" .. admin
       .. " IMENV_IMPULSE_DEADLETTERSPOOL=" .. h.tmpdir() .. "/spool-1-" .. admin
+      .. " IMENV_LOG_STORAGELOCATION=" .. logdir .. " IMENV_LOG_ISSTDOUT=true IMENV_LOG_ISJSON=true"
       .. " " .. h.shell_quote(h.bin) .. " -c " .. h.shell_quote(FOLDER) .. " -i 1")
     local value = h.wait_until(function()
       if not h.alive(second) then error("the -i 1 process exited:\n" .. h.run("cat " .. second.log), 0) end
