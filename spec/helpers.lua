@@ -45,7 +45,13 @@ cdef [[
 
 _M.SIGKILL, _M.SIGTERM, _M.SIGSTOP, _M.SIGCONT = 9, 15, 19, 18
 
+-- absolute: config files written elsewhere name paths under it, and a
+-- relative path in a config resolves against the config's folder
 _M.root = os_getenv("IMPULSE_ROOT") or "."
+if _M.root:sub(1, 1) ~= "/" then
+  local pwd = io.popen("pwd"):read("*l")
+  _M.root = _M.root == "." and pwd or (pwd .. "/" .. _M.root)
+end
 _M.bin = os_getenv("IMPULSE_BIN") or (_M.root .. "/build/impulse")
 _M.kafka_mock_bin = os_getenv("IMPULSE_KAFKA_MOCK") or (_M.root .. "/build/impulse-kafka-mock")
 _M.standin_dir = _M.root .. "/examples/openim-standin"
