@@ -32,6 +32,8 @@ _M.no_offline_push_by_profile = {
   ["v3.8.3-patch.3"] = { [C.ROOM_PARTICIPANTS_CONNECTED] = true, [C.ROOM_PARTICIPANTS_DISCONNECTED] = true },
   ["v3.8.3-patch.5"] = { [C.ROOM_PARTICIPANTS_CONNECTED] = true, [C.ROOM_PARTICIPANTS_DISCONNECTED] = true },
   ["v3.8.4-alpha.1"] = { [C.SIGNALING] = true },
+  -- open-im-server main at 7848d7c7 (OpenIM@main:internal/push/push_handler.go:187-189)
+  ["main"] = { [C.ROOM_PARTICIPANTS_CONNECTED] = true, [C.ROOM_PARTICIPANTS_DISCONNECTED] = true },
 }
 _M.no_offline_push = _M.no_offline_push_by_profile[_M.profile] or _M.no_offline_push_by_profile["v3.8.3"]
 

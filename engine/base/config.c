@@ -482,11 +482,17 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
         snprintf(c->openim_version, sizeof(c->openim_version), "v3.8.3");
     /* behaviour groups: the push path is byte-identical inside each one */
     snprintf(c->openim_profile, sizeof(c->openim_profile), "%s",
-             v384         ? "v3.8.4-alpha.1"
+             main         ? "main"
+             : v384       ? "v3.8.4-alpha.1"
              : patch >= 5 ? "v3.8.3-patch.5"
              : patch >= 3 ? "v3.8.3-patch.3"
                           : "v3.8.3");
     c->op_user_admin = !v384 && patch >= 5;
+    /* main runs every consumed toPush record as a temporary admin: its calls
+     * carry customheader ctxImTempAdminKey and ctximtempadminkey 1, which
+     * main's group service needs for GetGroupMemberUserIDs
+     * (OpenIM@main:internal/push/push.go:111, pkg/authverify/token.go:93-111) */
+    c->rpc_temp_admin = main;
 
     /* keys of another release's layout: that release reads them, this one
      * does not (docs/openim-versions.md); said, not refused */
@@ -522,10 +528,9 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
 void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen)
 {
     static const char *const groups[][2] = {
-        {"v3.8.3", "v3.8.3, patch.1, patch.2"},
-        {"v3.8.3-patch.3", "patch.3, patch.4"},
-        {"v3.8.3-patch.5", "patch.5 to patch.16"},
-        {"v3.8.4-alpha.1", "v3.8.4-alpha.1, main"},
+        {"v3.8.3", "v3.8.3, patch.1, patch.2"},      {"v3.8.3-patch.3", "patch.3, patch.4"},
+        {"v3.8.3-patch.5", "patch.5 to patch.16"},   {"v3.8.4-alpha.1", "v3.8.4-alpha.1"},
+        {"main", "open-im-server main at 7848d7c7"},
     };
     const char *tags = "";
     for (size_t i = 0; i < IMP_ARRAY_LEN(groups); i++)

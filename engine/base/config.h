@@ -46,12 +46,13 @@ struct imp_config {
      * (docs/openim-versions.md). Set, or detected from the config layout. */
     char openim_version[32]; /* the tag: v3.8.3, v3.8.3-patch.N, v3.8.4-alpha.1 */
     char openim_profile[32]; /* its behaviour group: v3.8.3 | v3.8.3-patch.3 |
-                                v3.8.3-patch.5 | v3.8.4-alpha.1 */
+                                v3.8.3-patch.5 | v3.8.4-alpha.1 | main */
     char openim_origin[256]; /* how it was chosen, for the start line and check */
     int openim_patch;        /* N of v3.8.3-patch.N; 0 otherwise */
     bool openim_v384;        /* v3.8.4-alpha.1 or main: discovery.yml rpcService names */
     bool openim_main;        /* open-im-server's main after v3.8.4-alpha.1 (its layout) */
     bool op_user_admin;      /* patch.5 on: every toPush record runs as the admin */
+    bool rpc_temp_admin;     /* main: toPush calls carry OpenIM's temp-admin metadata */
 
     /* kafka */
     struct imp_strlist kafka_addrs;
@@ -79,13 +80,13 @@ struct imp_config {
     int redis_db;
 
     /* discovery */
-    bool k8s;              /* Kubernetes API discovery (net/k8s.c) instead of etcd */
-    char *k8s_namespace;   /* where the services' Endpoints are read */
-    char *k8s_api;         /* https://host:port of the API server */
-    char *k8s_sa_dir;      /* impulse.kubernetesServiceAccount: token, ca.crt, namespace */
-    bool gw_hash;          /* impulse.gatewaySelection: hash (OpenIM's K8sStaticConsistentHash) */
-    int gw_hash_port;      /* the port in the ring's host names (messageGateway's ":port", 88) */
-    char *k8s_origin;      /* why Kubernetes discovery (for the start line), or NULL */
+    bool k8s;            /* Kubernetes API discovery (net/k8s.c) instead of etcd */
+    char *k8s_namespace; /* where the services' Endpoints are read */
+    char *k8s_api;       /* https://host:port of the API server */
+    char *k8s_sa_dir;    /* impulse.kubernetesServiceAccount: token, ca.crt, namespace */
+    bool gw_hash;        /* impulse.gatewaySelection: hash (OpenIM's K8sStaticConsistentHash) */
+    int gw_hash_port;    /* the port in the ring's host names (messageGateway's ":port", 88) */
+    char *k8s_origin;    /* why Kubernetes discovery (for the start line), or NULL */
     struct imp_strlist etcd_addrs;
     char *etcd_root;
     char *etcd_username;

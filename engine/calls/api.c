@@ -164,14 +164,15 @@ int imp_lua_rpc(lua_State *L)
         snprintf(why, sizeof(why), "no %s service node registered in etcd", svc);
         return failed_now(L, why, "UNAVAILABLE");
     }
-    struct imp_grpc_md md[4];
+    struct imp_grpc_md md[IMP_TASK_GRPC_MD];
     imp_task_grpc_md(t, md);
-    if (opuser) md[1].value = opuser; /* admin calls (dismissGroup) */
+    if (opuser) md[IMP_TASK_MD_OPUSER].value = opuser; /* admin calls (dismissGroup) */
     struct rpc *rc = imp_xcalloc(1, sizeof(*rc));
     rc->t = t;
     rc->m = m;
     snprintf(rc->service, sizeof(rc->service), "%s", svc);
-    int rv = imp_grpc_unary(ch, path, buf, n, timeout, md, 4, host->inbox, on_rpc, rc);
+    int rv =
+        imp_grpc_unary(ch, path, buf, n, timeout, md, IMP_TASK_GRPC_MD, host->inbox, on_rpc, rc);
     free(buf);
     if (rv != 0) {
         free(rc);

@@ -174,14 +174,14 @@ static int start_fetch(struct imp_task *t, const char *gid, char *key, size_t kl
     size_t n = openim__group__get_group_member_user_ids_req__get_packed_size(&req);
     uint8_t *buf = imp_xmalloc(n);
     openim__group__get_group_member_user_ids_req__pack(&req, buf);
-    struct imp_grpc_md md[4];
+    struct imp_grpc_md md[IMP_TASK_GRPC_MD];
     imp_task_grpc_md(t, md);
     struct fetch *f = imp_xmalloc(sizeof(*f));
     f->t = t;
     f->key = key;
     f->klen = klen;
-    int rc = imp_grpc_unary(ch, IMP_GROUP_MEMBERS_METHOD, buf, n, cfg->rpc_timeout_ms, md, 4,
-                            host->inbox, on_reply, f);
+    int rc = imp_grpc_unary(ch, IMP_GROUP_MEMBERS_METHOD, buf, n, cfg->rpc_timeout_ms, md,
+                            IMP_TASK_GRPC_MD, host->inbox, on_reply, f);
     free(buf);
     if (rc != 0) {
         free(f);

@@ -192,7 +192,7 @@ static int fetch(struct lookup *lk, size_t *idx, size_t n)
     const struct imp_config *cfg = lk->host->cfg;
     size_t max = (size_t)cfg->max_grpc_message - 1024, first = 0;
     int calls = 0;
-    struct imp_grpc_md md[4];
+    struct imp_grpc_md md[IMP_TASK_GRPC_MD];
     imp_task_grpc_md(lk->t, md);
     struct imp_grpc_channel *ch = imp_host_service(lk->host, cfg->svc_user);
     while (first < n) {
@@ -213,9 +213,10 @@ static int fetch(struct lookup *lk, size_t *idx, size_t n)
         for (size_t k = 0; k < count; k++) /* field 2: userIDs (OpenIM leaves 1 empty) */
             imp_buf_pb_bytes(&req, 2, lk->users[c->idx[k]], lk->klens[c->idx[k]]);
         lk->pending++;
-        int rc = ch ? imp_grpc_unary(ch, IMP_USER_STATUS_METHOD, req.data, req.len,
-                                     cfg->rpc_timeout_ms, md, 4, lk->host->inbox, on_status, c)
-                    : IMP_ENOTFOUND;
+        int rc =
+            ch ? imp_grpc_unary(ch, IMP_USER_STATUS_METHOD, req.data, req.len, cfg->rpc_timeout_ms,
+                                md, IMP_TASK_GRPC_MD, lk->host->inbox, on_status, c)
+               : IMP_ENOTFOUND;
         imp_buf_dispose(&req);
         if (rc != 0) {
             /* as if the call failed at once (the start hold keeps the

@@ -170,7 +170,7 @@ static void start_fanout(struct msg *t)
         for (size_t i = 0; i < t->nonline; i++)
             gw_of[i] = imp_ring_get(w->ring, t->online[i], strlen(t->online[i]));
     }
-    struct imp_grpc_md md[4];
+    struct imp_grpc_md md[IMP_TASK_GRPC_MD];
     imp_task_grpc_md(&t->task, md);
     struct imp_fanout_req req = {
         .msgdata = t->msgdata.data,
@@ -185,7 +185,7 @@ static void start_fanout(struct msg *t)
         .timeout_ms = w->cfg->gateway_timeout_ms,
         .max_request = (size_t)w->cfg->max_grpc_message - 1024,
         .md = md,
-        .nmd = 4,
+        .nmd = IMP_TASK_GRPC_MD,
         .inbox = &w->inbox,
         .done = on_fanout,
         .arg = t,

@@ -521,6 +521,7 @@ static void on_message(void *arg, rd_kafka_message_t *m, struct imp_msgref ref)
 
     if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < 4; i++) t->task.md[i] = header_dup(hdrs, imp_md_header_names[i]);
+    t->task.temp_admin = s->id == S_PUSH && w->cfg->rpc_temp_admin;
     if (s->id == S_PUSH && w->cfg->op_user_admin) {
         /* v3.8.3-patch.5 on: every consumed toPush record runs as the
          * first IM admin, for its calls and its toOfflinePush headers

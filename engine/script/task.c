@@ -84,14 +84,16 @@ const char *imp_task_opid(const struct imp_task *t)
     return t->md[IMP_MD_OPID] ? t->md[IMP_MD_OPID] : "";
 }
 
-void imp_task_grpc_md(const struct imp_task *t, struct imp_grpc_md md[IMP_MD_COUNT])
+void imp_task_grpc_md(const struct imp_task *t, struct imp_grpc_md md[IMP_TASK_GRPC_MD])
 {
+    md[0] = (struct imp_grpc_md){"ctximtempadminkey", t->temp_admin ? "1" : NULL};
+    md[1] = (struct imp_grpc_md){"customheader", t->temp_admin ? "ctxImTempAdminKey" : NULL};
     /* operationid always: OpenIM's servers refuse a call without exactly
      * one (tools@v0.0.50-alpha.67:mw/rpc_server_interceptor.go:53-54) */
-    md[0] = (struct imp_grpc_md){"operationid", t->md[IMP_MD_OPID] ? t->md[IMP_MD_OPID] : ""};
-    md[1] = (struct imp_grpc_md){"opuserid", t->md[IMP_MD_OPUSER]};
-    md[2] = (struct imp_grpc_md){"platform", t->md[IMP_MD_PLATFORM]};
-    md[3] = (struct imp_grpc_md){"connid", t->md[IMP_MD_CONNID]};
+    md[2] = (struct imp_grpc_md){"operationid", t->md[IMP_MD_OPID] ? t->md[IMP_MD_OPID] : ""};
+    md[IMP_TASK_MD_OPUSER] = (struct imp_grpc_md){"opuserid", t->md[IMP_MD_OPUSER]};
+    md[4] = (struct imp_grpc_md){"platform", t->md[IMP_MD_PLATFORM]};
+    md[5] = (struct imp_grpc_md){"connid", t->md[IMP_MD_CONNID]};
 }
 
 void imp_task_resume(struct imp_task *t, int nargs)

@@ -75,7 +75,13 @@ struct imp_task {
     int co_ref;             /* registry reference that keeps co alive */
     int waiting;            /* yielded inside an engine call */
     char *md[IMP_MD_COUNT]; /* owned; NULL where absent */
+    int temp_admin;         /* calls carry OpenIM main's temp-admin metadata */
 };
+
+/* Entries imp_task_grpc_md fills (absent ones have a NULL value), and
+ * where opuserid is among them. */
+#define IMP_TASK_GRPC_MD   6
+#define IMP_TASK_MD_OPUSER 3
 
 /* Cannot fail. */
 void imp_task_init(struct imp_task *t, struct imp_host *h);
@@ -97,9 +103,11 @@ static inline struct imp_vm *imp_task_vm(struct imp_task *t) { return t->vm; }
 static inline void imp_task_wait(struct imp_task *t) { t->waiting = 1; }
 /* The operationID, "" when absent. */
 const char *imp_task_opid(const struct imp_task *t);
-/* OpenIM's outgoing metadata (operationid, opuserid, platform, connid),
- * valid while the task lives. */
-void imp_task_grpc_md(const struct imp_task *t, struct imp_grpc_md md[IMP_MD_COUNT]);
+/* OpenIM's outgoing metadata (operationid, opuserid, platform, connid;
+ * with temp_admin first ctximtempadminkey and customheader, as OpenIM main's
+ * client interceptor sends custom keys before the four: tools@v0.0.50-
+ * alpha.117:mw/grpc/client/context.go:13-47), valid while the task lives. */
+void imp_task_grpc_md(const struct imp_task *t, struct imp_grpc_md md[IMP_TASK_GRPC_MD]);
 
 /* Resumes the coroutine with the nargs values pushed on its stack
  * (through the owner's ops), then starts whatever became runnable. t may

@@ -142,10 +142,12 @@ describe("kubernetes discovery #engine", function()
       local routes, missing = h.routes(imp), {}
       for _, id in ipairs(ids) do
         if not seen[id] then
-          missing[#missing + 1] = id .. " (" .. phase[id] .. "): " .. require("cjson").encode(routes[id] or "no route line")
+          missing[#missing + 1] = id .. " (" .. phase[id] .. "): "
+            .. require("cjson").encode(routes[id] or "no route line")
         end
       end
-      error(#missing .. " of 400 messages never reached a gateway:\n" .. table.concat(missing, "\n", 1, math.min(#missing, 10)), 0)
+      error(#missing .. " of 400 messages never reached a gateway:\n"
+        .. table.concat(missing, "\n", 1, math.min(#missing, 10)), 0)
     end
     local routes = h.routes(imp)
     for _, id in ipairs(ids) do

@@ -78,6 +78,32 @@ describe("an unmodified OpenIM main config folder #engine", function()
     assert.is_true(h.http_json("GET", imp.admin .. "/healthz").etcdSynced)
   end)
 
+  it("runs every toPush record's calls as main's temporary admin (customheader ctxImTempAdminKey)", function()
+    -- main's group service answers GetGroupMemberUserIDs only for a member
+    -- or an admin; main's push sends the temp-admin pair on every call of the
+    -- toPush path (OpenIM@main:internal/push/push.go:111)
+    h.set_group(env, "main-group", { "mia", "max" })
+    local m = h.push_msg { sendID = "max", groupID = "main-group", sessionType = 3, clientMsgID = "main-group-1" }
+    h.produce(env, m)
+    local push = h.wait_until(function()
+      for _, p in ipairs(h.pushes(env.gateways[1])) do
+        if p.msgData and p.msgData.clientMsgID == m.clientMsgID then return p end
+      end
+    end, 30000, "the group push at the gateway")
+    local calls = h.http_json("GET", env.services.control .. "/calls")
+    local members
+    for _, c in ipairs(calls) do
+      if c.method:find("getGroupMemberUserIDs", 1, true) and c.request.groupID == "main-group" then members = c end
+    end
+    assert.is_truthy(members, "no getGroupMemberUserIDs call")
+    for what, md in pairs { gateway = push.metadata, group = members.metadata } do
+      assert.equal("1", md.ctximtempadminkey, what .. ": " .. cjson.encode(md))
+      assert.equal("ctxImTempAdminKey", md.customheader, what .. ": " .. cjson.encode(md))
+      assert.equal("op-" .. m.clientMsgID, md.operationid, what)
+      assert.equal("max", md.opuserid, what) -- main does not run records as the admin
+    end
+  end)
+
   it("announces its metrics under <rootDirectory>/prometheus_discovery/push-rpc-service/0", function()
     local key = "openim/prometheus_discovery/push-rpc-service/0"
     local value = h.wait_until(function()

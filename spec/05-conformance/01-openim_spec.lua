@@ -50,6 +50,15 @@ local PROFILES = {
     no_offline = { [1601] = true }, admin_op = false,
     names = { gateway = "messagegateway-rpc-service", user = "user-rpc-service", group = "group-rpc-service",
               conversation = "conversation-rpc-service", msg = "msg-rpc-service" } },
+  { -- open-im-server main at 7848d7c7: 1602/1603 (OpenIM@main:internal/push/push_handler.go:187-189),
+    -- the records' own opUserID, every toPush call as a temporary admin
+    -- (OpenIM@main:internal/push/push.go:111, pkg/authverify/token.go:93-111). It pins protocol
+    -- v0.0.73-alpha.19 (not public in the mirror read); alpha.12's messages are the ones it uses
+    -- (docs/research/openim-push-main.md)
+    openim = "main", version = "main", pin = "v0.0.73-alpha.12",
+    no_offline = { [1602] = true, [1603] = true }, admin_op = false, temp_admin = true,
+    names = { gateway = "messagegateway-rpc-service", user = "user-rpc-service", group = "group-rpc-service",
+              conversation = "conversation-rpc-service", msg = "msg-rpc-service" } },
 }
 
 local function b64(s) return h.base64_encode(s) end
@@ -210,6 +219,11 @@ local function describe_profile(P)
       for _, k in ipairs { "operationid", "opuserid", "platform", "connid" } do
         assert.are.equal(want[k], got[k], format("%s: metadata %s (got %s)", what, k, cjson.encode(got)))
       end
+      -- main's temporary admin, and only there
+      assert.are.equal(P.temp_admin and "1" or nil, got.ctximtempadminkey,
+        format("%s: metadata ctximtempadminkey (got %s)", what, cjson.encode(got)))
+      assert.are.equal(P.temp_admin and "ctxImTempAdminKey" or nil, got.customheader,
+        format("%s: metadata customheader (got %s)", what, cjson.encode(got)))
     end
 
     lazy_setup(function()
