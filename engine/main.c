@@ -409,6 +409,8 @@ static int cmd_check(const char *path, int index, int skip_kafka)
         printf("%s\n", where);
     }
     if (cfg->env_overrides) printf("config: IMENV_ variables override %s\n", cfg->env_overrides);
+    imp_config_discovery_line(cfg, line, sizeof(line));
+    printf("%s\n", line);
     if (cfg->warnings) printf("%s\n", cfg->warnings);
     imp_config_destroy(cfg);
     return 0;
@@ -566,14 +568,8 @@ static int cmd_run(const char *path, int index)
         imp_info(NULL, "%s", where);
         if (cfg->env_overrides)
             imp_info(NULL, "config: IMENV_ variables override %s", cfg->env_overrides);
-        if (cfg->k8s)
-            imp_info(NULL,
-                     "discovery: Kubernetes API %s, namespace %s (%s); gateways: %s; nothing is "
-                     "registered",
-                     cfg->k8s_api, cfg->k8s_namespace, cfg->k8s_origin,
-                     cfg->gw_hash ? "each user to the gateway its ID hashes to "
-                                    "(K8sStaticConsistentHash)"
-                                  : "every gateway gets every push");
+        imp_config_discovery_line(cfg, line, sizeof(line));
+        imp_info(NULL, "%s", line);
         for (const char *w = cfg->warnings; w && *w;) {
             size_t n = strcspn(w, "\n");
             imp_warn(NULL, "%.*s", (int)n, w);

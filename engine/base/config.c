@@ -525,6 +525,22 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
     c->warnings = w.len ? imp_buf_steal(&w, NULL) : (imp_buf_dispose(&w), NULL);
 }
 
+void imp_config_discovery_line(const struct imp_config *c, char *out, size_t outlen)
+{
+    const char *gws = c->gw_hash ? "each user to the gateway its ID hashes to "
+                                   "(K8sStaticConsistentHash)"
+                                 : "every gateway gets every push";
+    if (c->k8s)
+        snprintf(out, outlen,
+                 "discovery: Kubernetes API %s, namespace %s (%s); gateways: %s; nothing is "
+                 "registered",
+                 c->k8s_api, c->k8s_namespace, c->k8s_origin, gws);
+    else
+        snprintf(out, outlen, "discovery: etcd %s%s%s under %s/; gateways: %s",
+                 c->etcd_addrs.n ? c->etcd_addrs.v[0] : "", c->etcd_addrs.n > 1 ? " (and " : "",
+                 c->etcd_addrs.n > 1 ? "more)" : "", c->etcd_root, gws);
+}
+
 void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen)
 {
     static const char *const groups[][2] = {

@@ -178,6 +178,9 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
 struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
 
+/* One line: how services are found (etcd or the Kubernetes API) and which
+ * gateways get a user's push; logged at start, printed by check. */
+void imp_config_discovery_line(const struct imp_config *c, char *out, size_t outlen);
 /* The one line that says which OpenIM release impulse behaves as. */
 void imp_config_openim_line(const struct imp_config *c, char *out, size_t outlen);
 
