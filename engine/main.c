@@ -25,6 +25,7 @@
 #include "daemon/admin.h"
 #include "daemon/announce.h"
 #include "daemon/engine.h"
+#include "daemon/notify.h"
 #include "daemon/pushsvc.h"
 #include "daemon/replay.h"
 #include "daemon/watcher.h"
@@ -231,7 +232,10 @@ struct main_ctx {
     int sfd;
     ev_io sig_io;
     ev_timer watchdog;
-    int begun; /* the shutdown has begun */
+    int begun;                 /* the shutdown has begun */
+    struct imp_notify *notify; /* systemd's NOTIFY_SOCKET, or NULL */
+    int ready_state;           /* -1 before the first check, then 0/1 */
+    uint64_t last_watchdog_ms;
 };
 
 /* What SIGTERM may take beyond drainTimeoutMs: the final commits, the
@@ -274,6 +278,12 @@ static void begin_shutdown(struct main_ctx *m, const char *why)
         imp_info(NULL, "%s: stopping (drain up to %d ms)", why, m->e->cfg->drain_timeout_ms);
     if (m->begun) return; /* a second signal: the first one's shutdown goes on */
     m->begun = 1;
+    {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=draining (%s), up to %d ms", why,
+                 m->e->cfg->drain_timeout_ms);
+        imp_notify_send(m->notify, msg);
+    }
     pthread_t guard;
     if (pthread_create(&guard, NULL, shutdown_guard, m->e) == 0) pthread_detach(guard);
     /* the etcd registration goes first, so callers stop choosing impulse */
@@ -281,6 +291,38 @@ static void begin_shutdown(struct main_ctx *m, const char *why)
         imp_announce_revoke(m->e->announce, after_revoke, m);
     else
         after_revoke(m);
+}
+
+/* systemd (Type=notify): READY=1 the first time impulse would answer
+ * /readyz 200, STATUS= whenever readiness changes, WATCHDOG=1 every half
+ * WatchdogSec while this loop turns and no worker is stuck (a stuck one
+ * that stays, workerStuckExit false, lets systemd's watchdog restart it). */
+static void notify_tick(struct main_ctx *m)
+{
+    struct imp_buf why;
+    imp_buf_init(&why);
+    int ready = imp_engine_ready(m->e, &why);
+    /* nothing before the first ready (systemd shows "activating"); READY=1
+     * once; then STATUS= follows each change */
+    if (ready != m->ready_state && (ready || m->ready_state != -1)) {
+        struct imp_buf msg;
+        imp_buf_init(&msg);
+        if (m->ready_state == -1) imp_buf_puts(&msg, "READY=1\n");
+        if (ready)
+            imp_buf_printf(&msg, "STATUS=ready: %d workers", m->e->nworkers);
+        else
+            imp_buf_printf(&msg, "STATUS=not ready: %.*s", (int)(why.len > 2 ? why.len - 2 : 0),
+                           why.len ? why.data : "");
+        imp_notify_send(m->notify, msg.data);
+        imp_buf_dispose(&msg);
+        m->ready_state = ready;
+    }
+    imp_buf_dispose(&why);
+    uint64_t usec = imp_notify_watchdog_usec(m->notify), now = imp_now_ms();
+    if (usec && !atomic_load(&m->e->stuck) && now - m->last_watchdog_ms >= usec / 2000) {
+        imp_notify_send(m->notify, "WATCHDOG=1");
+        m->last_watchdog_ms = now;
+    }
 }
 
 static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
@@ -294,6 +336,7 @@ static void on_watchdog(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(why, sizeof(why), "worker %d stuck", id);
         begin_shutdown(m, why);
     }
+    if (m->notify && !m->begun) notify_tick(m);
 }
 
 static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
@@ -400,8 +443,8 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     }
     char line[512];
     imp_config_openim_line(cfg, line, sizeof(line));
-    printf("ok: %s (workers %d, scripts %s%s)\n", path, cfg->workers, cfg->scripts_dir,
-           skip_kafka ? ", Kafka not checked" : ", topics present");
+    printf("ok: %s (workers %d, scripts %s, Lua library %s%s)\n", path, cfg->workers,
+           cfg->scripts_dir, cfg->lua_dir, skip_kafka ? ", Kafka not checked" : ", topics present");
     printf("%s\n", line);
     {
         char where[3 * PATH_MAX];
@@ -550,6 +593,8 @@ static int cmd_run(const char *path, int index)
         if (cfg->prometheus_auto)
             prom_announce = announce_metrics(m.loop, cfg, imp_admin_port(prom));
     }
+    m.notify = imp_notify_open();
+    m.ready_state = -1;
     m.sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     ev_io_init(&m.sig_io, on_signal, m.sfd, EV_READ);
     m.sig_io.data = &m;
@@ -619,6 +664,7 @@ static int cmd_run(const char *path, int index)
     imp_watcher_stop(e.watcher);
     ev_io_stop(m.loop, &m.sig_io);
     close(m.sfd);
+    imp_notify_close(m.notify);
     imp_admin_destroy(prom);
     imp_admin_destroy(admin);
     if (atomic_load(&e.stopping) == 2 && !rc) rc = 1;

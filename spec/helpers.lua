@@ -366,7 +366,8 @@ function _M.impulse_config(env, opts)
     opts.rpc_yaml or "", -- more openim-push rpc keys (indented by 4)
     "impulse:",
     "  workers: " .. (opts.workers or 2),
-    "  scripts: " .. (opts.scripts or (_M.root .. "/scripts")),
+    -- scripts = false: the binary's default (an installed one's share/impulse/scripts)
+    opts.scripts ~= false and ("  scripts: " .. (opts.scripts or (_M.root .. "/scripts"))) or "",
     default("admin", "127.0.0.1:" .. admin),
     default("autoOffsetReset", "earliest"),
     default("sessionTimeoutMs", 6000),

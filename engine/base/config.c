@@ -525,6 +525,25 @@ static void read_openim(struct reader *r, struct imp_config *c, const struct imp
     c->warnings = w.len ? imp_buf_steal(&w, NULL) : (imp_buf_dispose(&w), NULL);
 }
 
+int imp_config_share_dir(char *out, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return -1;
+    *slash = '\0'; /* <prefix>/bin */
+    snprintf(out, cap, "%s/../share/impulse", exe);
+    char lua[PATH_MAX + 32];
+    snprintf(lua, sizeof(lua), "%s/lua/impulse", out);
+    struct stat st;
+    if (stat(lua, &st) != 0 || !S_ISDIR(st.st_mode)) return -1;
+    char real[PATH_MAX];
+    if (realpath(out, real)) snprintf(out, cap, "%s", real);
+    return 0;
+}
+
 void imp_config_discovery_line(const struct imp_config *c, char *out, size_t outlen)
 {
     const char *gws = c->gw_hash ? "each user to the gateway its ID hashes to "
@@ -917,8 +936,18 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     if (c->workers == 0) c->workers = ncpu > 0 ? (int)ncpu : 1;
     static const char *const paths[] = {"scripts", "luaPath", "deadLetterSpool", "crashJournal"};
     for (size_t i = 0; i < IMP_ARRAY_LEN(paths); i++) resolve_key(r, s, paths[i]);
-    c->scripts_dir = get_str(r, s, "impulse", "scripts", "scripts");
-    c->lua_dir = get_str(r, s, "impulse", "luaPath", IMPULSE_LUA_DIR);
+    {
+        /* defaults: an installed binary (<prefix>/bin/impulse beside
+         * <prefix>/share/impulse) takes its Lua library and default scripts
+         * from there; one run from its build folder, the source tree's
+         * library (built in) and ./scripts */
+        char share[PATH_MAX], lua[PATH_MAX + 8], scripts[PATH_MAX + 16];
+        bool installed = imp_config_share_dir(share, sizeof(share)) == 0;
+        snprintf(lua, sizeof(lua), "%s/lua", share);
+        snprintf(scripts, sizeof(scripts), "%s/scripts", share);
+        c->scripts_dir = get_str(r, s, "impulse", "scripts", installed ? scripts : "scripts");
+        c->lua_dir = get_str(r, s, "impulse", "luaPath", installed ? lua : IMPULSE_LUA_DIR);
+    }
     {
         /* one port per process index: OpenIM's start scripts run several
          * processes of one config (-i 0..7) on a host */

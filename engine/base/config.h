@@ -178,6 +178,10 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
 struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
 
+/* <prefix>/share/impulse of an installed binary (the folder beside its
+ * bin/ that holds lua/impulse), in out; -1 when the binary is not installed
+ * (run from its build folder). */
+int imp_config_share_dir(char *out, size_t cap);
 /* One line: how services are found (etcd or the Kubernetes API) and which
  * gateways get a user's push; logged at start, printed by check. */
 void imp_config_discovery_line(const struct imp_config *c, char *out, size_t outlen);

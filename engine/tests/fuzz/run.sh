@@ -45,7 +45,7 @@ build fuzz_pushmsg "$E/base/pbcheck.c" "$E/base/buf.c" "$E/base/common.c" "$BUIL
 build fuzz_online_change "$E/state/online.c" "$E/base/common.c" -lpthread
 build fuzz_invalidate "$E"/state/cache/*.c "$E/base/common.c" "$E/base/strset.c" \
     $(pkg-config --libs libcjson) -lpthread
-build fuzz_config "$E/base/config.c" "$E/base/yamltree.c" "$E/base/buf.c" "$E/base/common.c" \
+build fuzz_config "$E/base/config.c" "$E/base/yamltree.c" "$E/base/buf.c" "$E/base/common.c" "$E/base/log.c" \
     $(pkg-config --libs yaml-0.1 libcjson) -lpthread
 build fuzz_etcd "$E/base/buf.c" "$E/base/common.c" "$E/base/log.c" "$E/base/metrics.c" \
     "$E/state/registry.c" "$E/net/http.c" $(pkg-config --libs libcjson libcurl) -lev -lpthread
