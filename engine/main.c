@@ -24,6 +24,7 @@
 #include "base/metrics.h"
 #include "daemon/admin.h"
 #include "daemon/announce.h"
+#include "daemon/dlq.h"
 #include "daemon/engine.h"
 #include "daemon/notify.h"
 #include "daemon/pushsvc.h"
@@ -47,6 +48,8 @@ static void usage(FILE *f)
                "                                     validate config, scripts and Kafka topics\n"
                "       impulse replay -c <config> [--from <dlq topic>] [--to <topic>] [--max N]\n"
                "                                     move dead letters back to their topic\n"
+               "       impulse dlq ls -c <config> [--from <dlq topic>] [--max N] [--json]\n"
+               "                                     list dead letters: reason, error, origin\n"
                "       impulse test [-c <config>] [busted arguments]\n"
                "                                     run busted specs inside the engine's VM\n"
                "       impulse version | --version\n"
@@ -67,7 +70,7 @@ struct opt {
     const char *val; /* the value given, or "1" for a flag given */
 };
 
-enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_COUNT };
+enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_JSON, O_COUNT };
 
 static void command_usage(FILE *f, const char *cmd, const struct opt *o, const int *allowed)
 {
@@ -783,14 +786,30 @@ int main(int argc, char **argv)
         [O_SKIP_KAFKA] = {0, "skip-kafka", NULL, 0, "do not ask Kafka for the topics", NULL},
         [O_FROM] = {0, "from", NULL, 1, "the dead-letter topic (impulse.deadLetterTopic)", NULL},
         [O_TO] = {0, "to", NULL, 1, "the topic to move to (each record's origin)", NULL},
-        [O_MAX] = {0, "max", NULL, 1, "move at most this many records", NULL},
+        [O_MAX] = {0, "max", NULL, 1, "at most this many records", NULL},
+        [O_JSON] = {0, "json", NULL, 0, "one JSON object per record", NULL},
     };
     int run_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1};
     int check_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SKIP_KAFKA] = 1};
     int replay_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_TO] = 1, [O_MAX] = 1};
+    int dlq_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_MAX] = 1, [O_JSON] = 1};
+    if (strcmp(cmd, "dlq") == 0) { /* one subcommand: dlq ls */
+        if (argc > 2 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
+            printf("usage: impulse dlq ls -c <config> [--from <dlq topic>] [--max N] [--json]\n"
+                   "lists the records of a dead-letter topic (reading only; nothing moves)\n");
+            return 0;
+        }
+        if (argc < 3 || strcmp(argv[2], "ls") != 0) {
+            fprintf(stderr, "impulse dlq: expected 'ls' (impulse dlq -h)\n");
+            return 2;
+        }
+        cmd = "dlq ls";
+        first = 3;
+    }
     const int *allowed = strcmp(cmd, "run") == 0      ? run_opts
                          : strcmp(cmd, "check") == 0  ? check_opts
                          : strcmp(cmd, "replay") == 0 ? replay_opts
+                         : strcmp(cmd, "dlq ls") == 0 ? dlq_opts
                                                       : NULL;
     if (!allowed) {
         fprintf(stderr, "impulse: unknown command '%s'\n", cmd);
@@ -819,11 +838,14 @@ int main(int argc, char **argv)
     char *end = NULL;
     long nmax = max ? strtol(max, &end, 10) : -1;
     if (max && (*end || end == max || nmax < 0)) {
-        fprintf(stderr, "impulse replay: --max '%s' is not a count\n", max);
+        fprintf(stderr, "impulse %s: --max '%s' is not a count\n", cmd, max);
         imp_config_destroy(cfg);
         return 2;
     }
-    rc = imp_replay_run(cfg, o[O_FROM].val, o[O_TO].val, nmax);
+    if (strcmp(cmd, "dlq ls") == 0)
+        rc = imp_dlq_list(cfg, o[O_FROM].val, nmax, o[O_JSON].val != NULL);
+    else
+        rc = imp_replay_run(cfg, o[O_FROM].val, o[O_TO].val, nmax);
     imp_config_destroy(cfg);
     return rc;
 }

@@ -75,6 +75,30 @@ describe("dead letters #engine", function()
     assert.equal(2, #dlq())
   end)
 
+  it("lists dead letters with their reason, error and origin (impulse dlq ls), moving nothing", function()
+    local rc, out = run_impulse("dlq ls -c " .. imp.config)
+    assert.equal(0, rc, out)
+    assert.matches("toPush%.dlq%[%d+%]@%d+  %d%d%d%d%-%d%d%-%d%dT[%d:]+Z  script_error  from toPush/%d+/%d+  op op%-"
+      .. boom.clientMsgID:gsub("%p", "%%%0") .. "  key conv%-1", out)
+    assert.matches("\n    [^\n]*kaboom", out)
+    assert.matches("bad_record  from toPush/%d+/%d+  op op%-garbage  key conv%-2", out)
+    assert.matches("2 dead letters in toPush.dlq %(by reason: [%w_ ,]+%)\n$", out)
+    assert.matches("script_error 1", out, 1, true)
+    assert.matches("bad_record 1", out, 1, true)
+    rc, out = run_impulse("dlq ls --json --max 1 -c " .. imp.config)
+    assert.equal(0, rc, out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = require("cjson").decode(l) end
+    assert.equal(1, #lines, out)
+    assert.matches("^toPush%.dlq%[%d+%]@%d+$", lines[1].record)
+    assert.is_truthy(lines[1].reason == "script_error" or lines[1].reason == "bad_record", out)
+    assert.matches("^toPush/", lines[1].origin)
+    -- reading moved nothing: the replay below still finds both
+    assert.equal(2, #dlq())
+    rc, out = run_impulse("dlq -c " .. imp.config)
+    assert.equal(2, rc, out)
+  end)
+
   it("replays dead letters to their topic with exactly the four original headers", function()
     h.write_file(scripts .. "/push.lua", policy(false)) -- the fix
     h.wait_until(function()
