@@ -71,6 +71,7 @@ function _M.wait_until(fn, timeout_ms, what)
   local deadline = kafka.now_ms() + (timeout_ms or 10000)
   local pause = 20
   while true do
+    if _M.poll_hook then _M.poll_hook() end -- the demo: a signal or a closed stdout stops it
     local v = fn()
     if v then return v end
     if kafka.now_ms() > deadline then

@@ -14,32 +14,62 @@
 package.path = "./?.lua;./lua/?.lua;" .. package.path
 local h = require "spec.helpers"
 local ffi = require "ffi"
+local bit = require "bit"
 h.new_session = true -- Ctrl-C reaches this driver only, which stops everything in order
 
 ffi.cdef [[
 typedef struct { unsigned long val[16]; } demo_sigset;
 struct demo_timespec { long tv_sec; long tv_nsec; };
+struct demo_pollfd { int fd; short events; short revents; };
 int sigemptyset(demo_sigset *set);
 int sigaddset(demo_sigset *set, int sig);
 int sigprocmask(int how, const demo_sigset *set, demo_sigset *old);
 int sigtimedwait(const demo_sigset *set, void *info, const struct demo_timespec *timeout);
+typedef void (*demo_handler)(int);
+demo_handler signal(int sig, demo_handler h);
+int poll(struct demo_pollfd *fds, unsigned long n, int timeout);
 ]]
-local SIGINT, SIGTERM, SIG_BLOCK = 2, 15, 0
+local SIGHUP, SIGINT, SIGPIPE, SIGTERM, SIG_BLOCK = 1, 2, 13, 15, 0
+local POLLERR, POLLHUP = 8, 16
 
--- From here on SIGINT and SIGTERM wait to be taken by wait_signal.
-local function hold_signals()
-  local set = ffi.new("demo_sigset")
-  ffi.C.sigemptyset(set)
-  ffi.C.sigaddset(set, SIGINT)
-  ffi.C.sigaddset(set, SIGTERM)
-  ffi.C.sigprocmask(SIG_BLOCK, set, nil)
-  return set
+-- From the start SIGINT, SIGTERM and SIGHUP (a closed terminal) wait to be
+-- taken by wait_signal, which every wait of the demo calls (helpers'
+-- poll_hook): whenever one comes, the demo stops what it started, in order.
+-- A closed stdout (`./dev demo watch | head`, or tee killed by Ctrl-C) is
+-- an EPIPE, not a SIGPIPE that would kill the demo before it cleans up.
+local signals = ffi.new("demo_sigset")
+ffi.C.sigemptyset(signals)
+for _, sig in ipairs { SIGHUP, SIGINT, SIGTERM } do ffi.C.sigaddset(signals, sig) end
+ffi.C.sigprocmask(SIG_BLOCK, signals, nil)
+ffi.C.signal(SIGPIPE, ffi.cast("demo_handler", 1)) -- SIG_IGN
+
+-- Waits up to ms for one of those signals; true when one came.
+local function wait_signal(ms)
+  local ts = ffi.new("struct demo_timespec", { math.floor(ms / 1000), (ms % 1000) * 1000000 })
+  return ffi.C.sigtimedwait(signals, nil, ts) > 0
 end
 
--- Waits up to ms for SIGINT or SIGTERM; true when one came.
-local function wait_signal(set, ms)
-  local ts = ffi.new("struct demo_timespec", { math.floor(ms / 1000), (ms % 1000) * 1000000 })
-  return ffi.C.sigtimedwait(set, nil, ts) > 0
+-- true when nobody reads stdout any more (a pipe whose reader is gone)
+local function stdout_closed()
+  local p = ffi.new("struct demo_pollfd", { 1, 0, 0 })
+  return ffi.C.poll(p, 1, 0) > 0 and bit.band(p.revents, POLLERR + POLLHUP) ~= 0
+end
+
+h.poll_hook = function()
+  if wait_signal(0) then error("interrupted", 0) end
+  if stdout_closed() then error("output closed", 0) end
+end
+
+-- print and io.write that notice a closed stdout
+local raw_write = io.write
+local function write(...)
+  local ok = raw_write(...)
+  if not ok or not io.stdout:flush() then error("output closed", 0) end
+end
+local function print(...)
+  local parts = { ... }
+  for i = 1, select("#", ...) do parts[i] = tostring(parts[i]) end
+  write(table.concat(parts, "\t"), "\n")
 end
 
 local format = string.format
@@ -54,7 +84,7 @@ local function yellow(s) return c("33", s) end
 local function red(s) return c("31", s) end
 local function dim(s) return c("2", s) end
 
-local function step(s) io.write(dim("  · " .. s .. "\n")) io.flush() end
+local function step(s) write(dim("  · " .. s .. "\n")) end
 
 local SCRIPT = {
   { "single chat, bob → alice", { sendID = "bob", recvID = "alice", content = "hi alice" } },
@@ -86,12 +116,28 @@ local function failure_of(id)
   end
 end
 
+-- The dead letter of message m (produced with operationID "op-<id>"), once
+-- it is on toPush.dlq: { topic, reason }.
+local function dead_letter_of(id)
+  local ok, rec = pcall(h.wait_until, function()
+    for _, r in ipairs(h.dead_letters(env)) do
+      if h.header(r, "operationID") == "op-" .. id then return r end
+    end
+  end, 10000, "the dead letter")
+  if ok then return { topic = "toPush.dlq", reason = h.header(rec, "impulse-reason") } end
+end
+
 -- Prints what happened to message m.
 local function show(i, label, m, gw)
   print(bold(format("#%d %s", i, label)) .. dim("  " .. m.clientMsgID))
   local r = h.routes(imp)[m.clientMsgID]
   if not r then
     print("   " .. red("not pushed: ") .. tostring(failure_of(m.clientMsgID)))
+    local dl = dead_letter_of(m.clientMsgID)
+    if dl then
+      print("   " .. red("dead-lettered") .. " to " .. dl.topic .. ", reason " .. bold(dl.reason)
+        .. dim("  (impulse dlq ls lists it; impulse replay moves it back once fixed)"))
+    end
     return
   end
   local reached, online = {}, {}
@@ -206,12 +252,12 @@ local ok, err = pcall(function()
   end
   print(bold("watching scripts/: save a change to replay the messages on it (Ctrl-C stops)"))
   local seen = health().scripts
-  local signals = hold_signals() -- a Ctrl-C during a round stops after it
   while true do
-    if wait_signal(signals, 200) then
+    if wait_signal(200) then
       print(dim("\nstopping impulse and the stand-ins"))
       return
     end
+    if stdout_closed() then return end
     local now = health().scripts
     if now.reloadFailures ~= seen.reloadFailures then
       print(red("reload failed, the old scripts stay: ") .. tostring(now.lastError))
@@ -226,9 +272,10 @@ local ok, err = pcall(function()
   end
 end)
 
+h.poll_hook = nil -- nothing interrupts the stopping
 h.stop_env(env)
-if not ok and tostring(err):match("interrupted") then -- Ctrl-C before the watch loop
-  io.stderr:write("demo stopped\n")
+if not ok and (err == "interrupted" or err == "output closed") then
+  io.stderr:write("demo stopped (" .. err .. "): impulse and the stand-ins are stopped\n")
   os.exit(130)
 end
 if not ok then
