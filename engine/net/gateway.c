@@ -75,6 +75,7 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
     struct imp_fanout_gw *g = &f->gw[cc->gw];
     char sname[16];
     const char *result = "ok";
+    size_t reached = 0; /* users of this chunk the gateway pushed to */
 
     if (r->status != 0) {
         g->failed++;
@@ -101,6 +102,7 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
                 size_t at = f->pos ? f->pos[idx] : idx; /* its place in the call order */
                 if (at == (size_t)-1 || at < cc->first || at >= cc->first + cc->count) continue;
                 g->reached++;
+                reached++;
                 if (!f->reached[idx]) {
                     f->reached[idx] = 1;
                     f->nreached++;
@@ -112,6 +114,12 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
     char labels[64];
     snprintf(labels, sizeof(labels), "result=\"%s\"", result);
     imp_metrics_inc("impulse_gateway_calls_total", labels, 1);
+    /* the fan-out per gateway: users asked about, and those it reached */
+    char gl[192];
+    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"asked\"", g->addr ? g->addr : "");
+    imp_metrics_inc("impulse_gateway_users_total", gl, (int64_t)cc->count);
+    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"reached\"", g->addr ? g->addr : "");
+    imp_metrics_inc("impulse_gateway_users_total", gl, (int64_t)reached);
     free(cc);
     finish_one(f);
 }

@@ -6,6 +6,13 @@
  *
  * One consumer per worker and topic (push/worker.c); never blocks the
  * loop: polls are non-blocking, woken by the queue's IO event.
+ *
+ * Lag: at most once a second each assigned partition's
+ * impulse_consumer_lag{topic,partition} gauge is set to the high watermark
+ * librdkafka last saw in a fetch reply (no request of its own) minus the
+ * offset impulse would commit, so records fetched but not yet handled
+ * count as lag. A partition's gauge is its owner's alone (one member of
+ * the group holds it); revoked partitions are set to 0.
  */
 #include "net/kafka.h"
 
@@ -34,6 +41,9 @@ struct imp_consumer {
     int32_t ntrack;
     struct imp_offsets *track; /* by partition; NULL entries unassigned */
     int *assigned_flag;
+    int64_t *next;           /* by partition: offset to commit, -1 unknown */
+    struct imp_metric **lag; /* by partition: the lag gauge, NULL until set */
+    uint64_t lag_at_ms;
     int nassigned;
     int paused;
     int stopping;
@@ -118,12 +128,18 @@ out:
 
 static void drop_trackers(struct imp_consumer *c)
 {
-    for (int32_t i = 0; i < c->ntrack; i++)
+    for (int32_t i = 0; i < c->ntrack; i++) {
         if (c->assigned_flag[i]) imp_offsets_dispose(&c->track[i]);
+        if (c->lag[i]) imp_metric_set(c->lag[i], 0); /* no longer ours */
+    }
     free(c->track);
     free(c->assigned_flag);
+    free(c->next);
+    free(c->lag);
     c->track = NULL;
     c->assigned_flag = NULL;
+    c->next = NULL;
+    c->lag = NULL;
     c->ntrack = 0;
     c->nassigned = 0;
 }
@@ -154,6 +170,10 @@ static void rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         c->ntrack = maxp + 1;
         c->track = imp_xcalloc((size_t)(c->ntrack ? c->ntrack : 1), sizeof(*c->track));
         c->assigned_flag = imp_xcalloc((size_t)(c->ntrack ? c->ntrack : 1), sizeof(int));
+        c->next = imp_xcalloc((size_t)(c->ntrack ? c->ntrack : 1), sizeof(*c->next));
+        c->lag = imp_xcalloc((size_t)(c->ntrack ? c->ntrack : 1), sizeof(*c->lag));
+        for (int32_t i = 0; i < c->ntrack; i++) c->next[i] = -1;
+        c->lag_at_ms = 0; /* report the new partitions at the next poll */
         for (int i = 0; i < parts->cnt; i++) {
             imp_offsets_init(&c->track[parts->elems[i].partition]);
             c->assigned_flag[parts->elems[i].partition] = 1;
@@ -205,6 +225,7 @@ static void handle(struct imp_consumer *c, rd_kafka_message_t *m)
         return;
     }
     struct imp_msgref ref = {p, c->gen, 0};
+    if (c->next[p] < 0) c->next[p] = m->offset;
     if (imp_offsets_add(&c->track[p], m->offset, &ref.seq) != 0) {
         /* Already tracked in this assignment: a refetch after pause. */
         imp_debug(NULL, "kafka: redelivered %s[%d]@%lld ignored", c->topic, (int)p,
@@ -215,10 +236,42 @@ static void handle(struct imp_consumer *c, rd_kafka_message_t *m)
     c->h.message(c->h.arg, m, ref);
 }
 
+/* Sets each assigned partition's lag gauge (see the top). Before the
+ * partition's first record the fetch position stands for the offset to
+ * commit; a partition with neither that nor a high watermark is skipped. */
+static void report_lag(struct imp_consumer *c)
+{
+    if (!c->nassigned) return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(c->nassigned);
+    for (int32_t p = 0; p < c->ntrack; p++)
+        if (c->assigned_flag[p]) rd_kafka_topic_partition_list_add(l, c->topic, p);
+    if (rd_kafka_position(c->rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) goto done;
+    for (int i = 0; i < l->cnt; i++) {
+        int32_t p = l->elems[i].partition;
+        int64_t lo, hi, at = c->next[p] >= 0 ? c->next[p] : l->elems[i].offset;
+        if (at < 0 || rd_kafka_get_watermark_offsets(c->rk, c->topic, p, &lo, &hi) || hi < 0)
+            continue;
+        if (!c->lag[p]) {
+            char labels[160];
+            snprintf(labels, sizeof(labels), "topic=\"%s\",partition=\"%d\"", c->topic, (int)p);
+            c->lag[p] = imp_metrics_gauge("impulse_consumer_lag", labels,
+                                          "Records of the partition not yet handled");
+        }
+        imp_metric_set(c->lag[p], hi > at ? hi - at : 0);
+    }
+done:
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void drain(struct imp_consumer *c)
 {
     rd_kafka_message_t *m;
     while (c->rk && (m = rd_kafka_consumer_poll(c->rk, 0))) handle(c, m);
+    uint64_t now = imp_now_ms();
+    if (c->rk && !c->stopping && now - c->lag_at_ms >= 1000) {
+        c->lag_at_ms = now;
+        report_lag(c);
+    }
 }
 
 static void serve(void *arg) { drain(arg); }
@@ -355,6 +408,7 @@ void imp_consumer_done(struct imp_consumer *c, struct imp_msgref ref)
     if (ref.gen != c->gen || ref.partition >= c->ntrack || !c->assigned_flag[ref.partition]) return;
     int64_t next = imp_offsets_done(&c->track[ref.partition], ref.seq);
     if (next < 0) return;
+    c->next[ref.partition] = next;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, c->topic, ref.partition)->offset = next;
     rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);

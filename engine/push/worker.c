@@ -173,6 +173,11 @@ void imp_msg_done(struct msg *t)
     if (t->started && !t->skipped && !w->test_mode) {
         imp_metric_observe(w->m_lua_ms, t->lua_ns / 1e6);
         imp_metric_observe(w->m_msg_ms, (double)(imp_now_ms() - t->start_ms));
+        if (t->send_ms > 0) {
+            /* clocks of two hosts: a send "in the future" counts as 0 */
+            int64_t d = (int64_t)imp_wall_ms() - t->send_ms;
+            imp_metric_observe(w->m_e2e_ms, d > 0 ? (double)d : 0.);
+        }
     }
     if (t->started && s) {
         struct imp_keyq_node *next = imp_keyq_pop(&s->keyq, &t->qnode);
@@ -361,6 +366,7 @@ static void task_start(struct msg *t)
     if (t->kind == K_KAFKA) {
         /* counted and logged, still pushed; whole seconds, as OpenIM
          * (OpenIM@v3.8.3:internal/push/push_handler.go:102-108) */
+        t->send_ms = m->sendtime;
         int64_t now_s = (int64_t)(imp_wall_ms() / 1000), sent_s = m->sendtime / 1000;
         if (now_s - sent_s > w->cfg->long_time_push_ms / 1000) {
             imp_metric_add(w->m_long, 1);
@@ -751,6 +757,9 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
                                         "Lua time per message, ms (what scriptBudgetMs bounds)");
     w->m_msg_ms = imp_metrics_histogram("impulse_message_duration_ms", NULL,
                                         "From the start of a message to its end, ms");
+    w->m_e2e_ms = imp_metrics_histogram(
+        "impulse_message_latency_ms", NULL,
+        "toPush records: from the message's sendTime to the end of its push, ms");
     w->m_long = imp_metrics_counter("msg_long_time_push_total", NULL,
                                     "toPush records older than longTimePushMs when consumed");
     /* OpenIM's push metrics exist at 0 from the start, as its prommetrics

@@ -83,6 +83,7 @@ struct msg {
     int started;
     int skipped; /* never run: its partition was revoked before it started */
     uint64_t start_ms;
+    int64_t send_ms;        /* a toPush record's sendTime (wall clock), 0 otherwise */
     struct imp_buf msgdata; /* MsgData re-encoded with status 2 */
     /* online push (fanout.c) */
     struct imp_strset users;
@@ -154,7 +155,7 @@ struct imp_worker {
     pthread_mutex_t rpc_lock; /* guards rpc_jobs, rpc_closed */
     struct rpc_job *rpc_jobs;
     int rpc_closed;
-    struct imp_metric *m_lua_ms, *m_msg_ms;
+    struct imp_metric *m_lua_ms, *m_msg_ms, *m_e2e_ms;
     struct imp_metric *m_long, *m_poison;
     /* impulse.gatewaySelection hash: the gateways' ring, built again when
      * the gateway list's version moves (fanout.c) */
