@@ -4,8 +4,10 @@
 -- after, rates are numbers >= 0), then again once everything is handled
 -- (every figure equals /metrics and /healthz read right after, gateways
 -- and the last reload error included) and saves a screenshot under
--- build/test-output/. The metrics-only listener does not serve it, and
--- with impulse.adminToken the page wants the token (?token=).
+-- build/test-output/. A hung gateway shows as skipped while the workers'
+-- breakers are open, and healthy once they close. The metrics-only
+-- listener does not serve the page, and with impulse.adminToken the page
+-- wants the token (?token=).
 local h = require "spec.helpers"
 
 local format = string.format
@@ -114,6 +116,7 @@ describe("status page #engine", function()
   end)
 
   lazy_teardown(function()
+    if env then h.signal(env.gateways[2], h.SIGCONT) end
     h.stop_env(env)
   end)
 
@@ -237,6 +240,51 @@ describe("status page #engine", function()
     local size = #(h.read_file(png) or "")
     assert.is_true(size > 10000, "screenshot " .. png .. ": " .. size .. " bytes")
     print(format("    screenshot: %s (%d bytes); DOM: %s/status.html", png, size, OUT))
+  end)
+
+  it("shows a hung gateway skipped by the workers' breakers, and healthy again", function()
+    local hung = env.gateways[2]
+    local function open_of(st)
+      for _, n in ipairs(st.gateways.nodes) do if n.addr == hung.grpc then return n.breakersOpen end end
+    end
+    h.signal(hung, h.SIGSTOP)
+    local i = 1000
+    local st = h.wait_until(function() -- calls time out; three in a row open a worker's breaker
+      for _ = 1, 8 do
+        i = i + 1
+        h.produce(env, h.push_msg { sendID = "b" .. i, recvID = "u2", options = { senderSync = false } },
+          { no_flush = true })
+      end
+      env.producer:flush(10000)
+      h.sleep_ms(500)
+      local s = h.http_json("GET", imp.admin .. "/healthz")
+      return open_of(s) > 0 and s
+    end, 60000, "a breaker open for the hung gateway")
+    -- no message comes in while the page loads: no probe, no change
+    local dom = chromium(imp.admin .. "/")
+    local after = h.http_json("GET", imp.admin .. "/healthz")
+    local open = open_of(after)
+    assert.is_true(open >= 1 and open <= #after.workers)
+    assert.equal(open_of(st), open)
+    assert.equal(open, h.metric(imp, "impulse_gateway_breakers_open", 'gateway="' .. hung.grpc .. '"'))
+    local tag = dom:match('<tr%s[^>]*data%-addr="' .. hung.grpc:gsub("%p", "%%%0") .. '"[^>]*>')
+    assert.is_truthy(tag, "no row for the hung gateway")
+    assert.equal(open, tonumber(attr(tag, "data-breakers-open")))
+    assert.equal(open == #after.workers and "bad" or "warn", attr(tag, "data-health"))
+    tag = dom:match('<tr%s[^>]*data%-addr="' .. env.gateways[1].grpc:gsub("%p", "%%%0") .. '"[^>]*>')
+    assert.equal("ok", attr(tag, "data-health"))
+
+    h.signal(hung, h.SIGCONT)
+    h.wait_until(function() -- probes go through and close the breakers
+      i = i + 1
+      h.produce(env, h.push_msg { sendID = "b" .. i, recvID = "u2", options = { senderSync = false } })
+      h.sleep_ms(200)
+      return open_of(h.http_json("GET", imp.admin .. "/healthz")) == 0
+    end, 60000, "the breakers closed")
+    dom = chromium(imp.admin .. "/")
+    tag = dom:match('<tr%s[^>]*data%-addr="' .. hung.grpc:gsub("%p", "%%%0") .. '"[^>]*>')
+    assert.equal("ok", attr(tag, "data-health"))
+    assert.equal(0, tonumber(attr(tag, "data-breakers-open")))
   end)
 
   it("is not served on the metrics-only listener", function()
