@@ -2,6 +2,12 @@
  * Each connection reads until the end of the request head, answers, and
  * closes. Request bodies are not read (no endpoint needs one yet).
  *
+ * The status page (GET / and /status, engine/daemon/status.html compiled
+ * in) is static: its script reads /healthz and /metrics like any client.
+ * A browser cannot send a Bearer header when it opens a URL, so the page
+ * alone also takes the token as ?token=<token>; its script then sends the
+ * header. Without it the page answers 401 with a form asking for it.
+ *
  * Runs on the main thread's loop (main.c creates it); reads the engine's
  * status without locks and asks the watcher for reloads.
  */
@@ -25,6 +31,7 @@
 #include "base/metrics.h"
 #include "daemon/engine.h"
 #include "daemon/watcher.h"
+#include "status_html.h" /* generated: engine/tools/embed.cmake */
 
 #define MAX_REQ 8192
 
@@ -69,17 +76,29 @@ static void respond(struct conn *c, int status, const char *ctype, const char *b
                                          : "Bad Request";
     imp_buf_printf(&c->out,
                    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                   "%sConnection: close\r\n\r\n",
+                   "%s%sConnection: close\r\n\r\n",
                    status, reason, ctype, len,
-                   status == 401 ? "WWW-Authenticate: Bearer realm=\"impulse\"\r\n" : "");
+                   status == 401 ? "WWW-Authenticate: Bearer realm=\"impulse\"\r\n" : "",
+                   strncmp(ctype, "text/html", 9) == 0
+                       ? "Cache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n"
+                       : "");
     imp_buf_append(&c->out, body, len);
 }
 
-/* 1 when the request head carries "Authorization: Bearer <token>" (the
- * header name in any case; compared in constant time). */
-static int authorized(const char *req, const char *token)
+/* 1 when v[0..vl) is the token, compared in constant time. */
+static int same_secret(const char *v, size_t vl, const char *token)
 {
     size_t tl = strlen(token);
+    unsigned diff = vl != tl;
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)token[i] ^ (unsigned char)v[i < vl ? i : 0];
+    return diff == 0;
+}
+
+/* 1 when the request head carries "Authorization: Bearer <token>" (the
+ * header name in any case). */
+static int authorized(const char *req, const char *token)
+{
     for (const char *l = strchr(req, '\n'); l; l = strchr(l, '\n')) {
         l++;
         if (strncasecmp(l, "authorization:", 14) != 0) continue;
@@ -87,14 +106,49 @@ static int authorized(const char *req, const char *token)
         while (*v == ' ' || *v == '\t') v++;
         if (strncasecmp(v, "bearer ", 7) != 0) return 0;
         v += 7;
-        size_t vl = strcspn(v, "\r\n");
-        unsigned diff = vl != tl;
-        for (size_t i = 0; i < tl; i++)
-            diff |= (unsigned char)token[i] ^ (unsigned char)v[i < vl ? i : 0];
-        return diff == 0;
+        return same_secret(v, strcspn(v, "\r\n"), token);
     }
     return 0;
 }
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/* 1 when the query string (after '?', NULL for none) has token=<token>,
+ * percent-encoded or not ('+' is a space, as a form sends it). */
+static int query_authorized(const char *query, const char *token)
+{
+    char v[256];
+    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (strncmp(p, "token=", 6) != 0) continue;
+        size_t n = 0;
+        for (p += 6; *p && *p != '&' && n < sizeof(v); p++) {
+            int hi, lo;
+            if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+                v[n++] = (char)(hi << 4 | lo);
+                p += 2;
+            } else {
+                v[n++] = *p == '+' ? ' ' : *p;
+            }
+        }
+        return *p && *p != '&' ? 0 : same_secret(v, n, token); /* longer than v: not it */
+    }
+    return 0;
+}
+
+/* The page's answer to a browser without the token: a form that opens the
+ * page again with ?token=. */
+static const char token_form[] =
+    "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>impulse</title>"
+    "</head><body style=\"font:14px sans-serif;margin:40px\"><h1>impulse</h1>"
+    "<p>This admin listener needs impulse.adminToken.</p>"
+    "<form method=\"get\" action=\"/\"><label>Token <input type=\"password\" name=\"token\" "
+    "autofocus></label> <button>Open</button></form></body></html>\n";
 
 static void route(struct conn *c)
 {
@@ -106,11 +160,20 @@ static void route(struct conn *c)
         return;
     }
     char *q = strchr(path, '?');
-    if (q) *q = '\0';
-    if (c->a->token[0] && !authorized(c->req, c->a->token)) {
-        respond(c, 401, "text/plain", "unauthorized\n", 13);
+    if (q) *q++ = '\0';
+    int page =
+        c->a->kind == IMP_ADMIN_FULL && (strcmp(path, "/") == 0 || strcmp(path, "/status") == 0);
+    if (c->a->token[0] && !authorized(c->req, c->a->token) &&
+        !(page && query_authorized(q, c->a->token))) {
+        if (page)
+            respond(c, 401, "text/html; charset=utf-8", token_form, sizeof(token_form) - 1);
+        else
+            respond(c, 401, "text/plain", "unauthorized\n", 13);
     } else if (c->a->kind == IMP_ADMIN_METRICS_ONLY && strcmp(path, "/metrics") != 0) {
         respond(c, 404, "text/plain", "not found\n", 10);
+    } else if (page) {
+        respond(c, 200, "text/html; charset=utf-8", (const char *)imp_status_html,
+                imp_status_html_len);
     } else if (strcmp(path, "/healthz") == 0) {
         imp_engine_status_json(c->a->e, &body);
         imp_buf_putc(&body, '\n');

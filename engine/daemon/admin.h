@@ -1,7 +1,8 @@
 /*
  * The admin listener: a minimal HTTP/1.1 server on the main thread's loop
  * for /healthz (alive, with status), /readyz (online table loaded and
- * partitions assigned: 200, else 503) and /metrics (Prometheus text).
+ * partitions assigned: 200, else 503), /metrics (Prometheus text) and the
+ * status page at / and /status (engine/daemon/status.html, compiled in).
  * One request per connection; requests over 8 KiB or slower than 5 s are
  * dropped. Not meant for the internet: bind it to loopback.
  */
@@ -20,7 +21,9 @@ enum imp_admin_kind { IMP_ADMIN_FULL, IMP_ADMIN_METRICS_ONLY };
 
 /* Listens on host:port ("127.0.0.1:0" picks a port). token, when not
  * empty, is required on every request (Authorization: Bearer <token>;
- * 401 without). Returns NULL with the reason in err. */
+ * 401 without); the status page also takes it as ?token=<token>, since a
+ * browser opening a URL cannot send the header. Returns NULL with the
+ * reason in err. */
 struct imp_admin *imp_admin_create(struct ev_loop *loop, struct imp_engine *e, const char *listen,
                                    enum imp_admin_kind kind, const char *token, char *err,
                                    size_t errlen);

@@ -19,6 +19,7 @@
 #include "calls/presence.h"
 #include "daemon/announce.h"
 #include "daemon/pushsvc.h"
+#include "net/chans.h"
 #include "script/vm.h"
 #include "state/cache/localcache.h"
 #include "state/cache/slot.h"
@@ -202,6 +203,23 @@ int imp_engine_ready(struct imp_engine *e, struct imp_buf *why)
     return ok;
 }
 
+/* "gateways":{...}, the nodes discovery lists now, each with how many
+ * workers' breakers skip it (for the status page). */
+static void gateways_json(struct imp_engine *e, struct imp_buf *out)
+{
+    struct imp_svclist *l = imp_registry_fetch(e->shared.registry, e->cfg->svc_gateway);
+    imp_buf_puts(out, "\"gateways\":{\"service\":");
+    imp_buf_json_cstr(out, e->cfg->svc_gateway);
+    imp_buf_printf(out, ",\"breakerFailures\":%d,\"nodes\":[", e->cfg->gw_breaker_failures);
+    for (size_t i = 0; i < l->n; i++) {
+        imp_buf_puts(out, i ? ",{\"addr\":" : "{\"addr\":");
+        imp_buf_json_cstr(out, l->addrs[i]);
+        imp_buf_printf(out, ",\"breakersOpen\":%d}", imp_chans_breakers_open(l->addrs[i]));
+    }
+    imp_buf_puts(out, "]},");
+    imp_svclist_release(l);
+}
+
 void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
 {
     struct imp_buf why;
@@ -228,6 +246,7 @@ void imp_engine_status_json(struct imp_engine *e, struct imp_buf *out)
                        i ? "," : "", i, imp_worker_partitions(e->workers[i], 0),
                        imp_worker_partitions(e->workers[i], 1), imp_worker_inflight(e->workers[i]));
     imp_buf_puts(out, "],");
+    gateways_json(e, out);
     if (e->pushsvc) {
         imp_buf_puts(out, "\"pushService\":{\"addr\":");
         imp_buf_json_cstr(out, imp_pushsvc_addr(e->pushsvc));

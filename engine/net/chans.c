@@ -3,14 +3,21 @@
  * talks to a handful of gateways and service nodes, and a lookup is a few
  * string compares. Channels are closed only when their node leaves the
  * followed list (imp_chans_follow) or the set is destroyed.
+ *
+ * Breakers are per loop, so no other thread may read them; what the admin
+ * listener shows is the gauge impulse_gateway_breakers_open{gateway=addr},
+ * the number of loops whose breaker for addr is open or probing, kept in
+ * step by every change of state here (an atomic add: no lock).
  */
 #include "net/chans.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/common.h"
+#include "base/metrics.h"
 #include "net/grpc.h"
 #include "state/registry.h"
 
@@ -19,9 +26,10 @@ enum { B_CLOSED, B_OPEN, B_PROBING };
 struct chan {
     char *addr;
     struct imp_grpc_channel *ch;
-    int state;      /* breaker */
-    int failures;   /* in a row */
-    uint64_t until; /* B_OPEN: skip until then; B_PROBING: the probe's deadline */
+    int state;                 /* breaker */
+    int failures;              /* in a row */
+    uint64_t until;            /* B_OPEN: skip until then; B_PROBING: the probe's deadline */
+    struct imp_metric *m_open; /* impulse_gateway_breakers_open, once it opened */
 };
 
 struct imp_chans {
@@ -35,6 +43,33 @@ struct imp_chans {
     size_t rr;                /* round robin over service nodes */
 };
 
+#define M_OPEN "impulse_gateway_breakers_open"
+
+static struct imp_metric *open_gauge(const char *addr)
+{
+    char labels[320];
+    snprintf(labels, sizeof(labels), "gateway=\"%s\"", addr);
+    return imp_metrics_gauge(
+        M_OPEN, labels, "Worker loops whose circuit breaker for the gateway is open or probing");
+}
+
+/* Moves ch's breaker to state, keeping the gauge in step. */
+static void set_state(struct chan *ch, int state)
+{
+    int was = ch->state != B_CLOSED, now = state != B_CLOSED;
+    ch->state = state;
+    if (was == now) return;
+    if (!ch->m_open) ch->m_open = open_gauge(ch->addr);
+    imp_metric_add(ch->m_open, now ? 1 : -1);
+}
+
+int imp_chans_breakers_open(const char *addr)
+{
+    char labels[320];
+    snprintf(labels, sizeof(labels), "gateway=\"%s\"", addr);
+    return (int)imp_metrics_get(M_OPEN, labels);
+}
+
 struct imp_chans *imp_chans_create(int max_message)
 {
     struct imp_chans *c = imp_xcalloc(1, sizeof(*c));
@@ -46,6 +81,7 @@ void imp_chans_destroy(struct imp_chans *c)
 {
     if (!c) return;
     for (size_t i = 0; i < c->n; i++) {
+        set_state(&c->v[i], B_CLOSED);
         imp_grpc_channel_destroy(c->v[i].ch);
         free(c->v[i].addr);
     }
@@ -82,8 +118,8 @@ struct imp_grpc_channel *imp_chans_admit(struct imp_chans *c, const char *addr, 
 {
     struct chan *ch = find(c, addr);
     if (!c->breaker_failures || ch->state == B_CLOSED) return ch->ch;
-    if (now_ms >= ch->until) { /* open and due, or a probe never reported */
-        ch->state = B_PROBING; /* this caller probes; the others skip */
+    if (now_ms >= ch->until) {    /* open and due, or a probe never reported */
+        set_state(ch, B_PROBING); /* this caller probes; the others skip */
         ch->until = now_ms + (uint64_t)c->breaker_probe_ms;
         return ch->ch;
     }
@@ -96,12 +132,12 @@ int imp_chans_report(struct imp_chans *c, const char *addr, int ok, uint64_t now
     struct chan *ch = find(c, addr);
     if (ok) {
         ch->failures = 0;
-        ch->state = B_CLOSED;
+        set_state(ch, B_CLOSED);
         return 0;
     }
     ch->failures++;
     if (ch->state == B_PROBING || (ch->state == B_CLOSED && ch->failures >= c->breaker_failures)) {
-        ch->state = B_OPEN;
+        set_state(ch, B_OPEN);
         ch->until = now_ms + (uint64_t)c->breaker_open_ms;
         return 1;
     }
@@ -112,6 +148,7 @@ static void drop(struct imp_chans *c, const char *addr)
 {
     for (size_t i = 0; i < c->n; i++) {
         if (strcmp(c->v[i].addr, addr) != 0) continue;
+        set_state(&c->v[i], B_CLOSED); /* a gateway that left is no longer open here */
         imp_grpc_channel_destroy(c->v[i].ch);
         free(c->v[i].addr);
         c->v[i] = c->v[--c->n];

@@ -43,6 +43,10 @@ struct imp_grpc_channel *imp_chans_admit(struct imp_chans *c, const char *addr, 
 /* One call to addr ended (ok or not). Returns 1 when this report opened
  * the breaker. */
 int imp_chans_report(struct imp_chans *c, const char *addr, int ok, uint64_t now_ms);
+/* How many loops' breakers for addr are open or probing now (the gauge
+ * impulse_gateway_breakers_open; 0 for an address never opened). Any
+ * thread; cannot fail. */
+int imp_chans_breakers_open(const char *addr);
 
 /* The current node list of service `name` (the caller owns one reference:
  * imp_svclist_release). When the list changed since the last call, the
