@@ -49,8 +49,8 @@ struct imp_fanout_req {
     char **users; /* online users to push to */
     size_t nusers;
     struct imp_grpc_channel **channels; /* one per gateway; NULL: skip it (failed) */
-    const size_t *gw_of; /* NULL: every user to every gateway; else per user the
-                            one gateway it goes to ((size_t)-1: none) */
+    const size_t *gw_of;                /* NULL: every user to every gateway; else per user the
+                                           one gateway it goes to ((size_t)-1: none) */
     const char *skip_reason;            /* the error of a skipped gateway */
     char *const *addrs;                 /* their addresses, borrowed until done */
     size_t nchannels;
