@@ -215,3 +215,25 @@ int imp_base64_decode(struct imp_buf *out, const char *in, size_t len)
     }
     return 0;
 }
+
+int imp_buf_take_lines(struct imp_buf *b, const char *data, size_t len,
+                       int (*line)(void *arg, const char *s, size_t n), void *arg)
+{
+    imp_buf_append(b, data, len);
+    size_t start = 0;
+    for (size_t i = 0; i < b->len; i++) {
+        if (b->data[i] != '\n') continue;
+        if (i > start) {
+            int rc = line(arg, b->data + start, i - start);
+            if (rc != 0) {
+                imp_buf_reset(b);
+                return rc;
+            }
+        }
+        start = i + 1;
+    }
+    memmove(b->data, b->data + start, b->len - start);
+    b->len -= start;
+    b->data[b->len] = '\0';
+    return 0;
+}

@@ -22,6 +22,12 @@ void imp_buf_dispose(struct imp_buf *b);
 void imp_buf_reset(struct imp_buf *b);
 void imp_buf_reserve(struct imp_buf *b, size_t extra);
 void imp_buf_append(struct imp_buf *b, const void *data, size_t len);
+/* A stream of newline-delimited records (etcd's and Kubernetes' watches):
+ * appends data to b, which holds the unfinished last line between chunks,
+ * and calls line() for each complete non-empty line. A non-zero return of
+ * line() stops there: b is emptied and that value returned; else 0. */
+int imp_buf_take_lines(struct imp_buf *b, const char *data, size_t len,
+                       int (*line)(void *arg, const char *s, size_t n), void *arg);
 void imp_buf_puts(struct imp_buf *b, const char *s);
 void imp_buf_putc(struct imp_buf *b, char c);
 void imp_buf_printf(struct imp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

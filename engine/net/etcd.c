@@ -420,27 +420,15 @@ static int watch_line(struct imp_etcd *e, const char *s, size_t len)
     return rc;
 }
 
+static int on_watch_line(void *arg, const char *s, size_t n) { return watch_line(arg, s, n); }
+
 static int on_watch_chunk(void *arg, const char *data, size_t len)
 {
     struct imp_etcd *e = arg;
-    imp_buf_append(&e->line, data, len);
-    size_t start = 0;
-    for (size_t i = 0; i < e->line.len; i++) {
-        if (e->line.data[i] != '\n') continue;
-        if (i > start) {
-            int rc = watch_line(e, e->line.data + start, i - start);
-            if (rc != 0) {
-                imp_buf_reset(&e->line);
-                e->state = rc == 1 ? ST_LIST : ST_IDLE;
-                return 1; /* abort the stream; on_watch_done decides what next */
-            }
-        }
-        start = i + 1;
-    }
-    memmove(e->line.data, e->line.data + start, e->line.len - start);
-    e->line.len -= start;
-    e->line.data[e->line.len] = '\0';
-    return 0;
+    int rc = imp_buf_take_lines(&e->line, data, len, on_watch_line, e);
+    if (rc == 0) return 0;
+    e->state = rc == 1 ? ST_LIST : ST_IDLE;
+    return 1; /* abort the stream; on_watch_done decides what next */
 }
 
 static void on_watch_done(void *arg, int err, long status, const char *body, size_t len,

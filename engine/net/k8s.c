@@ -353,27 +353,15 @@ static int watch_line(struct imp_k8s *k, const char *line, size_t len)
     return rc;
 }
 
+static int on_watch_line(void *arg, const char *s, size_t n) { return watch_line(arg, s, n); }
+
 static int on_watch_chunk(void *arg, const char *data, size_t len)
 {
     struct imp_k8s *k = arg;
-    imp_buf_append(&k->line, data, len);
-    size_t start = 0;
-    for (size_t i = 0; i < k->line.len; i++) {
-        if (k->line.data[i] != '\n') continue;
-        if (i > start) {
-            int rc = watch_line(k, k->line.data + start, i - start);
-            if (rc != 0) {
-                imp_buf_reset(&k->line);
-                k->state = rc == 1 ? ST_RELIST : ST_IDLE;
-                return 1;
-            }
-        }
-        start = i + 1;
-    }
-    memmove(k->line.data, k->line.data + start, k->line.len - start);
-    k->line.len -= start;
-    k->line.data[k->line.len] = '\0';
-    return 0;
+    int rc = imp_buf_take_lines(&k->line, data, len, on_watch_line, k);
+    if (rc == 0) return 0;
+    k->state = rc == 1 ? ST_RELIST : ST_IDLE;
+    return 1; /* abort the stream; on_watch_done decides what next */
 }
 
 static void on_watch_done(void *arg, int err, long status, const char *body, size_t len,

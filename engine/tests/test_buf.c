@@ -1,7 +1,40 @@
 /* Buffer, JSON escaping, protobuf and base64 helpers. */
+#include <string.h>
+
 #include "base/buf.h"
 #include "base/common.h"
 #include "t.h"
+
+/* collects lines into a "|"-joined string; stops at "stop" (rc 7) */
+static int collect(void *arg, const char *s, size_t n)
+{
+    struct imp_buf *seen = arg;
+    if (n == 4 && memcmp(s, "stop", 4) == 0) return 7;
+    imp_buf_append(seen, s, n);
+    imp_buf_putc(seen, '|');
+    return 0;
+}
+
+static void test_lines(void)
+{
+    struct imp_buf line, seen;
+    imp_buf_init(&line);
+    imp_buf_init(&seen);
+    /* a line split across chunks, empty lines skipped, the tail kept */
+    CHECK(imp_buf_take_lines(&line, "ab", 2, collect, &seen) == 0 && seen.len == 0);
+    CHECK(imp_buf_take_lines(&line, "c\n\nd", 4, collect, &seen) == 0);
+    CHECK_STR(seen.data, "abc|");
+    CHECK(line.len == 1 && line.data[0] == 'd');
+    CHECK(imp_buf_take_lines(&line, "e\nf\n", 4, collect, &seen) == 0);
+    CHECK_STR(seen.data, "abc|de|f|");
+    CHECK(line.len == 0);
+    /* a callback's stop empties the buffer and is returned */
+    CHECK(imp_buf_take_lines(&line, "g\nstop\nh\ni", 10, collect, &seen) == 7);
+    CHECK_STR(seen.data, "abc|de|f|g|");
+    CHECK(line.len == 0);
+    imp_buf_dispose(&line);
+    imp_buf_dispose(&seen);
+}
 
 int main(void)
 {
@@ -33,5 +66,6 @@ int main(void)
     CHECK(b.len == 3890);
     imp_buf_dispose(&b);
     imp_buf_dispose(&d);
+    test_lines();
     return t_done("buf");
 }
