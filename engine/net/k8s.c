@@ -12,6 +12,7 @@
  */
 #include "net/k8s.h"
 
+#include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,7 +162,12 @@ static void svc_take(struct imp_k8s *k, struct svc *s, const cJSON *obj)
         cJSON_ArrayForEach(a, addrs)
         {
             const cJSON *ip = cJSON_GetObjectItemCaseSensitive(a, "ip");
-            if (!cJSON_IsString(ip) || !ip->valuestring[0]) continue;
+            unsigned char bin[16];
+            /* an address that is not an IP (a broken or hostile server) is
+             * skipped, never dialled or cut */
+            if (!cJSON_IsString(ip) || (inet_pton(AF_INET, ip->valuestring, bin) != 1 &&
+                                        inet_pton(AF_INET6, ip->valuestring, bin) != 1))
+                continue;
             snprintf(addr, sizeof(addr), strchr(ip->valuestring, ':') ? "[%s]:%d" : "%s:%d",
                      ip->valuestring, port);
             const cJSON *ref = cJSON_GetObjectItemCaseSensitive(a, "targetRef");
@@ -259,24 +265,15 @@ static struct imp_http_req *get(struct imp_k8s *k, const char *query, imp_http_d
 
 /* ---- list ---- */
 
-static void on_list(void *arg, int err, long status, const char *body, size_t len,
-                    const char *errmsg)
+/* Takes an EndpointsList reply as what every tracked service has now, and
+ * publishes it. 0, or -1 when the body is not such a list (nothing changes). */
+static int list_apply(struct imp_k8s *k, const char *body, size_t len)
 {
-    struct imp_k8s *k = arg;
-    char why[400];
-    k->req = NULL;
-    if (err || status != 200) {
-        snprintf(why, sizeof(why), "list of Endpoints in namespace %s failed: %s (HTTP %ld) %.*s",
-                 k->cfg->k8s_namespace, err ? errmsg : "", status, (int)IMP_MIN(len, 240), body);
-        schedule_retry(k, why);
-        return;
-    }
     cJSON *j = cJSON_ParseWithLength(body, len);
     const cJSON *items = cJSON_GetObjectItemCaseSensitive(j, "items");
     if (!cJSON_IsArray(items)) {
         cJSON_Delete(j);
-        schedule_retry(k, "list: the reply is not an EndpointsList");
-        return;
+        return -1;
     }
     for (size_t i = 0; i < k->nsvc; i++) svc_clear(&k->svcs[i]);
     const cJSON *it;
@@ -289,6 +286,25 @@ static void on_list(void *arg, int err, long status, const char *body, size_t le
     take_rv(k, j);
     cJSON_Delete(j);
     publish(k);
+    return 0;
+}
+
+static void on_list(void *arg, int err, long status, const char *body, size_t len,
+                    const char *errmsg)
+{
+    struct imp_k8s *k = arg;
+    char why[400];
+    k->req = NULL;
+    if (err || status != 200) {
+        snprintf(why, sizeof(why), "list of Endpoints in namespace %s failed: %s (HTTP %ld) %.*s",
+                 k->cfg->k8s_namespace, err ? errmsg : "", status, (int)IMP_MIN(len, 240), body);
+        schedule_retry(k, why);
+        return;
+    }
+    if (list_apply(k, body, len) != 0) {
+        schedule_retry(k, "list: the reply is not an EndpointsList");
+        return;
+    }
     if (!k->synced) {
         imp_info(NULL, "kubernetes: listed the Endpoints of namespace %s at resourceVersion %s",
                  k->cfg->k8s_namespace, k->rv);

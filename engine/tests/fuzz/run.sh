@@ -11,7 +11,8 @@
 # and re-encode), fuzz_online_change (Redis online_change parse + apply),
 # fuzz_invalidate (DELETE_CACHE_* JSON on a local cache), fuzz_config
 # (the config loader on any text), fuzz_etcd (etcd's range reply and watch
-# stream through the discovery client), fuzz_h2 (a server's HTTP/2 frames
+# stream through the discovery client), fuzz_k8s (the Kubernetes API's
+# EndpointsList and watch events through the other discovery client), fuzz_h2 (a server's HTTP/2 frames
 # through the providers' HTTP/2 client, requests on the connection),
 # fuzz_replies (Getui, FCM, APNs and JPush replies through the Lua
 # transports, OpenIM webhook replies through the default policy: LuaJIT
@@ -49,13 +50,15 @@ build fuzz_config "$E/base/config.c" "$E/base/yamltree.c" "$E/base/buf.c" "$E/ba
     $(pkg-config --libs yaml-0.1 libcjson) -lpthread
 build fuzz_etcd "$E/base/buf.c" "$E/base/common.c" "$E/base/log.c" "$E/base/metrics.c" \
     "$E/state/registry.c" "$E/net/http.c" $(pkg-config --libs libcjson libcurl) -lev -lpthread
+build fuzz_k8s "$E/base/buf.c" "$E/base/common.c" "$E/base/log.c" "$E/base/metrics.c" \
+    "$E/state/registry.c" "$E/net/http.c" $(pkg-config --libs libcjson libcurl) -lev -lpthread
 build fuzz_h2 "$E/base/buf.c" "$E/base/common.c" "$E/base/metrics.c" "$E/net/http.c" \
     $(pkg-config --libs libnghttp2 libcurl libssl libcrypto) -lev -lpthread
 build fuzz_replies "-DFUZZ_DIR=\"$E/tests/fuzz\"" "-DFUZZ_SCRIPTS_DIR=\"$ROOT/scripts\"" \
     $(pkg-config --cflags --libs luajit) -lm -ldl
 
 failed=0
-for t in fuzz_pushmsg fuzz_online_change fuzz_invalidate fuzz_config fuzz_etcd fuzz_h2 fuzz_replies; do
+for t in fuzz_pushmsg fuzz_online_change fuzz_invalidate fuzz_config fuzz_etcd fuzz_k8s fuzz_h2 fuzz_replies; do
     corpus=$E/tests/fuzz/corpus/${t#fuzz_}
     fresh=$(mktemp -d)
     # the checked-in corpus first, every input once; then fresh inputs
