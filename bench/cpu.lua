@@ -77,9 +77,6 @@ local ok, err = pcall(function()
 
   local imp = h.start_impulse(env, { workers = 2, log_level = "warn",
                                      impulse = { maxInflight = 4096 } })
-  local function handled()
-    return h.metric(imp, "impulse_messages_total", 'topic="toPush",result="ok"')
-  end
 
   -- idle: the engine with nothing to do
   local c0, t0 = cpu_s(imp.pid), h.now_ms()
@@ -100,7 +97,7 @@ local ok, err = pcall(function()
     -- warm-up message: caches filled, channels connected
     h.produce(env, make(0))
     done = done + 1
-    h.wait_until(function() return handled() >= done end, 120000, name .. " warm-up")
+    h.wait_ok(imp, done, 120000, name .. " warm-up")
     local cpu0, wall0 = cpu_s(imp.pid), h.now_ms()
     local lsum0, lcount0 = lua_ms()
     if RATE > 0 then
@@ -123,7 +120,7 @@ local ok, err = pcall(function()
     end
     env.producer:flush(60000)
     done = done + count
-    h.wait_until(function() return handled() >= done end, 1800000, name)
+    h.wait_ok(imp, done, 1800000, name)
     local cpu = cpu_s(imp.pid) - cpu0
     local wall = (h.now_ms() - wall0) / 1000
     local corrected = cpu - idle * wall

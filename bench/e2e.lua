@@ -72,9 +72,7 @@ local ok, err = pcall(function()
                                      impulse = { maxInflight = 4096 } })
   local t0 = h.now_ms()
   local total = N + G
-  h.wait_until(function()
-    return h.metric(imp, "impulse_messages_total", 'topic="toPush",result="ok"') >= total
-  end, 600000, "every message handled")
+  h.wait_ok(imp, total, 600000, "every message handled")
   local elapsed = (h.now_ms() - t0) / 1000
 
   local single, group = {}, {}

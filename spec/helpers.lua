@@ -452,6 +452,40 @@ function _M.metric(imp, name, labels)
   return 0
 end
 
+-- impulse_messages_total of topic by result: { ok = n, route_failed = n, ... }
+function _M.results(imp, topic)
+  local _, body = _M.http("GET", imp.admin .. "/metrics")
+  local out = {}
+  for result, n in body:gmatch('impulse_messages_total{topic="' .. (topic or "toPush"):gsub("%p", "%%%0")
+      .. '",result="([%w_]+)"} (%d+)') do
+    out[result] = tonumber(n)
+  end
+  return out
+end
+
+-- Waits until `want` messages of topic ended ok; fails at once, with one
+-- line naming the outcome, when any ends otherwise (beyond `bad_before`,
+-- the non-ok count to ignore) instead of waiting for a count that will not
+-- come (benchmarks).
+function _M.wait_ok(imp, want, timeout_ms, what, topic, bad_before)
+  return _M.wait_until(function()
+    local r, bad = _M.results(imp, topic), {}
+    local nbad = 0
+    for result, n in pairs(r) do
+      if result ~= "ok" and n > 0 then
+        nbad = nbad + n
+        bad[#bad + 1] = result .. " " .. n
+      end
+    end
+    if nbad > (bad_before or 0) then
+      table.sort(bad)
+      error(format("%s: %d message(s) ended other than ok (%s); impulse's log: %s", what or "messages",
+        nbad - (bad_before or 0), concat(bad, ", "), imp.log), 0)
+    end
+    return (r.ok or 0) >= want
+  end, timeout_ms, what)
+end
+
 -- Starts the whole OpenIM side: redis, etcd, kafka and the stand-ins.
 function _M.start_env(opts)
   opts = opts or {}

@@ -64,6 +64,10 @@ describe("dead letters #engine", function()
     assert.equal("\255not a record", by.bad_record.value)
     assert.equal("op-garbage", by.bad_record.headers[1][2])
     assert.equal(2, h.metric(imp, "impulse_dead_letters_total", 'topic="toPush.dlq",result="ok"'))
+    -- a benchmark's wait for ok messages stops at once on these, naming them
+    local ok, err = pcall(h.wait_ok, imp, 1000, 60000, "the benchmark")
+    assert.is_false(ok)
+    assert.matches("the benchmark: 2 message%(s%) ended other than ok %(bad_record 1, script_error 1%)", err)
   end)
 
   it("stores the offset after the dead letter: a restart does not dead-letter again", function()
