@@ -13,6 +13,10 @@ local h = require "spec.helpers"
 
 local RATE = tonumber(arg[1]) or 300
 local SECS = tonumber(arg[2]) or 10
+-- FETCH_WAIT_MS=<ms>: impulse.fetchWaitMs (the mock broker holds an idle
+-- fetch that long even when records arrive meanwhile: a real broker answers
+-- as soon as there are records)
+local FETCH_WAIT = tonumber(os.getenv("FETCH_WAIT_MS"))
 local format = string.format
 
 local function pct(t, p)
@@ -28,8 +32,11 @@ local ok, err = pcall(function()
   for i = 1, 50 do online["u" .. i] = { 1 } end
   h.set_online(env, online, env.gateways[1])
   local scripts = h.tmpdir() .. "/bench-scripts"
-  os.execute("mkdir -p " .. scripts .. " && cp scripts/*.lua " .. scripts)
-  local imp = h.start_impulse(env, { workers = 2, scripts = scripts })
+  os.execute("mkdir -p " .. scripts .. " && cp -r scripts/. " .. scripts)
+  -- reloadQuietMs 100: a folder rewritten every 500 ms is quiet long
+  -- enough between writes (the default 1000 would wait for the writes to stop)
+  local imp = h.start_impulse(env, { workers = 2, scripts = scripts,
+                                     impulse = { reloadQuietMs = 100, fetchWaitMs = FETCH_WAIT } })
   local sent = {}
   local function phase(name, reload)
     local t0 = h.now_ms()
