@@ -1,7 +1,7 @@
 -- bench/cpu.lua: impulse's CPU time per message (user + system, the whole
 -- process: Kafka, Lua, gRPC, everything), by workload.
 --
---   [GATEWAYS=1|2] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
+--   [GATEWAYS=1|2] [GATEWAY=c] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
 --
 -- Starts the local stand-ins (Redis, etcd, the Kafka mock cluster, two
 -- Node gateways, the services) and impulse (2 workers, the default
@@ -25,6 +25,8 @@ local SINGLE = tonumber(arg[1]) or 20000
 local SCALE = tonumber(arg[2]) or 1
 -- RATE=<msg/s>: produce at that steady rate instead of as fast as possible
 local RATE = tonumber(os.getenv("RATE")) or 0
+-- GATEWAY=c: the C gateway stand-in (build/bench_gwstub) instead of Node's
+local STUB = os.getenv("GATEWAY") == "c"
 local format = string.format
 
 local TICK = tonumber((h.run("getconf CLK_TCK"):gsub("%s+", ""))) or 100
@@ -45,7 +47,22 @@ local ok, err = pcall(function()
   env = h.start_env { gateways = 0 }
   local NGW = tonumber(os.getenv("GATEWAYS")) or 2
   env.gateways = {}
-  for i = 1, NGW do env.gateways[i] = h.start_gateway(env.etcd, "--quiet --max-records 10") end
+  if STUB then
+    -- build/bench_gwstub: a C gateway (every user asked about reported
+    -- online), registered in etcd as OpenIM's gateways register
+    for i = 1, NGW do
+      local info = format("%s/gwstub-%d.json", h.tmpdir(), i)
+      h.spawn("gwstub", format("%s/build/bench_gwstub --info %s", h.root, info))
+      local addr = h.wait_until(function()
+        local t = h.read_file(info)
+        return t and t:match('"grpc":"([^"]+)"')
+      end, 10000, "the C gateway stand-in")
+      h.run(format("ETCDCTL_API=3 etcdctl --endpoints=%s put openim/messageGateway/%s "
+        .. "'{\"Op\":0,\"Addr\":\"%s\",\"Metadata\":null}'", env.etcd.url, addr, addr))
+    end
+  else
+    for i = 1, NGW do env.gateways[i] = h.start_gateway(env.etcd, "--quiet --max-records 10") end
+  end
   local online = { {}, {} }
   local all = {}
   for i = 1, 1000 do
@@ -67,12 +84,14 @@ local ok, err = pcall(function()
     h.set_group(env, "group" .. n, members)
   end
   h.http_json("POST", env.services.control .. "/online", all)
-  h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
-  if NGW > 1 then
-    h.http_json("POST", env.gateways[2].control .. "/conns", online[2])
-  else
-    for u, p in pairs(online[2]) do online[1][u] = p end
+  if not STUB then
     h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
+    if NGW > 1 then
+      h.http_json("POST", env.gateways[2].control .. "/conns", online[2])
+    else
+      for u, p in pairs(online[2]) do online[1][u] = p end
+      h.http_json("POST", env.gateways[1].control .. "/conns", online[1])
+    end
   end
 
   local imp = h.start_impulse(env, { workers = 2, log_level = "warn",
