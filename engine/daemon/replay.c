@@ -92,20 +92,12 @@ int imp_replay_run(const struct imp_config *cfg, const char *from, const char *t
     /* Replay what the topic holds now: stop each partition at its end as
      * of this moment, so a record that fails again and comes back to the
      * dead-letter topic is not replayed in a loop by this same run. */
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(cons, from, NULL);
-    rd_kafka_resp_err_t me = rd_kafka_metadata(cons, 0, rkt, &md, 10000);
-    rd_kafka_topic_destroy(rkt);
-    if (me || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "impulse replay: topic %s: %s\n", from,
-                rd_kafka_err2str(me              ? me
-                                 : md->topic_cnt ? md->topics[0].err
-                                                 : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
-        if (md) rd_kafka_metadata_destroy(md);
+    rd_kafka_resp_err_t me;
+    int nparts = imp_kafka_partition_count(cons, from, 10000, &me);
+    if (nparts < 0) {
+        fprintf(stderr, "impulse replay: topic %s: %s\n", from, rd_kafka_err2str(me));
         goto out;
     }
-    int nparts = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
     end = imp_xcalloc((size_t)nparts, sizeof(int64_t));
     done = imp_xcalloc((size_t)nparts, 1);
     int ndone = 0;

@@ -476,3 +476,18 @@ void imp_consumer_close(struct imp_consumer *c)
     free(c->topic);
     free(c);
 }
+
+int imp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *err)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    if (!e && md->topic_cnt != 1) e = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    if (!e) e = md->topics[0].err;
+    int n = e ? -1 : md->topics[0].partition_cnt;
+    if (md) rd_kafka_metadata_destroy(md);
+    *err = e;
+    return n;
+}

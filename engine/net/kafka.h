@@ -65,6 +65,11 @@ struct imp_consumer_handler {
 /* rd_kafka_conf_set, with "kafka setting <k>: <why>" in err on failure. */
 int imp_kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err,
                        size_t errlen);
+/* The partition count of topic as the cluster reports it (blocking, up to
+ * timeout_ms), or -1 with the reason in *err (an unknown topic:
+ * RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC). For the command-line tools. */
+int imp_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *err);
 int imp_kafka_conf_common(rd_kafka_conf_t *conf, const struct imp_config *cfg,
                           const char *client_id, char *err, size_t errlen);
 
