@@ -1,7 +1,7 @@
 -- bench/cpu.lua: impulse's CPU time per message (user + system, the whole
 -- process: Kafka, Lua, gRPC, everything), by workload.
 --
---   [GATEWAYS=1|2] [GATEWAY=c] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
+--   [GATEWAYS=1|2] [GATEWAY=c] [OFFLINE=0] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
 --
 -- Starts the local stand-ins (Redis, etcd, the Kafka mock cluster, two
 -- Node gateways, the services) and impulse (2 workers, the default
@@ -27,6 +27,9 @@ local SCALE = tonumber(arg[2]) or 1
 local RATE = tonumber(os.getenv("RATE")) or 0
 -- GATEWAY=c: the C gateway stand-in (build/bench_gwstub) instead of Node's
 local STUB = os.getenv("GATEWAY") == "c"
+-- OFFLINE=0: group messages say offlinePush false (no filter call, no
+-- toOfflinePush hand-off), to tell the offline leg's cost from the rest
+local NO_OFFLINE = os.getenv("OFFLINE") == "0"
 local format = string.format
 
 local TICK = tonumber((h.run("getconf CLK_TCK"):gsub("%s+", ""))) or 100
@@ -158,7 +161,7 @@ local ok, err = pcall(function()
   for _, n in ipairs(sizes) do
     run(format("group %d", n), counts[n], function()
       return h.push_msg { sendID = format("g%d-member000001", n), recvID = "", groupID = "group" .. n,
-                          sessionType = 3 }
+                          sessionType = 3, options = NO_OFFLINE and { offlinePush = false } or nil }
     end)
   end
   local _, mt = h.http("GET", imp.admin .. "/metrics")

@@ -48,11 +48,8 @@ static int read_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *v)
     return -1;
 }
 
-/* The field at p[*i..n): its number, wire type and payload (a varint's
- * bytes, or a length-delimited field's contents); *i moved past it. -1
- * when malformed, a group, or numbered 0. */
-static int next_field(const uint8_t *p, size_t n, size_t *i, uint32_t *num, int *wt, size_t *off,
-                      size_t *len)
+int imp_pb_next(const uint8_t *p, size_t n, size_t *i, uint32_t *num, int *wt, size_t *off,
+                size_t *len)
 {
     uint64_t tag, v;
     if (read_varint(p, n, i, &tag) != 0 || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) return -1;
@@ -90,7 +87,7 @@ int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *
         uint32_t f;
         int t;
         size_t o, l;
-        if (next_field(p, n, &i, &f, &t, &o, &l) != 0) return -1;
+        if (imp_pb_next(p, n, &i, &f, &t, &o, &l) != 0) return -1;
         if (f != num) continue;
         if (t != wt) return -1;
         *off = o;
@@ -110,7 +107,7 @@ int imp_pb_replace_field(const uint8_t *p, size_t n, uint32_t num, const void *v
         size_t start = i, o, l;
         uint32_t f;
         int t;
-        if (next_field(p, n, &i, &f, &t, &o, &l) != 0) return -1;
+        if (imp_pb_next(p, n, &i, &f, &t, &o, &l) != 0) return -1;
         if (!put && f > num) {
             imp_buf_pb_bytes(out, num, val, vlen);
             put = 1;

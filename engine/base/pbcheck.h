@@ -9,6 +9,8 @@
 #define IMP_PBCHECK_H
 
 #include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* 1 when m or any message nested in it (at any depth, repeated fields
  * included) has an unknown field numbered 0. Cannot fail. */
@@ -21,6 +23,13 @@ int imp_pb_has_field_zero(const ProtobufCMessage *m);
  * occurrence, *off and *len give its payload (a varint's bytes, or a
  * length-delimited field's contents). */
 int imp_pb_find_field(const uint8_t *p, size_t n, uint32_t num, int wt, size_t *off, size_t *len);
+
+/* The field at p[*i..n): its number, wire type and payload (a varint's
+ * bytes, or a length-delimited field's contents); *i moved past it. -1
+ * when malformed, a group, or numbered 0. For readers that walk a message
+ * without unpacking it. */
+int imp_pb_next(const uint8_t *p, size_t n, size_t *i, uint32_t *num, int *wt, size_t *off,
+                size_t *len);
 
 struct imp_buf;
 

@@ -18,7 +18,7 @@
 #include "base/common.h"
 #include "base/log.h"
 #include "base/metrics.h"
-#include "msggateway.pb-c.h"
+#include "base/pbcheck.h"
 
 struct call_ctx {
     struct imp_fanout *f;
@@ -47,14 +47,84 @@ static void index_build(struct imp_fanout *f)
     }
 }
 
-static size_t index_find(const struct imp_fanout *f, const char *uid)
+static size_t index_find(const struct imp_fanout *f, const char *uid, size_t len)
 {
-    size_t i = imp_fnv1a64(uid, strlen(uid)) & (f->index_cap - 1);
+    size_t i = imp_fnv1a64(uid, len) & (f->index_cap - 1);
     while (f->index[i] != (size_t)-1) {
-        if (strcmp(f->users[f->index[i]], uid) == 0) return f->index[i];
+        const char *u = f->users[f->index[i]];
+        if (strncmp(u, uid, len) == 0 && u[len] == '\0') return f->index[i];
         i = (i + 1) & (f->index_cap - 1);
     }
     return (size_t)-1;
+}
+
+/* Every field of a SingleMsgToUserPlatform well formed, as protobuf-c
+ * requires of a reply it unpacks. */
+static int platform_ok(const uint8_t *p, size_t n)
+{
+    size_t i = 0, off, len;
+    uint32_t num;
+    int wt;
+    while (i < n) {
+        if (imp_pb_next(p, n, &i, &num, &wt, &off, &len) != 0) return 0;
+        if ((num == 1 || num == 3) && wt != 0) return 0;
+        if (num == 2 && wt != 2) return 0;
+    }
+    return 1;
+}
+
+/* One SingleMsgToUserResults: the last userID and onlinePush, as an
+ * unpack keeps them. 0 when malformed. */
+static int result_read(const uint8_t *p, size_t n, const char **uid, size_t *ulen, int *online)
+{
+    size_t i = 0, off, len;
+    uint32_t num;
+    int wt;
+    *uid = "";
+    *ulen = 0;
+    *online = 0;
+    while (i < n) {
+        if (imp_pb_next(p, n, &i, &num, &wt, &off, &len) != 0) return 0;
+        if (num == 1) {
+            if (wt != 2) return 0;
+            *uid = (const char *)p + off;
+            *ulen = len;
+        } else if (num == 2) {
+            if (wt != 2 || !platform_ok(p + off, len)) return 0;
+        } else if (num == 3) {
+            /* protobuf-c takes a bool of any wire type: true when any byte
+             * of it (a length prefix included) has a low bit set */
+            int v = wt == 2 && len > 0;
+            for (size_t k = 0; wt != 2 && k < len; k++) v |= (p[off + k] & 0x7f) != 0;
+            *online = v;
+        }
+    }
+    return 1;
+}
+
+int imp_gateway_reply_scan(const uint8_t *p, size_t n,
+                           void (*fn)(void *arg, const char *uid, size_t len, int online),
+                           void *arg)
+{
+    /* twice: nothing is reported from a reply that turns out malformed */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i = 0, off, len, count = 0;
+        uint32_t num;
+        int wt;
+        if (pass == 1 && !fn) return 0;
+        while (i < n) {
+            if (imp_pb_next(p, n, &i, &num, &wt, &off, &len) != 0) return -1;
+            if (num != 1) continue;
+            const char *uid;
+            size_t ulen;
+            int online;
+            if (wt != 2 || !result_read(p + off, len, &uid, &ulen, &online)) return -1;
+            if (pass == 1) fn(arg, uid, ulen, online);
+            count++;
+        }
+        if (pass == 1) return (int)(count > INT32_MAX ? INT32_MAX : count);
+    }
+    return 0;
 }
 
 static void finish_one(struct imp_fanout *f)
@@ -68,6 +138,32 @@ static void deferred_done(void *arg)
     finish_one(f);
 }
 
+struct reply_walk {
+    struct imp_fanout *f;
+    struct imp_fanout_gw *g;
+    const struct call_ctx *cc;
+    size_t reached; /* users of this chunk the gateway pushed to */
+};
+
+static void reply_user(void *arg, const char *uid, size_t len, int online)
+{
+    struct reply_walk *rw = arg;
+    struct imp_fanout *f = rw->f;
+    if (!online || len == 0) return;
+    size_t idx = index_find(f, uid, len);
+    /* only users of this chunk count: a gateway cannot reach users it was
+     * not asked about */
+    if (idx == (size_t)-1) return;
+    size_t at = f->pos ? f->pos[idx] : idx; /* its place in the call order */
+    if (at == (size_t)-1 || at < rw->cc->first || at >= rw->cc->first + rw->cc->count) return;
+    rw->g->reached++;
+    rw->reached++;
+    if (!f->reached[idx]) {
+        f->reached[idx] = 1;
+        f->nreached++;
+    }
+}
+
 static void on_reply(void *arg, const struct imp_grpc_result *r)
 {
     struct call_ctx *cc = arg;
@@ -75,7 +171,7 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
     struct imp_fanout_gw *g = &f->gw[cc->gw];
     char sname[16];
     const char *result = "ok";
-    size_t reached = 0; /* users of this chunk the gateway pushed to */
+    size_t reached = 0;
 
     if (r->status != 0) {
         g->failed++;
@@ -84,32 +180,14 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
                  imp_grpc_status_name(r->status, sname, sizeof(sname)), r->details);
         result = r->status == 4 ? "timeout" : r->status == 14 ? "unavailable" : "error";
     } else {
-        Openim__Msggateway__OnlineBatchPushOneMsgResp *resp =
-            openim__msggateway__online_batch_push_one_msg_resp__unpack(NULL, r->len, r->data);
-        if (!resp) {
+        struct reply_walk rw = {f, g, cc, 0};
+        if (imp_gateway_reply_scan(r->data, r->len, reply_user, &rw) < 0) {
             g->failed++;
             g->status = -1;
             snprintf(g->error, sizeof(g->error), "unparseable reply (%zu bytes)", r->len);
             result = "garbage";
-        } else {
-            for (size_t i = 0; i < resp->n_singlepushresult; i++) {
-                const Openim__Msggateway__SingleMsgToUserResults *u = resp->singlepushresult[i];
-                if (!u->onlinepush || !u->userid) continue;
-                size_t idx = index_find(f, u->userid);
-                /* only users of this chunk count: a gateway cannot reach
-                 * users it was not asked about */
-                if (idx == (size_t)-1) continue;
-                size_t at = f->pos ? f->pos[idx] : idx; /* its place in the call order */
-                if (at == (size_t)-1 || at < cc->first || at >= cc->first + cc->count) continue;
-                g->reached++;
-                reached++;
-                if (!f->reached[idx]) {
-                    f->reached[idx] = 1;
-                    f->nreached++;
-                }
-            }
-            openim__msggateway__online_batch_push_one_msg_resp__free_unpacked(resp, NULL);
         }
+        reached = rw.reached;
     }
     char labels[64];
     snprintf(labels, sizeof(labels), "result=\"%s\"", result);

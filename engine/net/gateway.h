@@ -12,6 +12,7 @@
 #define IMP_GATEWAY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/buf.h"
 #include "net/grpc.h"
@@ -73,5 +74,15 @@ void imp_fanout_destroy(struct imp_fanout *f);
 /* Encodes OnlineBatchPushOneMsgReq for users[0..n) (exposed for tests). */
 void imp_gateway_encode(struct imp_buf *out, const void *msgdata, size_t len, char *const *users,
                         size_t n);
+
+/* Walks an encoded OnlineBatchPushOneMsgResp without unpacking it:
+ * fn(arg, userID, its length, onlinePush) for each SingleMsgToUserResults
+ * in order, with the values an unpack keeps (the last of a repeated
+ * field). Returns how many there were, or -1, having reported nothing,
+ * when protobuf-c would refuse the bytes (malformed, or a known field of
+ * the wrong wire type, nested messages included). fn may be NULL. */
+int imp_gateway_reply_scan(const uint8_t *p, size_t n,
+                           void (*fn)(void *arg, const char *uid, size_t len, int online),
+                           void *arg);
 
 #endif
