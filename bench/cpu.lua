@@ -1,7 +1,7 @@
 -- bench/cpu.lua: impulse's CPU time per message (user + system, the whole
 -- process: Kafka, Lua, gRPC, everything), by workload.
 --
---   [GATEWAYS=1|2] [GATEWAY=c] [OFFLINE=0] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
+--   [GATEWAYS=1|2] [GATEWAY=c] [OFFLINE=0] [TRANSPORT=h2] [RATE=msg/s] luajit bench/cpu.lua [single_messages] [scale]
 --
 -- Starts the local stand-ins (Redis, etcd, the Kafka mock cluster, two
 -- Node gateways, the services) and impulse (2 workers, the default
@@ -98,7 +98,8 @@ local ok, err = pcall(function()
   end
 
   local imp = h.start_impulse(env, { workers = 2, log_level = "warn",
-                                     impulse = { maxInflight = 4096 } })
+                                     impulse = { maxInflight = 4096,
+                                                  gatewayTransport = os.getenv("TRANSPORT") } })
 
   -- idle: the engine with nothing to do
   local c0, t0 = cpu_s(imp.pid), h.now_ms()

@@ -328,6 +328,7 @@ static const char *impulse_keys[] = {
     "discovery",
     "kubernetesServiceAccount",
     "gatewaySelection",
+    "gatewayTransport",
     "logFormat",
     NULL,
 };
@@ -1029,6 +1030,18 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
          * (OpenIM@v3.8.3:pkg/common/discoveryregister/kubernetes/kubernetes.go:106-118) */
         const char *colon = c->svc_gateway ? strrchr(c->svc_gateway, ':') : NULL;
         c->gw_hash_port = colon && atoi(colon + 1) > 0 ? atoi(colon + 1) : 88;
+    }
+    {
+        /* how the gateways are called: the gRPC C core (its own thread and
+         * completion queue), or the engine's HTTP/2 client on each worker's
+         * loop (net/grpcc.c) */
+        char *tr = get_str(r, s, "impulse", "gatewayTransport", "grpc");
+        if (tr && strcmp(tr, "h2") == 0)
+            c->gw_h2 = true;
+        else if (tr && strcmp(tr, "grpc") != 0)
+            fail(r, "impulse", "gatewayTransport", lookup(s, "gatewayTransport"),
+                 "'%s': expected grpc or h2", tr);
+        free(tr);
     }
     char dlq[512];
     snprintf(dlq, sizeof(dlq), "%s.dlq", c->topic_push ? c->topic_push : "toPush");

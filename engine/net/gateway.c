@@ -234,8 +234,14 @@ static void call(struct imp_fanout *f, const struct imp_fanout_req *r, size_t g,
     cc->count = count;
     f->gw[g].calls++;
     f->pending++;
-    if (imp_grpc_unary(r->channels[g], IMP_GATEWAY_METHOD, req->data, req->len, r->timeout_ms,
-                       r->md, r->nmd, r->inbox, on_reply, cc) != 0) {
+    int rc;
+    if (r->h2 && imp_grpcc_can_dial(r->addrs[g]))
+        rc = imp_grpcc_unary(r->h2, r->addrs[g], IMP_GATEWAY_METHOD, req->data, req->len,
+                             r->timeout_ms, r->md, r->nmd, on_reply, cc);
+    else
+        rc = imp_grpc_unary(r->channels[g], IMP_GATEWAY_METHOD, req->data, req->len, r->timeout_ms,
+                            r->md, r->nmd, r->inbox, on_reply, cc);
+    if (rc != 0) {
         f->pending--;
         f->gw[g].failed++;
         f->gw[g].status = -1;

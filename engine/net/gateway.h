@@ -16,6 +16,7 @@
 
 #include "base/buf.h"
 #include "net/grpc.h"
+#include "net/grpcc.h"
 
 #define IMP_GATEWAY_METHOD "/openim.msggateway.msgGateway/SuperGroupOnlineBatchPushOneMsg"
 
@@ -50,6 +51,8 @@ struct imp_fanout_req {
     char **users; /* online users to push to */
     size_t nusers;
     struct imp_grpc_channel **channels; /* one per gateway; NULL: skip it (failed) */
+    struct imp_grpcc *h2;               /* non-NULL: calls go through it (net/grpcc.h) to
+                                           the addresses it can dial, not the channels */
     const size_t *gw_of;                /* NULL: every user to every gateway; else per user the
                                            one gateway it goes to ((size_t)-1: none) */
     const char *skip_reason;            /* the error of a skipped gateway */

@@ -178,6 +178,7 @@ static void start_fanout(struct msg *t)
         .users = t->online,
         .nusers = t->nonline,
         .channels = chs,
+        .h2 = w->grpcc,
         .gw_of = gw_of,
         .skip_reason = skip,
         .addrs = t->gws->addrs,

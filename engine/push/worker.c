@@ -39,6 +39,7 @@
 #include "calls/api.h"
 #include "calls/httpbatch.h"
 #include "net/chans.h"
+#include "net/grpcc.h"
 #include "net/producer.h"
 #include "script/vm.h"
 #include "state/registry.h"
@@ -718,6 +719,7 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     };
     imp_chans_breaker(w->host.chans, env->cfg->gw_breaker_failures, env->cfg->gw_breaker_open_ms,
                       env->cfg->gateway_timeout_ms + 1000);
+    if (env->cfg->gw_h2) w->grpcc = imp_grpcc_create(w->loop, env->cfg->max_grpc_message);
     for (int i = 0; i < S_COUNT; i++) {
         struct stream *s = &w->streams[i];
         s->w = w;
@@ -847,6 +849,7 @@ void imp_worker_destroy(struct imp_worker *w)
     imp_api_clients_destroy(w->host.api);
     imp_httpbatch_destroy(w->host.httpbatch);
     imp_ring_destroy(w->ring);
+    imp_grpcc_destroy(w->grpcc);
     imp_vm_destroy(w->vm);
     while (w->retired) {
         struct imp_vm *vm = w->retired;

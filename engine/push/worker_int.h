@@ -161,6 +161,8 @@ struct imp_worker {
      * the gateway list's version moves (fanout.c) */
     struct imp_ring *ring;
     uint64_t ring_version;
+    /* impulse.gatewayTransport h2: the gateways' calls on this loop */
+    struct imp_grpcc *grpcc;
     /* the synchronous step running now (imp_worker_step); step_depth is
      * the thread's own, the rest is read by the watchdog under step_lock */
     int step_depth;

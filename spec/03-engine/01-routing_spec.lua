@@ -2,7 +2,10 @@
 -- the OpenIM stand-in: which gateway is asked to push which users.
 local h = require "spec.helpers"
 
-describe("routing #engine", function()
+-- Twice: gateways called through the gRPC C core (impulse.gatewayTransport
+-- grpc, the default) and through the engine's own HTTP/2 client (h2).
+for _, transport in ipairs { "grpc", "h2" } do
+describe("routing over " .. transport .. " #engine", function()
   local env, imp
 
   lazy_setup(function()
@@ -12,7 +15,8 @@ describe("routing #engine", function()
     h.set_online(env, { alice = { 1 } }, env.gateways[1])
     h.set_online(env, { bob = { 5 } }, env.gateways[2])
     h.set_group(env, "g1", { "alice", "bob", "carol" })
-    imp = h.start_impulse(env, { workers = 2, gateway_timeout_ms = 1500 })
+    imp = h.start_impulse(env, { workers = 2, gateway_timeout_ms = 1500,
+                                 impulse = { gatewayTransport = transport } })
   end)
 
   lazy_teardown(function()
@@ -180,4 +184,50 @@ describe("routing #engine", function()
     assert.matches("UNAVAILABLE", by[g2.grpc].error)
     assert.same({ "alice" }, r.reached)
   end)
+
+  if transport == "h2" then
+    it("calls a gateway again once it is back on its port, on a new connection", function()
+      -- gateway 2 was killed by the test above: one comes back on its port
+      local port = tonumber(env.gateways[2].grpc:match(":(%d+)$"))
+      local g = h.start_gateway(env.etcd, "--grpc-port " .. port)
+      env.gateways[#env.gateways + 1] = g
+      h.set_online(env, { dave = { 1 } }, g, true) -- a phone, published to impulse
+      local r = h.wait_until(function()
+        local msg = h.push_msg { sendID = "alice", recvID = "dave", options = { senderSync = false } }
+        h.produce(env, msg)
+        local got = route_of(msg)
+        return got.reached[1] == "dave" and got
+      end, 30000, "a push to dave through the restarted gateway")
+      local by = {}
+      for _, gw in ipairs(r.gateways) do by[gw.addr] = gw end
+      assert.is_nil(by[g.grpc].error)
+    end)
+
+    it("sends a 20,000-member group's 400 KB request through the flow-control windows", function()
+      local members, online = {}, {}
+      for i = 1, 20000 do
+        members[i] = string.format("big-member-%06d", i)
+        online[members[i]] = { 1 }
+      end
+      h.set_group(env, "gbig", members)
+      local before = h.http_json("GET", imp.admin .. "/healthz").onlineUsers
+      h.set_online(env, online, env.gateways[1])
+      -- into impulse's loaded online table through online_change
+      local pipe = io.popen("redis-cli -p " .. env.redis.port .. " > /dev/null", "w")
+      for u in pairs(online) do pipe:write("PUBLISH online_change 1:" .. u .. "\n") end
+      pipe:close()
+      h.wait_until(function()
+        return h.http_json("GET", imp.admin .. "/healthz").onlineUsers >= before + 20000
+      end, 30000, "20,000 members online")
+      local msg = h.push_msg { sendID = "big-member-000001", recvID = "", groupID = "gbig", sessionType = 3 }
+      h.produce(env, msg)
+      local r = route_of(msg, 60000)
+      local by = {}
+      for _, gw in ipairs(r.gateways) do by[gw.addr] = gw end
+      local g1 = by[env.gateways[1].grpc]
+      assert.is_nil(g1.error)
+      assert.equal(20000, g1.reached)
+    end)
+  end
 end)
+end
