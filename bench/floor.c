@@ -681,6 +681,9 @@ static void gw_flush(struct gw *g)
         ev_io_start(loop, &g->wio);
     else
         ev_io_stop(loop, &g->wio);
+    /* after a GOAWAY: the next call opens a new connection */
+    if (!g->out.len && !nghttp2_session_want_read(g->s) && !nghttp2_session_want_write(g->s))
+        gw_fail(g, "the gateway ended the connection");
 }
 
 static void on_gw_read(struct ev_loop *l, ev_io *w, int revents)
