@@ -138,7 +138,7 @@ local ok, err = pcall(function()
   else
     imp = h.start_impulse(env, { workers = 2, log_level = "warn",
                                  impulse = { maxInflight = 4096,
-                                             gatewayTransport = os.getenv("TRANSPORT") } })
+                                             grpcClient = os.getenv("TRANSPORT") } })
   end
   local ENGINE = FLOOR and "bench_floor" or "impulse"
 

@@ -328,7 +328,7 @@ static const char *impulse_keys[] = {
     "discovery",
     "kubernetesServiceAccount",
     "gatewaySelection",
-    "gatewayTransport",
+    "grpcClient",
     "logFormat",
     NULL,
 };
@@ -1032,15 +1032,15 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         c->gw_hash_port = colon && atoi(colon + 1) > 0 ? atoi(colon + 1) : 88;
     }
     {
-        /* how the gateways are called: the gRPC C core (its own thread and
-         * completion queue), or the engine's HTTP/2 client on each worker's
-         * loop (net/grpcc.c) */
-        char *tr = get_str(r, s, "impulse", "gatewayTransport", "grpc");
+        /* how the workers call the gateways and OpenIM's services: through
+         * the gRPC C core (its own thread and completion queue), or the
+         * engine's HTTP/2 client on each worker's loop (net/grpcc.c) */
+        char *tr = get_str(r, s, "impulse", "grpcClient", "core");
         if (tr && strcmp(tr, "h2") == 0)
             c->gw_h2 = true;
-        else if (tr && strcmp(tr, "grpc") != 0)
-            fail(r, "impulse", "gatewayTransport", lookup(s, "gatewayTransport"),
-                 "'%s': expected grpc or h2", tr);
+        else if (tr && strcmp(tr, "core") != 0)
+            fail(r, "impulse", "grpcClient", lookup(s, "grpcClient"), "'%s': expected core or h2",
+                 tr);
         free(tr);
     }
     char dlq[512];

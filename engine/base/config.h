@@ -85,7 +85,7 @@ struct imp_config {
     char *k8s_api;       /* https://host:port of the API server */
     char *k8s_sa_dir;    /* impulse.kubernetesServiceAccount: token, ca.crt, namespace */
     bool gw_hash;        /* impulse.gatewaySelection: hash (OpenIM's K8sStaticConsistentHash) */
-    bool gw_h2;          /* impulse.gatewayTransport h2: gateways over net/grpcc.c */
+    bool gw_h2;          /* impulse.grpcClient h2: the workers' gRPC over net/grpcc.c */
     int gw_hash_port;    /* the port in the ring's host names (messageGateway's ":port", 88) */
     char *k8s_origin;    /* why Kubernetes discovery (for the start line), or NULL */
     struct imp_strlist etcd_addrs;

@@ -171,8 +171,7 @@ int imp_lua_rpc(lua_State *L)
     rc->t = t;
     rc->m = m;
     snprintf(rc->service, sizeof(rc->service), "%s", svc);
-    int rv =
-        imp_grpc_unary(ch, path, buf, n, timeout, md, IMP_TASK_GRPC_MD, host->inbox, on_rpc, rc);
+    int rv = imp_host_unary(host, ch, path, buf, n, timeout, md, IMP_TASK_GRPC_MD, on_rpc, rc);
     free(buf);
     if (rv != 0) {
         free(rc);

@@ -180,8 +180,8 @@ static int start_fetch(struct imp_task *t, const char *gid, char *key, size_t kl
     f->t = t;
     f->key = key;
     f->klen = klen;
-    int rc = imp_grpc_unary(ch, IMP_GROUP_MEMBERS_METHOD, buf, n, cfg->rpc_timeout_ms, md,
-                            IMP_TASK_GRPC_MD, host->inbox, on_reply, f);
+    int rc = imp_host_unary(host, ch, IMP_GROUP_MEMBERS_METHOD, buf, n, cfg->rpc_timeout_ms, md,
+                            IMP_TASK_GRPC_MD, on_reply, f);
     free(buf);
     if (rc != 0) {
         free(f);

@@ -213,10 +213,9 @@ static int fetch(struct lookup *lk, size_t *idx, size_t n)
         for (size_t k = 0; k < count; k++) /* field 2: userIDs (OpenIM leaves 1 empty) */
             imp_buf_pb_bytes(&req, 2, lk->users[c->idx[k]], lk->klens[c->idx[k]]);
         lk->pending++;
-        int rc =
-            ch ? imp_grpc_unary(ch, IMP_USER_STATUS_METHOD, req.data, req.len, cfg->rpc_timeout_ms,
-                                md, IMP_TASK_GRPC_MD, lk->host->inbox, on_status, c)
-               : IMP_ENOTFOUND;
+        int rc = ch ? imp_host_unary(lk->host, ch, IMP_USER_STATUS_METHOD, req.data, req.len,
+                                     cfg->rpc_timeout_ms, md, IMP_TASK_GRPC_MD, on_status, c)
+                    : IMP_ENOTFOUND;
         imp_buf_dispose(&req);
         if (rc != 0) {
             /* as if the call failed at once (the start hold keeps the

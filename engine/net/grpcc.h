@@ -1,7 +1,7 @@
 /*
  * Unary gRPC calls over cleartext HTTP/2 (prior knowledge) with nghttp2,
  * on one libev loop: the engine's own client, used for the gateways'
- * SuperGroupOnlineBatchPushOneMsg when impulse.gatewayTransport is h2
+ * SuperGroupOnlineBatchPushOneMsg and the services when impulse.grpcClient is h2
  * (issue 16). No thread, no completion queue: the frames of every call
  * started in one loop turn leave in one write when the loop is about to
  * block, and answers are read on the same loop.

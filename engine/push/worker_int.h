@@ -161,7 +161,7 @@ struct imp_worker {
      * the gateway list's version moves (fanout.c) */
     struct imp_ring *ring;
     uint64_t ring_version;
-    /* impulse.gatewayTransport h2: the gateways' calls on this loop */
+    /* impulse.grpcClient h2: the gRPC calls of this loop (net/grpcc.c) */
     struct imp_grpcc *grpcc;
     /* the synchronous step running now (imp_worker_step); step_depth is
      * the thread's own, the rest is read by the watchdog under step_lock */

@@ -16,6 +16,7 @@
 #include "base/common.h"
 #include "base/config.h"
 #include "net/chans.h"
+#include "net/grpcc.h"
 #include "script/vm.h"
 #include "state/shared.h"
 
@@ -106,6 +107,16 @@ void imp_task_resume(struct imp_task *t, int nargs)
 struct imp_grpc_channel *imp_host_service(struct imp_host *h, const char *name)
 {
     return imp_chans_service(h->chans, h->shared->registry, name);
+}
+
+int imp_host_unary(struct imp_host *h, struct imp_grpc_channel *ch, const char *method,
+                   const void *req, size_t len, int timeout_ms, const struct imp_grpc_md *md,
+                   size_t nmd, imp_grpc_cb cb, void *arg)
+{
+    const char *addr = imp_grpc_channel_addr(ch);
+    if (h->grpcc && imp_grpcc_can_dial(addr))
+        return imp_grpcc_unary(h->grpcc, addr, method, req, len, timeout_ms, md, nmd, cb, arg);
+    return imp_grpc_unary(ch, method, req, len, timeout_ms, md, nmd, h->inbox, cb, arg);
 }
 
 /* ---------- Lua: adopt, event, wait, signal ---------- */

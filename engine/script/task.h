@@ -59,6 +59,7 @@ struct imp_host {
     struct imp_producer *producer;   /* NULL before the worker consumes, and in tests */
     struct imp_api_clients *api;     /* calls/api.c: scripts' Redis and HTTP clients */
     struct imp_httpbatch *httpbatch; /* calls/httpbatch.c: the providers' sender */
+    struct imp_grpcc *grpcc;         /* impulse.grpcClient h2: gRPC on this loop (net/grpcc.c) */
     const struct imp_task_ops *ops;
     struct imp_evwait *evwaits; /* coroutines blocked in core.wait */
     double next_event;          /* ids handed out by core.event */
@@ -117,6 +118,12 @@ void imp_task_resume(struct imp_task *t, int nargs);
 /* A node of OpenIM service `name` on h's channels, round robin; NULL when
  * none is registered. */
 struct imp_grpc_channel *imp_host_service(struct imp_host *h, const char *name);
+/* A unary call to ch's node, as imp_grpc_unary, the callback on h's
+ * thread: through h's own HTTP/2 client when it has one and can dial the
+ * node's address, else through the gRPC C core and h's inbox. */
+int imp_host_unary(struct imp_host *h, struct imp_grpc_channel *ch, const char *method,
+                   const void *req, size_t len, int timeout_ms, const struct imp_grpc_md *md,
+                   size_t nmd, imp_grpc_cb cb, void *arg);
 /* Frees what the runtime keeps on h (waiters of core.wait). */
 void imp_host_dispose(struct imp_host *h);
 

@@ -299,22 +299,20 @@ static void test_kubernetes(void)
              sa);
     c = load_text(text, err, sizeof(err));
     CHECK(c == NULL && strstr(err, "impulse.gatewaySelection"));
-    /* impulse.gatewayTransport: grpc (default) or h2, anything else named */
+    /* impulse.grpcClient: core (default) or h2, anything else named */
     snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n", k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
     CHECK(c != NULL && !c->gw_h2);
     imp_config_destroy(c);
-    snprintf(text, sizeof(text),
-             "%s%simpulse:\n  kubernetesServiceAccount: %s\n  gatewayTransport: h2\n", k8s, ports,
-             sa);
+    snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: h2\n",
+             k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
     CHECK(c != NULL && c->gw_h2);
     imp_config_destroy(c);
     snprintf(text, sizeof(text),
-             "%s%simpulse:\n  kubernetesServiceAccount: %s\n  gatewayTransport: quic\n", k8s, ports,
-             sa);
+             "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: quic\n", k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
-    CHECK(c == NULL && strstr(err, "impulse.gatewayTransport"));
+    CHECK(c == NULL && strstr(err, "impulse.grpcClient"));
     /* v3.8.4-alpha.1 chooses Kubernetes in a pod whatever enable says */
     snprintf(text, sizeof(text),
              "kafka:\n  address: [127.0.0.1:9092]\nredis:\n  address: [127.0.0.1:6379]\n"

@@ -2,9 +2,10 @@
 -- the OpenIM stand-in: which gateway is asked to push which users.
 local h = require "spec.helpers"
 
--- Twice: gateways called through the gRPC C core (impulse.gatewayTransport
--- grpc, the default) and through the engine's own HTTP/2 client (h2).
-for _, transport in ipairs { "grpc", "h2" } do
+-- Twice: the gateways and services called through the gRPC C core
+-- (impulse.grpcClient core, the default) and through the engine's own
+-- HTTP/2 client (h2).
+for _, transport in ipairs { "core", "h2" } do
 describe("routing over " .. transport .. " #engine", function()
   local env, imp
 
@@ -16,7 +17,7 @@ describe("routing over " .. transport .. " #engine", function()
     h.set_online(env, { bob = { 5 } }, env.gateways[2])
     h.set_group(env, "g1", { "alice", "bob", "carol" })
     imp = h.start_impulse(env, { workers = 2, gateway_timeout_ms = 1500,
-                                 impulse = { gatewayTransport = transport } })
+                                 impulse = { grpcClient = transport } })
   end)
 
   lazy_teardown(function()
