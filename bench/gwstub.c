@@ -4,7 +4,7 @@
  * knowledge) from one thread, so a benchmark measures impulse, not the
  * Node stand-in.
  *
- *   build/bench_gwstub [--port N] [--info FILE] [--offline-every K]
+ *   build/bench_gwstub [--port N] [--info FILE] [--offline-every K] [--latency FILE]
  *
  * Every user asked about is reported pushed online (onlinePush true, one
  * platform result), except every K-th user when --offline-every is given.
@@ -13,6 +13,17 @@
  * {"grpc":"127.0.0.1:PORT"} once it listens. What it leaves out: metadata
  * checks, deadlines (grpc-timeout is ignored), TLS, the real gateway's
  * connection table: it is a sink with OpenIM's wire shape.
+ *
+ * --latency FILE (bench/latency.lua): each request's msgData.ex is read
+ * as the produce time (CLOCK_REALTIME microseconds, decimal, as
+ * bench_loadgen writes it) and receipt − produce time is kept as one
+ * int32 sample of microseconds per request, "receipt" being the wall
+ * clock read once per read() of the socket the request's last bytes came
+ * in. On SIGUSR1, and at exit, the samples so far go to FILE (written
+ * aside and renamed in, so a reader never sees half a file) and the list
+ * starts again: a first line "# requests N users N samples N untimed N"
+ * (untimed: requests whose ex held no number), then one sample a line.
+ * The loadgen and the stub must share a machine (one wall clock).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PATH "/openim.msggateway.msgGateway/SuperGroupOnlineBatchPushOneMsg"
@@ -51,6 +63,13 @@ struct conn {
 static struct ev_loop *loop;
 static long offline_every;
 static unsigned long long n_requests, n_users, n_bytes, last_printed;
+/* --latency: the samples since the last dump (µs), and the wall clock at
+ * the current read() */
+static const char *lat_path;
+static int32_t *lat;
+static size_t nlat, caplat;
+static unsigned long long n_untimed;
+static int64_t recv_us;
 
 static void *grow(void *p, size_t *cap, size_t need)
 {
@@ -85,6 +104,74 @@ static size_t put_varint(uint8_t *o, uint64_t v)
     }
     o[n++] = (uint8_t)v;
     return n;
+}
+
+/* msgData.ex of an OnlineBatchPushOneMsgReq body as a decimal number,
+ * or -1: the produce time bench_loadgen put there. */
+static int64_t produce_time(const uint8_t *body, size_t len)
+{
+    const uint8_t *p = body, *end = body + len;
+    int inside = 0;
+    while (p < end) {
+        uint64_t key, l;
+        if (varint(&p, end, &key)) return -1;
+        if ((key & 7) == 0) { /* varint: skip */
+            if (varint(&p, end, &l)) return -1;
+            continue;
+        }
+        if ((key & 7) != 2 || varint(&p, end, &l) || l > (uint64_t)(end - p)) return -1;
+        if (!inside && key >> 3 == 1) { /* msgData: descend */
+            end = p + l;
+            inside = 1;
+            continue;
+        }
+        if (inside && key >> 3 == 23) { /* ex */
+            int64_t v = 0;
+            if (l == 0 || l > 18) return -1;
+            for (uint64_t i = 0; i < l; i++) {
+                if (p[i] < '0' || p[i] > '9') return -1;
+                v = v * 10 + (p[i] - '0');
+            }
+            return v;
+        }
+        p += l;
+    }
+    return -1;
+}
+
+static void record_latency(const uint8_t *body, size_t len)
+{
+    int64_t ts = produce_time(body, len);
+    if (ts < 0) {
+        n_untimed++;
+        return;
+    }
+    int64_t d = recv_us - ts;
+    if (d > INT32_MAX) d = INT32_MAX;
+    if (d < INT32_MIN) d = INT32_MIN;
+    if (nlat == caplat) {
+        caplat = caplat ? caplat * 2 : 1 << 16;
+        lat = realloc(lat, caplat * sizeof(*lat));
+        if (!lat) abort();
+    }
+    lat[nlat++] = (int32_t)d;
+}
+
+static void dump_latency(void)
+{
+    if (!lat_path) return;
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", lat_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        perror(tmp);
+        return;
+    }
+    fprintf(f, "# requests %llu users %llu samples %zu untimed %llu\n", n_requests, n_users, nlat,
+            n_untimed);
+    for (size_t i = 0; i < nlat; i++) fprintf(f, "%d\n", lat[i]);
+    if (fclose(f) == 0) rename(tmp, lat_path);
+    nlat = 0;
 }
 
 /* The reply to an OnlineBatchPushOneMsgReq body (without the gRPC
@@ -190,6 +277,7 @@ static void respond(nghttp2_session *s, struct stream *st)
     size_t len =
         (size_t)st->req[1] << 24 | (size_t)st->req[2] << 16 | (size_t)st->req[3] << 8 | st->req[4];
     if (len > st->len - 5) len = st->len - 5;
+    if (lat_path) record_latency(st->req + 5, len);
     answer(st, st->req + 5, len);
     n_requests++;
     n_bytes += st->len;
@@ -309,6 +397,11 @@ static void on_read(struct ev_loop *l, ev_io *w, int revents)
     uint8_t buf[65536];
     for (;;) {
         ssize_t n = read(c->fd, buf, sizeof(buf));
+        if (lat_path) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            recv_us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+        }
         if (n == 0 || (n < 0 && errno != EAGAIN)) {
             conn_close(c);
             return;
@@ -375,7 +468,16 @@ static void on_stop(struct ev_loop *l, ev_signal *s, int revents)
     (void)s;
     (void)revents;
     on_tick(l, NULL, 0);
+    dump_latency();
     ev_break(l, EVBREAK_ALL);
+}
+
+static void on_dump(struct ev_loop *l, ev_signal *s, int revents)
+{
+    (void)l;
+    (void)s;
+    (void)revents;
+    dump_latency();
 }
 
 int main(int argc, char **argv)
@@ -389,8 +491,11 @@ int main(int argc, char **argv)
             info = argv[++i];
         else if (strcmp(argv[i], "--offline-every") == 0 && i + 1 < argc)
             offline_every = atol(argv[++i]);
+        else if (strcmp(argv[i], "--latency") == 0 && i + 1 < argc)
+            lat_path = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gwstub [--port N] [--info FILE] [--offline-every K]\n");
+            fprintf(stderr, "usage: bench_gwstub [--port N] [--info FILE] [--offline-every K] "
+                            "[--latency FILE]\n");
             return 2;
         }
     }
@@ -432,11 +537,13 @@ int main(int argc, char **argv)
     ev_timer tick;
     ev_timer_init(&tick, on_tick, 1., 1.);
     ev_timer_start(loop, &tick);
-    ev_signal s1, s2;
+    ev_signal s1, s2, s3;
     ev_signal_init(&s1, on_stop, SIGINT);
     ev_signal_init(&s2, on_stop, SIGTERM);
+    ev_signal_init(&s3, on_dump, SIGUSR1);
     ev_signal_start(loop, &s1);
     ev_signal_start(loop, &s2);
+    ev_signal_start(loop, &s3);
     ev_run(loop, 0);
     nghttp2_session_callbacks_del(cbs);
     return 0;
