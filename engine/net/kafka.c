@@ -45,9 +45,16 @@ struct imp_consumer {
     struct imp_metric **lag; /* by partition: the lag gauge, NULL until set */
     uint64_t lag_at_ms;
     int nassigned;
-    int paused;
+    int paused;       /* the partitions are paused in librdkafka */
+    int held;         /* not polled: maxInflight reached */
+    uint64_t held_at; /* since when, ms */
     int stopping;
 };
+
+/* A hold longer than this becomes a pause in librdkafka, so that
+ * rebalances and errors are served again (a pause drops the prefetched
+ * records, which are fetched again on resume: costly, hence the hold). */
+#define HOLD_MAX_MS 3000
 
 static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
@@ -266,7 +273,15 @@ done:
 static void drain(struct imp_consumer *c)
 {
     rd_kafka_message_t *m;
-    while (c->rk && (m = rd_kafka_consumer_poll(c->rk, 0))) handle(c, m);
+    if (c->held) {
+        if (imp_now_ms() - c->held_at < HOLD_MAX_MS) return;
+        c->held = 0; /* held too long: paused, and polled for the group's events */
+        if (!c->paused) {
+            c->paused = 1;
+            pause_all(c, 1);
+        }
+    }
+    while (c->rk && !c->held && (m = rd_kafka_consumer_poll(c->rk, 0))) handle(c, m);
     uint64_t now = imp_now_ms();
     if (c->rk && !c->stopping && now - c->lag_at_ms >= 1000) {
         c->lag_at_ms = now;
@@ -421,20 +436,28 @@ void imp_consumer_done(struct imp_consumer *c, struct imp_msgref ref)
 
 void imp_consumer_pause(struct imp_consumer *c)
 {
-    if (c->paused) return;
-    c->paused = 1;
-    pause_all(c, 1);
+    if (c->paused || c->held) return;
+    c->held = 1;
+    c->held_at = imp_now_ms();
     imp_metrics_inc("impulse_consumer_pauses_total", NULL, 1);
 }
 
 void imp_consumer_resume(struct imp_consumer *c)
 {
-    if (!c->paused || c->stopping) return;
-    c->paused = 0;
-    pause_all(c, 0);
+    if ((!c->paused && !c->held) || c->stopping) return;
+    c->held = 0;
+    if (c->paused) {
+        c->paused = 0;
+        pause_all(c, 0);
+    }
+    /* what waits in the queue raised no wake-up while it was not polled:
+     * poll on the loop's next turn */
+    if (c->wake.fd[1] >= 0 && write(c->wake.fd[1], "1", 1) < 0) {
+        /* the pipe is full: a wake-up is pending anyway */
+    }
 }
 
-int imp_consumer_paused(const struct imp_consumer *c) { return c->paused; }
+int imp_consumer_paused(const struct imp_consumer *c) { return c->paused || c->held; }
 int imp_consumer_assigned(const struct imp_consumer *c) { return c->nassigned; }
 
 int imp_consumer_current(const struct imp_consumer *c, struct imp_msgref ref)
@@ -446,6 +469,7 @@ int imp_consumer_current(const struct imp_consumer *c, struct imp_msgref ref)
 void imp_consumer_stop_fetching(struct imp_consumer *c)
 {
     c->stopping = 1;
+    c->held = 0;
     if (!c->paused) {
         c->paused = 1;
         pause_all(c, 1);

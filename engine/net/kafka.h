@@ -81,6 +81,9 @@ struct imp_consumer *imp_consumer_create(struct ev_loop *loop, const struct imp_
 /* Subscribes; partitions arrive through the handler. */
 int imp_consumer_start(struct imp_consumer *c, char *err, size_t errlen);
 void imp_consumer_done(struct imp_consumer *c, struct imp_msgref ref);
+/* Stops taking records (maxInflight reached): the consumer is not polled,
+ * so librdkafka's prefetched records wait in its queue; held past 3 s it
+ * becomes a pause in librdkafka. Resume polls again on the next loop turn. */
 void imp_consumer_pause(struct imp_consumer *c);
 void imp_consumer_resume(struct imp_consumer *c);
 int imp_consumer_paused(const struct imp_consumer *c);
