@@ -1,6 +1,6 @@
 -- bench/latency.lua: latency and capacity of single chat (issue 16).
 --
---   [ENGINE=impulse] [FETCH_WAIT_MS=5] [MAX_INFLIGHT=1000000]
+--   [ENGINE=impulse] [FETCH_WAIT_MS=5] [MAX_INFLIGHT=1000000] [TRANSPORT=core|h2]
 --   [PHASES=intake,rate,latency] [RATE_MAX=n] [INTAKE_N=50000] [USERS=1000]
 --   luajit bench/latency.lua
 --
@@ -98,7 +98,7 @@ local engines = {}
 
 engines.impulse = {
   start = function(env, _, o)
-    local over = { maxInflight = MAX_INFLIGHT, fetchWaitMs = FETCH_WAIT }
+    local over = { maxInflight = MAX_INFLIGHT, fetchWaitMs = FETCH_WAIT, grpcClient = os.getenv("TRANSPORT") }
     for k, v in pairs(o.impulse or {}) do over[k] = v end
     local imp = h.start_impulse(env, { workers = o.workers, log_level = "warn", scripts = o.scripts,
                                        impulse = over, no_wait = o.no_wait })
@@ -134,16 +134,49 @@ engines.impulse = {
   end,
 }
 
--- ENGINE=floor: the minimal C push program (its own session writes it;
--- it takes --gateway host:port flags and consumes toPush). To add it:
--- spawn it here with env.kafka.bootstrap and a --gateway per gws[i].addr,
--- and give it a completed(): e.g. a counter it prints or serves, or the
--- gateway stubs' request counts (each stub prints "requests N" on stdout
--- once a second; finished = the smallest count over the gateways). Its
--- trivial (o.trivial) mode may simply consume and count.
+-- ENGINE=floor: build/bench_floor (bench/floor.c), the least work a push
+-- needs, on the same broker and gateways: every "chat<i>" online in its
+-- table, no groups; finished messages from its status file. It has no
+-- trivial policy: in the intake phase it pushes each record to the
+-- gateways (timed from outside).
+local floor_n = 0
 engines.floor = {
-  start = function()
-    error("ENGINE=floor is not wired in yet: see engines.floor in bench/latency.lua", 0)
+  start = function(env, gws, o)
+    floor_n = floor_n + 1
+    local dir = h.tmpdir()
+    local online = format("%s/floor-online-%d.txt", dir, floor_n)
+    local status = format("%s/floor-status-%d.json", dir, floor_n)
+    local lines = {}
+    for i = 1, USERS do lines[i] = "chat" .. i .. " 1" end
+    h.write_file(online, table.concat(lines, "\n") .. "\n")
+    h.write_file(dir .. "/floor-groups.txt", "\n")
+    local args = {}
+    for _, g in ipairs(gws) do args[#args + 1] = "--gateway " .. g.addr end
+    local p = h.spawn("floor", format("%s/build/bench_floor --brokers %s %s --online %s --group %s --status %s "
+      .. "--offset-reset earliest --max-inflight %d --fetch-wait-ms %d", h.root, env.kafka.bootstrap,
+      table.concat(args, " "), online, dir .. "/floor-groups.txt", status, math.min(MAX_INFLIGHT, 1000000), FETCH_WAIT))
+    local function read()
+      local t = h.read_file(status) or ""
+      return tonumber(t:match('"done":(%d+)')) or 0, tonumber(t:match('"failed":(%d+)')) or 0,
+        tonumber(t:match('"assigned":(%d+)')) or 0
+    end
+    if not o.no_wait then
+      h.wait_until(function()
+        if not h.alive(p) then error("bench_floor exited during start-up; its log: " .. p.log, 0) end
+        return select(3, read()) > 0
+      end, 30000, "bench_floor to join the consumer group")
+    end
+    return {
+      proc = p,
+      completed = function()
+        local done, failed = read()
+        if failed > 0 then error(format("bench_floor: %d message(s) failed; its log: %s", failed, p.log), 0) end
+        if not h.alive(p) then error("bench_floor exited; its log: " .. p.log, 0) end
+        return done
+      end,
+      stop = function() h.stop(p, 30000) end,
+      pauses = function() return 0 end,
+    }
   end,
 }
 
