@@ -1033,9 +1033,10 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     }
     {
         /* how the workers call the gateways and OpenIM's services: through
-         * the gRPC C core (its own thread and completion queue), or the
-         * engine's HTTP/2 client on each worker's loop (net/grpcc.c) */
-        char *tr = get_str(r, s, "impulse", "grpcClient", "core");
+         * the engine's HTTP/2 client on each worker's loop (net/grpcc.c;
+         * addresses it cannot dial still go through the C core), or only
+         * through the gRPC C core (its own thread and completion queue) */
+        char *tr = get_str(r, s, "impulse", "grpcClient", "h2");
         if (tr && strcmp(tr, "h2") == 0)
             c->gw_h2 = true;
         else if (tr && strcmp(tr, "core") != 0)

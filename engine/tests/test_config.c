@@ -299,15 +299,15 @@ static void test_kubernetes(void)
              sa);
     c = load_text(text, err, sizeof(err));
     CHECK(c == NULL && strstr(err, "impulse.gatewaySelection"));
-    /* impulse.grpcClient: core (default) or h2, anything else named */
+    /* impulse.grpcClient: h2 (default) or core, anything else named */
     snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n", k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
-    CHECK(c != NULL && !c->gw_h2);
+    CHECK(c != NULL && c->gw_h2);
     imp_config_destroy(c);
-    snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: h2\n",
+    snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: core\n",
              k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
-    CHECK(c != NULL && c->gw_h2);
+    CHECK(c != NULL && !c->gw_h2);
     imp_config_destroy(c);
     snprintf(text, sizeof(text),
              "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: quic\n", k8s, ports, sa);

@@ -2,9 +2,9 @@
 -- the OpenIM stand-in: which gateway is asked to push which users.
 local h = require "spec.helpers"
 
--- Twice: the gateways and services called through the gRPC C core
--- (impulse.grpcClient core, the default) and through the engine's own
--- HTTP/2 client (h2).
+-- Twice: the gateways and services called through the engine's own HTTP/2
+-- client (impulse.grpcClient h2, the default) and through the gRPC C core
+-- (core).
 for _, transport in ipairs { "core", "h2" } do
 describe("routing over " .. transport .. " #engine", function()
   local env, imp
