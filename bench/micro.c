@@ -10,6 +10,7 @@
  *
  * Prints one line per figure. Not a test: nothing is asserted.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,8 +193,38 @@ static void bench_encode_group(void)
     free(users);
 }
 
-int main(void)
+/* `bench_micro rss [N...]`: the online table's resident memory against its
+ * users, each size on a fresh table: N users "u<10000000+i>" on {1, 2},
+ * the whole process's RSS growth (IDs included), as online.memory. */
+static void bench_rss(int argc, char **argv)
 {
+    static const long sizes[] = {1000000, 2000000, 5000000, 10000000};
+    int n = argc > 0 ? argc : (int)(sizeof(sizes) / sizeof(sizes[0]));
+    printf("# users  rss_growth_kib  bytes_per_user  process_rss_kib\n");
+    for (int k = 0; k < n; k++) {
+        long users = argc > 0 ? atol(argv[k]) : sizes[k];
+        long before = rss_kib();
+        struct imp_online *t = imp_online_create(256);
+        char id[16];
+        for (long i = 0; i < users; i++) {
+            int len = snprintf(id, sizeof(id), "u%ld", 10000000 + i);
+            imp_online_set(t, id, (size_t)len, (1ULL << 1) | (1ULL << 2), 1);
+        }
+        long after = rss_kib();
+        printf("%ld %ld %.1f %ld\n", users, after - before, (after - before) * 1024.0 / users,
+               after);
+        fflush(stdout);
+        imp_online_destroy(t);
+        malloc_trim(0);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "rss") == 0) {
+        bench_rss(argc - 2, argv + 2);
+        return 0;
+    }
     bench_online();
     bench_decode();
     bench_encode_group();

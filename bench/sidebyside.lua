@@ -17,6 +17,10 @@
 --        interceptors, logs). impulse: bench/cpu.lua with the C gateway
 --        stand-ins (whole process, everything included). The floor:
 --        bench/cpu.lua with ENGINE=floor, when build/bench_floor exists.
+--        impulse runs with its defaults (impulse.grpcClient h2); TRANSPORT=core
+--        in the environment reaches bench/cpu.lua.
+-- Writes bench/plots/cpu.dat (push) and bench/plots/go-w3.txt (cache) for
+-- bench/plot.sh cpu / rss.
 --
 -- The anchors are built from the public repositories' git copies under
 -- MIRRORS (<owner>+<name>/repo) with Debian's golang-go, by the setup.sh
@@ -147,6 +151,8 @@ local function run_cache()
     print(format("| %s | %s | %s | %s | **%.2f×** |", c[1], list(go[i]), list(imp[i]), list(adv, "%.2f"),
       median(adv)))
   end
+  -- OpenIM's bytes per online user, for bench/plot.sh rss
+  h.write_file(h.root .. "/bench/plots/go-w3.txt", format("%.1f\n", median(go[4])))
 end
 
 -- ---- per-message CPU ----------------------------------------------------------
@@ -223,6 +229,15 @@ local function run_push()
     print(format("| %s | %s | %s | %s | **%.2f** |", w, list(res.go[w]), list(res.impulse[w]), list(ratio, "%.2f"),
       median(ratio)) .. (has_floor and format(" %s | **%.2f** |", list(res.floor[w]), median(fratio)) or ""))
   end
+  -- medians by recipients, for bench/plot.sh cpu
+  local rows = { format("# bench/sidebyside.lua %s, %d rounds: recipients openim impulse floor (us CPU/msg)",
+    os.date("!%Y-%m-%d"), ROUNDS) }
+  local recipients = { ["single chat"] = 1, ["group 1000"] = 1000, ["group 10000"] = 10000, ["group 100000"] = 100000 }
+  for _, w in ipairs(WORKLOADS) do
+    rows[#rows + 1] = format("%d %.1f %.1f %s", recipients[w], median(res.go[w]), median(res.impulse[w]),
+      has_floor and format("%.1f", median(res.floor[w])) or "?")
+  end
+  h.write_file(h.root .. "/bench/plots/cpu.dat", table.concat(rows, "\n") .. "\n")
 end
 
 build_anchors()

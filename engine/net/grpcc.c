@@ -661,6 +661,17 @@ int imp_grpcc_unary(struct imp_grpcc *c, const char *addr, const char *method, c
             NV(md[i].key, md[i].value ? md[i].value : "", md[i].value ? strlen(md[i].value) : 0);
     nghttp2_data_provider prd = {.source.ptr = cl, .read_callback = body_read_cb};
     int32_t sid = nghttp2_submit_request(k->s, NULL, nva, nh, &prd, cl);
+    if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {
+        /* 2^30 calls on this connection: it drains, a new one takes over */
+        k->draining = 1;
+        if (d->conn == k) d->conn = NULL;
+        kick(c);
+        if (!(k = conn_open(c, d))) {
+            call_finish(cl, 14, d->error);
+            return 0;
+        }
+        sid = nghttp2_submit_request(k->s, NULL, nva, nh, &prd, cl);
+    }
     cl->k = k;
     cl->next = k->calls;
     if (k->calls) k->calls->prev = cl;

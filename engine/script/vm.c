@@ -305,7 +305,19 @@ static struct imp_vm *vm_base(const struct imp_config *cfg, const luaL_Reg *cons
     }
     lua_State *L = vm->L;
     luaL_openlibs(L);
-    if (!cfg->script_jit && !test_mode) luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+    /* The JIT stays on for the engine's own Lua (the driver, the offline
+     * leg, the transports); the operator's scripts are loaded with the JIT
+     * off for their functions (impulse.sandbox, jit.off(chunk, true)), so
+     * the budget's count hook, which compiled code never runs, stops a
+     * runaway loop in them. impulse.scriptJit compiles scripts too.
+     * package.loaded["impulse.vmflags"] tells the sandbox. */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "loaded");
+    lua_createtable(L, 0, 1);
+    lua_pushboolean(L, !cfg->script_jit && !test_mode);
+    lua_setfield(L, -2, "interpretScripts");
+    lua_setfield(L, -2, "impulse.vmflags");
+    lua_pop(L, 2);
     if (test_mode) {
         /* the engine's library first, then wherever busted and friends live */
         lua_getglobal(L, "package");

@@ -17,6 +17,9 @@ local pairs, type, error, tostring, setmetatable, rawget =
 local raw_pcall, raw_xpcall, select = pcall, xpcall, select
 local loadfile, loadstring, setfenv, require = loadfile, loadstring, setfenv, require
 local unpack = unpack
+local jit = jit
+local vmflags = package.loaded["impulse.vmflags"]
+local interpret_scripts = type(vmflags) == "table" and vmflags.interpretScripts == true
 
 local _M = {}
 
@@ -133,6 +136,9 @@ function _M.load_file(path, scripts_dir, loaded)
     loaded["\0base"] = base
   end
   setfenv(chunk, script_env(base, path))
+  -- the JIT off for every function of the file (vm.c says why): the
+  -- budget's count hook runs only in the interpreter
+  if interpret_scripts then jit.off(chunk, true) end
   return chunk()
 end
 
