@@ -656,9 +656,10 @@ int imp_grpcc_unary(struct imp_grpcc *c, const char *addr, const char *method, c
     nva[nh++] = NV("te", "trailers", 8);
     nva[nh++] = NV("grpc-timeout", tmo, strlen(tmo));
     nva[nh++] = NV("user-agent", "grpc-c/impulse", 14);
-    for (size_t i = 0; i < nmd && i < MAX_MD; i++)
-        nva[nh++] =
-            NV(md[i].key, md[i].value ? md[i].value : "", md[i].value ? strlen(md[i].value) : 0);
+    for (size_t i = 0; i < nmd && i < MAX_MD; i++) {
+        if (!md[i].value) continue; /* absent, as the C core leaves it out */
+        nva[nh++] = NV(md[i].key, md[i].value, strlen(md[i].value));
+    }
     nghttp2_data_provider prd = {.source.ptr = cl, .read_callback = body_read_cb};
     int32_t sid = nghttp2_submit_request(k->s, NULL, nva, nh, &prd, cl);
     if (sid == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE) {

@@ -42,7 +42,8 @@ void imp_grpcc_destroy(struct imp_grpcc *c);
 int imp_grpcc_can_dial(const char *addr);
 
 /* Starts a unary call of method ("/pkg.Service/Method") to addr with the
- * encoded request (copied). cb(arg, result) runs later on the loop. Returns
+ * encoded request (copied) and the metadata whose value is not NULL. cb(arg,
+ * result) runs later on the loop. Returns
  * 0, or IMP_EINVAL when addr cannot be dialled (cb is then not called). */
 int imp_grpcc_unary(struct imp_grpcc *c, const char *addr, const char *method, const void *req,
                     size_t len, int timeout_ms, const struct imp_grpc_md *md, size_t nmd,

@@ -59,6 +59,10 @@ describe("routing over " .. transport .. " #engine", function()
     end
     assert.equal(opid, push.metadata.operationid)
     assert.equal("bob", push.metadata.opuserid)
+    -- keys without a value are left out, not sent empty (main's temporary
+    -- admin keys are only for its toPush calls)
+    assert.is_nil(push.metadata.customheader)
+    assert.is_nil(push.metadata.ctximtempadminkey)
     assert.equal(2, push.msgData.status) -- sending (1) became sent (2)
     assert.equal(msg.content, push.msgData.content)
     assert.equal(msg.serverMsgID, push.msgData.serverMsgID)
