@@ -56,7 +56,8 @@ local MAX_INFLIGHT = tonumber(os.getenv("MAX_INFLIGHT")) or 1000000
 local WINDOW_S = 5 -- a rate trial
 local WARM_S, MEASURE_S = 2, 10 -- a latency run
 local LOADS = { 0.25, 0.50, 0.75, 0.90 }
-local DAT = h.root .. "/bench/plots/latency.dat"
+-- DAT=...: the data file elsewhere (the floor: bench/plots/latency-floor.dat)
+local DAT = os.getenv("DAT") or (h.root .. "/bench/plots/latency.dat")
 local LOADGEN = h.root .. "/build/bench_loadgen"
 
 -- The wall clock in ms (CLOCK_REALTIME; spec/helpers/kafka.lua declares
