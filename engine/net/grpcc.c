@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +98,20 @@ struct imp_grpcc {
 };
 
 static void conn_fail(struct gconn *k, const char *why);
+
+/* Calls a destroyed client never answered: their callbacks cannot run (the
+ * owners' state is gone at shutdown), so their records, and through them
+ * the callbacks' arguments, are kept here until the process exits. */
+static struct call *abandoned;
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void call_abandon(struct call *cl)
+{
+    pthread_mutex_lock(&abandoned_lock);
+    cl->ready_next = abandoned;
+    abandoned = cl;
+    pthread_mutex_unlock(&abandoned_lock);
+}
 
 /* ---- scheduling ---------------------------------------------------------- */
 
@@ -718,14 +733,14 @@ void imp_grpcc_destroy(struct imp_grpcc *c)
             struct call *cl = k->calls;
             call_unlink(cl);
             ev_timer_stop(c->loop, &cl->timer);
-            call_free(cl);
+            call_abandon(cl);
         }
         conn_free(k);
     }
     while (c->ready_head) {
         struct call *cl = c->ready_head;
         c->ready_head = cl->ready_next;
-        call_free(cl);
+        call_abandon(cl);
     }
     while (c->dests) {
         struct dest *d = c->dests;

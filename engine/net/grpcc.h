@@ -34,8 +34,9 @@ struct imp_grpcc;
 
 /* A client on loop; max_msg bounds sent messages (replies up to 64 MiB). */
 struct imp_grpcc *imp_grpcc_create(struct ev_loop *loop, int max_msg);
-/* Closes every connection; calls not answered are dropped (their callbacks
- * do not run): only once the loop's users are done. */
+/* Closes every connection; calls not answered are dropped: their callbacks
+ * do not run, and their records (with the callbacks' arguments) stay
+ * allocated until the process exits. At shutdown only. */
 void imp_grpcc_destroy(struct imp_grpcc *c);
 
 /* 1 when addr is host:port with a numeric host this client can dial. */

@@ -719,7 +719,9 @@ static struct imp_worker *worker_alloc(const struct imp_worker_env *env, int id)
     };
     imp_chans_breaker(w->host.chans, env->cfg->gw_breaker_failures, env->cfg->gw_breaker_open_ms,
                       env->cfg->gateway_timeout_ms + 1000);
-    if (env->cfg->gw_h2) w->grpcc = imp_grpcc_create(w->loop, env->cfg->max_grpc_message);
+    /* requests are sized by their callers (the gateway fan-out splits at
+     * maxGrpcMessageBytes; the filter at 3 MiB): 64 MiB is only a bound */
+    if (env->cfg->gw_h2) w->grpcc = imp_grpcc_create(w->loop, 64 << 20);
     w->host.grpcc = w->grpcc;
     for (int i = 0; i < S_COUNT; i++) {
         struct stream *s = &w->streams[i];
