@@ -304,8 +304,8 @@ static void test_kubernetes(void)
     c = load_text(text, err, sizeof(err));
     CHECK(c != NULL && c->gw_h2);
     imp_config_destroy(c);
-    snprintf(text, sizeof(text), "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: core\n",
-             k8s, ports, sa);
+    snprintf(text, sizeof(text),
+             "%s%simpulse:\n  kubernetesServiceAccount: %s\n  grpcClient: core\n", k8s, ports, sa);
     c = load_text(text, err, sizeof(err));
     CHECK(c != NULL && !c->gw_h2);
     imp_config_destroy(c);
