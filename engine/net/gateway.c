@@ -138,6 +138,54 @@ static void deferred_done(void *arg)
     finish_one(f);
 }
 
+/* The counters a reply updates, found once per thread instead of three
+ * label strings and registry lookups (under its lock) per reply; metrics
+ * live until the process ends. */
+static struct imp_metric *result_metric(const char *result)
+{
+    static __thread const char *names[8];
+    static __thread struct imp_metric *found[8];
+    for (int i = 0; i < 8 && names[i]; i++)
+        if (names[i] == result) return found[i];
+    char labels[64];
+    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
+    struct imp_metric *m = imp_metrics_counter("impulse_gateway_calls_total", labels, NULL);
+    for (int i = 0; i < 8; i++)
+        if (!names[i]) {
+            names[i] = result; /* one of on_reply's literals */
+            found[i] = m;
+            break;
+        }
+    return m;
+}
+
+struct gw_metrics {
+    char addr[128]; /* "" when unused; addresses this long or longer are not kept */
+    struct imp_metric *asked, *reached;
+};
+
+#define GW_METRICS 64 /* gateways remembered per thread; the oldest is replaced */
+
+static struct gw_metrics *gw_metrics_of(const char *addr, struct gw_metrics *scratch)
+{
+    static __thread struct gw_metrics cache[GW_METRICS];
+    static __thread unsigned next;
+    size_t len = strlen(addr);
+    struct gw_metrics *e = scratch;
+    if (len > 0 && len < sizeof(e->addr)) {
+        for (int i = 0; i < GW_METRICS && cache[i].addr[0]; i++)
+            if (strcmp(cache[i].addr, addr) == 0) return &cache[i];
+        e = &cache[next++ % GW_METRICS];
+        memcpy(e->addr, addr, len + 1);
+    }
+    char gl[192 + sizeof(e->addr)];
+    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"asked\"", addr);
+    e->asked = imp_metrics_counter("impulse_gateway_users_total", gl, NULL);
+    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"reached\"", addr);
+    e->reached = imp_metrics_counter("impulse_gateway_users_total", gl, NULL);
+    return e;
+}
+
 struct reply_walk {
     struct imp_fanout *f;
     struct imp_fanout_gw *g;
@@ -189,15 +237,12 @@ static void on_reply(void *arg, const struct imp_grpc_result *r)
         }
         reached = rw.reached;
     }
-    char labels[64];
-    snprintf(labels, sizeof(labels), "result=\"%s\"", result);
-    imp_metrics_inc("impulse_gateway_calls_total", labels, 1);
+    struct gw_metrics scratch;
+    struct gw_metrics *gm = gw_metrics_of(g->addr ? g->addr : "", &scratch);
+    imp_metric_add(result_metric(result), 1);
     /* the fan-out per gateway: users asked about, and those it reached */
-    char gl[192];
-    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"asked\"", g->addr ? g->addr : "");
-    imp_metrics_inc("impulse_gateway_users_total", gl, (int64_t)cc->count);
-    snprintf(gl, sizeof(gl), "gateway=\"%s\",result=\"reached\"", g->addr ? g->addr : "");
-    imp_metrics_inc("impulse_gateway_users_total", gl, (int64_t)reached);
+    imp_metric_add(gm->asked, (int64_t)cc->count);
+    imp_metric_add(gm->reached, (int64_t)reached);
     free(cc);
     finish_one(f);
 }
