@@ -42,8 +42,9 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: impulse [run] -c <config> [-i <index>]\n"
-               "                                     run the push engine (as openim-push -c -i)\n"
+    fprintf(f, "usage: impulse [run] -c <config> [-i <index>] [--shadow]\n"
+               "                                     run the push engine (as openim-push -c -i);\n"
+               "                                     --shadow: its own group, nothing sent\n"
                "       impulse check -c <config> [-i <index>] [--skip-kafka]\n"
                "                                     validate config, scripts and Kafka topics\n"
                "       impulse replay -c <config> [--from <dlq topic>] [--to <topic>] [--max N]\n"
@@ -70,7 +71,7 @@ struct opt {
     const char *val; /* the value given, or "1" for a flag given */
 };
 
-enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_JSON, O_COUNT };
+enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_JSON, O_SHADOW, O_COUNT };
 
 static void command_usage(FILE *f, const char *cmd, const struct opt *o, const int *allowed)
 {
@@ -482,7 +483,7 @@ static int start_openim_log(const struct imp_config *cfg)
     return 0;
 }
 
-static int cmd_run(const char *path, int index)
+static int cmd_run(const char *path, int index, int shadow)
 {
     char err[1024];
     int rc = 0;
@@ -490,6 +491,11 @@ static int cmd_run(const char *path, int index)
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 2;
+    }
+    if (shadow) {
+        /* every series says it: a shadow's figures never add to the live ones */
+        imp_config_shadow(cfg);
+        imp_metrics_const_label("mode=\"shadow\"");
     }
     imp_log_set_level(imp_log_level_parse(cfg->log_level));
     if (start_openim_log(cfg) != 0) {
@@ -518,7 +524,8 @@ static int cmd_run(const char *path, int index)
     if (cfg->crash_journal && cfg->crash_journal[0]) {
         e.journal = imp_journal_open(cfg->crash_journal, cfg->workers, cfg->poison_deaths, err,
                                      sizeof(err));
-        if (!e.journal && strcmp(cfg->crash_journal, IMP_DEFAULT_CRASH_JOURNAL) != 0) {
+        if (!e.journal && strcmp(cfg->crash_journal, IMP_DEFAULT_CRASH_JOURNAL) != 0 &&
+            strcmp(cfg->crash_journal, IMP_DEFAULT_CRASH_JOURNAL "-shadow") != 0) {
             fprintf(stderr, "config: impulse.crashJournal: %s\n", err);
             imp_engine_dispose(&e);
             imp_config_destroy(cfg);
@@ -527,6 +534,10 @@ static int cmd_run(const char *path, int index)
         if (!e.journal)
             imp_warn(NULL, "impulse.crashJournal: %s; running without poison-pill memory", err);
     }
+    imp_metric_set(imp_metrics_gauge("impulse_shadow", NULL,
+                                     "1 when this process runs in shadow mode (impulse run "
+                                     "--shadow): it consumes in its own group and sends nothing"),
+                   cfg->shadow);
     imp_metric_set(imp_metrics_gauge("impulse_crash_journal_deaths", NULL,
                                      "Records the previous process died handling (crash "
                                      "journal, read at start)"),
@@ -593,7 +604,7 @@ static int cmd_run(const char *path, int index)
             rc = 2;
             goto out;
         }
-        if (cfg->prometheus_auto)
+        if (cfg->prometheus_auto && !cfg->shadow) /* a shadow is not openim-push's target */
             prom_announce = announce_metrics(m.loop, cfg, imp_admin_port(prom));
     }
     m.notify = imp_notify_open();
@@ -626,7 +637,13 @@ static int cmd_run(const char *path, int index)
     }
     imp_info(NULL, "impulse %s starting: %d workers, admin on port %d, scripts in %s",
              IMPULSE_VERSION, e.nworkers, imp_admin_port(admin), cfg->scripts_dir);
-    if (!cfg->consume_offline)
+    if (cfg->shadow)
+        imp_info(NULL,
+                 "shadow mode: consuming %s in group %s; nothing is sent (gateways, "
+                 "toOfflinePush, providers, webhooks, dead letters, writing RPCs and Redis "
+                 "writes); metrics carry mode=\"shadow\"",
+                 cfg->topic_push, cfg->group_push);
+    else if (!cfg->consume_offline)
         imp_info(NULL, "toOfflinePush is not consumed (impulse.consumeOffline is false)");
     else if (!cfg->offline_provider || !cfg->offline_provider[0])
         imp_info(NULL, "no offline provider (openim-push.enable): offline pushes are counted, "
@@ -788,8 +805,11 @@ int main(int argc, char **argv)
         [O_TO] = {0, "to", NULL, 1, "the topic to move to (each record's origin)", NULL},
         [O_MAX] = {0, "max", NULL, 1, "at most this many records", NULL},
         [O_JSON] = {0, "json", NULL, 0, "one JSON object per record", NULL},
+        [O_SHADOW] = {0, "shadow", NULL, 0,
+                      "consume in the group <toPushGroupID>-shadow, run everything, send nothing",
+                      NULL},
     };
-    int run_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1};
+    int run_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SHADOW] = 1};
     int check_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SKIP_KAFKA] = 1};
     int replay_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_TO] = 1, [O_MAX] = 1};
     int dlq_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_MAX] = 1, [O_JSON] = 1};
@@ -826,7 +846,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "impulse %s: -c <config> is required\n", cmd);
         return 2;
     }
-    if (strcmp(cmd, "run") == 0) return cmd_run(path, index);
+    if (strcmp(cmd, "run") == 0) return cmd_run(path, index, o[O_SHADOW].val != NULL);
     if (strcmp(cmd, "check") == 0) return cmd_check(path, index, o[O_SKIP_KAFKA].val != NULL);
     char err[1024];
     struct imp_config *cfg = imp_config_load(path, err, sizeof(err));

@@ -65,6 +65,12 @@ function _M.call(name, msg, body, ctx)
     return {}
   end
   local command = _M.COMMANDS[name]
+  if config.shadow then
+    -- impulse run --shadow sends nothing: the push goes on as if the
+    -- webhook had answered "no change"
+    metrics.inc("webhook_calls_total", { command = command, result = "shadow" })
+    return {}
+  end
   local res, err = http.request {
     method = "POST",
     url = config.webhooks.url .. "/" .. command,

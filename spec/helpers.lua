@@ -397,7 +397,8 @@ end
 function _M.start_impulse(env, opts)
   opts = opts or {}
   local cfg, admin = _M.impulse_config(env, opts)
-  local p = _M.spawn("impulse", shell_quote(_M.bin) .. " run -c " .. shell_quote(cfg), opts.log)
+  local p = _M.spawn("impulse", shell_quote(_M.bin) .. " run " .. (opts.run_args or "") .. " -c " .. shell_quote(cfg),
+    opts.log)
   p.admin = "http://127.0.0.1:" .. admin
   p.config = cfg
   if not opts.no_wait then _M.wait_ready(p, opts.ready_timeout_ms) end

@@ -314,6 +314,8 @@ static const char *impulse_keys[] = {
     "fetchWaitMs",
     "serveRpc",
     "consumeOffline",
+    "offlineDedupe",
+    "offlineDedupeWindowS",
     "providers",
     "registerTtlS",
     "reloadQuietMs",
@@ -997,6 +999,9 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
     c->script_jit = get_bool(r, s, "impulse", "scriptJit", false);
     c->serve_rpc = get_bool(r, s, "impulse", "serveRpc", true);
     c->consume_offline = get_bool(r, s, "impulse", "consumeOffline", true);
+    c->offline_dedupe = get_bool(r, s, "impulse", "offlineDedupe", true);
+    c->offline_dedupe_window_s =
+        (int)get_int(r, s, "impulse", "offlineDedupeWindowS", 600, 10, 7 * 86400);
     c->register_ttl_s = (int)get_int(r, s, "impulse", "registerTtlS", 30, 5, 3600);
     c->reload_quiet_ms = (int)get_int(r, s, "impulse", "reloadQuietMs", 1000, 50, 60000);
     c->gw_breaker_failures = (int)get_int(r, s, "impulse", "gatewayBreakerFailures", 3, 0, 1000000);
@@ -1244,6 +1249,23 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
         return NULL;
     }
     return c;
+}
+
+void imp_config_shadow(struct imp_config *c)
+{
+    char *g = imp_xcalloc(1, strlen(c->group_push) + sizeof("-shadow"));
+    strcat(strcpy(g, c->group_push), "-shadow");
+    free(c->group_push);
+    c->group_push = g;
+    if (c->crash_journal && c->crash_journal[0]) {
+        char *j = imp_xcalloc(1, strlen(c->crash_journal) + sizeof("-shadow"));
+        strcat(strcpy(j, c->crash_journal), "-shadow");
+        free(c->crash_journal);
+        c->crash_journal = j;
+    }
+    c->shadow = true;
+    c->consume_offline = false;
+    c->serve_rpc = false;
 }
 
 void imp_config_destroy(struct imp_config *c)

@@ -145,6 +145,9 @@ struct imp_config {
     bool script_jit;         /* JIT on: faster, but the budget cannot stop a compiled loop */
     bool serve_rpc;          /* serve openim.push.PushMsgService and register in etcd */
     bool consume_offline;    /* consume toOfflinePush (group offlinePush) */
+    bool shadow;             /* impulse run --shadow: runs everything, sends nothing */
+    bool offline_dedupe;     /* an offline push to a (user, clientMsgID, device) sent once */
+    int offline_dedupe_window_s; /* how long a sent push is remembered */
     char *offline_provider;  /* openim-push.enable, lower-cased; "" = none */
     char *providers_json;    /* geTui, fcm, jpush, iosPush, impulse.providers */
     int register_ttl_s;      /* lease of the etcd registration */
@@ -178,6 +181,12 @@ struct imp_config *imp_config_load_index(const char *path, int index, char *err,
 /* The same from YAML text (for built-in defaults). */
 struct imp_config *imp_config_load_text(const char *text, char *err, size_t errlen);
 void imp_config_destroy(struct imp_config *c);
+
+/* Turns c into a shadow's config (impulse run --shadow): its own consumer
+ * group "<toPushGroupID>-shadow", toOfflinePush not consumed (its hand-offs
+ * run in-process), no push service or etcd registration, its own crash
+ * journal. Cannot fail. */
+void imp_config_shadow(struct imp_config *c);
 
 /* <prefix>/share/impulse of an installed binary (the folder beside its
  * bin/ that holds lua/impulse), in out; -1 when the binary is not installed

@@ -135,13 +135,19 @@ int64_t imp_metrics_get(const char *name, const char *labels)
     return v;
 }
 
+/* The label every series carries (impulse run --shadow: mode="shadow"),
+ * or "". Set once before any thread renders. */
+static char const_label[64];
+
 /* The standard process_* metrics, with the names and help of Prometheus'
  * process collector (the one OpenIM's Go services export), read from
  * /proc at each scrape. What cannot be read is left out. */
 static void render_process(struct imp_buf *out)
 {
-    static const char *const fmt = "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n";
-#define PROC_METRIC(name, type, help, v) imp_buf_printf(out, fmt, name, help, name, type, name, v)
+    static const char *const fmt = "# HELP %s %s\n# TYPE %s %s\n%s%s%s%s %.17g\n";
+    const char *lb = const_label[0] ? "{" : "", *rb = const_label[0] ? "}" : "";
+#define PROC_METRIC(name, type, help, v)                                                           \
+    imp_buf_printf(out, fmt, name, help, name, type, name, lb, const_label, rb, v)
     long tick = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
     char buf[1024];
     FILE *f = fopen("/proc/self/stat", "r");
@@ -191,8 +197,23 @@ static void render_process(struct imp_buf *out)
 #undef PROC_METRIC
 }
 
+void imp_metrics_const_label(const char *label)
+{
+    snprintf(const_label, sizeof(const_label), "%s", label ? label : "");
+}
+
+/* x's labels with the constant label first, into tmp when both are set. */
+static const char *series_labels(const struct imp_metric *x, char *tmp, size_t cap)
+{
+    if (!const_label[0]) return x->labels;
+    if (!x->labels[0]) return const_label;
+    snprintf(tmp, cap, "%s,%s", const_label, x->labels);
+    return tmp;
+}
+
 void imp_metrics_render(struct imp_buf *out)
 {
+    char tmp[1024];
     pthread_mutex_lock(&lock);
     for (struct imp_metric *m = all_head; m; m = m->next_all) {
         /* The first metric of a family prints its HELP and TYPE, then every
@@ -207,26 +228,27 @@ void imp_metrics_render(struct imp_buf *out)
                                                      : "histogram");
         for (struct imp_metric *x = m; x; x = x->next_all) {
             if (strcmp(x->name, m->name) != 0) continue;
+            const char *labels = series_labels(x, tmp, sizeof(tmp));
             if (x->kind == IMP_METRIC_HISTOGRAM) {
                 uint64_t cum = 0;
-                const char *sep = x->labels[0] ? "," : "";
+                const char *sep = labels[0] ? "," : "";
                 for (int b = 0; b <= IMP_METRIC_BUCKETS; b++) {
                     cum += atomic_load_explicit(&x->buckets[b], memory_order_relaxed);
                     if (b < IMP_METRIC_BUCKETS)
-                        imp_buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", x->name, x->labels,
-                                       sep, bounds[b], (unsigned long long)cum);
+                        imp_buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", x->name, labels, sep,
+                                       bounds[b], (unsigned long long)cum);
                     else
-                        imp_buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", x->name, x->labels,
+                        imp_buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", x->name, labels,
                                        sep, (unsigned long long)cum);
                 }
-                const char *lb = x->labels[0] ? "{" : "", *rb = x->labels[0] ? "}" : "";
-                imp_buf_printf(out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", x->name, lb,
-                               x->labels, rb, atomic_load(&x->sum_micro) / 1e6, x->name, lb,
-                               x->labels, rb, (unsigned long long)cum);
+                const char *lb = labels[0] ? "{" : "", *rb = labels[0] ? "}" : "";
+                imp_buf_printf(out, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", x->name, lb, labels,
+                               rb, atomic_load(&x->sum_micro) / 1e6, x->name, lb, labels, rb,
+                               (unsigned long long)cum);
                 continue;
             }
-            if (x->labels[0])
-                imp_buf_printf(out, "%s{%s} %lld\n", x->name, x->labels,
+            if (labels[0])
+                imp_buf_printf(out, "%s{%s} %lld\n", x->name, labels,
                                (long long)imp_metric_value(x));
             else
                 imp_buf_printf(out, "%s %lld\n", x->name, (long long)imp_metric_value(x));

@@ -44,6 +44,10 @@ void imp_metrics_inc(const char *name, const char *labels, int64_t delta);
 /* Current value of a metric, 0 if it does not exist (for tests). */
 int64_t imp_metrics_get(const char *name, const char *labels);
 
+/* A label rendered first on every series, process_* included
+ * (`mode="shadow"`), or NULL/"" for none. Call before threads render. */
+void imp_metrics_const_label(const char *label);
+
 /* Renders every metric as Prometheus text exposition format 0.0.4. */
 void imp_metrics_render(struct imp_buf *out);
 

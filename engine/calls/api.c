@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/buf.h"
 #include "base/common.h"
@@ -84,6 +85,48 @@ static int failed_now(lua_State *L, const char *err, const char *code)
     return 4;
 }
 
+/* ---------- shadow mode (impulse run --shadow) ----------
+ * A shadow runs everything and sends nothing: reads go out, writes do not.
+ * An RPC whose method reads (Get..., Check..., Is..., Find..., Search...,
+ * List..., in either case: OpenIM writes getGroupMemberUserIDs) is made; any other is answered at
+ * once with an empty reply, as if it had succeeded, so the policy goes on as it would live. A Redis
+ * command that is not a read fails with code SHADOW; HTTP requests
+ * (webhooks: scripts/webhooks.lua skips them first) fail with SHADOW;
+ * produce succeeds without producing. Each skip is counted. */
+
+static void shadow_skip(const char *what)
+{
+    char labels[64];
+    snprintf(labels, sizeof(labels), "call=\"%s\"", what);
+    imp_metrics_inc("impulse_shadow_skipped_total", labels, 1);
+}
+
+static int rpc_reads(const char *path)
+{
+    const char *name = strrchr(path, '/');
+    name = name ? name + 1 : path;
+    static const char *const verbs[] = {"Get", "Check", "Is", "Find", "Search", "List"};
+    for (size_t i = 0; i < IMP_ARRAY_LEN(verbs); i++)
+        if (strncasecmp(name, verbs[i], strlen(verbs[i])) == 0) return 1; /* getUserStatus too */
+    return 0;
+}
+
+static int redis_reads(const char *cmd)
+{
+    static const char *const reads[] = {
+        "GET",    "MGET",        "HGET",     "HMGET",         "HGETALL",   "HEXISTS",
+        "HLEN",   "HKEYS",       "HVALS",    "EXISTS",        "TTL",       "PTTL",
+        "TYPE",   "STRLEN",      "GETRANGE", "SMEMBERS",      "SISMEMBER", "SMISMEMBER",
+        "SCARD",  "SRANDMEMBER", "ZRANGE",   "ZRANGEBYSCORE", "ZREVRANGE", "ZREVRANGEBYSCORE",
+        "ZSCORE", "ZMSCORE",     "ZCARD",    "ZCOUNT",        "ZRANK",     "ZREVRANK",
+        "LRANGE", "LLEN",        "LINDEX",   "SCAN",          "SSCAN",     "HSCAN",
+        "ZSCAN",  "PING",        "DBSIZE",
+    };
+    for (size_t i = 0; i < IMP_ARRAY_LEN(reads); i++)
+        if (strcmp(cmd, reads[i]) == 0) return 1;
+    return 0;
+}
+
 /* ---------- OpenIM RPCs ---------- */
 
 struct rpc {
@@ -147,6 +190,17 @@ int imp_lua_rpc(lua_State *L)
     if (!m) return luaL_error(L, "unknown OpenIM method '%s'", path);
     const char *svc = service_of(cfg, pkg);
     if (!svc) return luaL_error(L, "impulse does not call %s", path);
+    if (cfg->shadow && !rpc_reads(path)) {
+        /* not made: an empty reply, as if it had succeeded */
+        ProtobufCMessage *empty = imp_xcalloc(1, m->output->sizeof_message);
+        protobuf_c_message_init(m->output, empty);
+        shadow_skip("rpc");
+        imp_debug(NULL, "shadow mode: %s not called", path);
+        lua_pushboolean(L, 0);
+        imp_pb_push(L, empty);
+        free(empty);
+        return 2;
+    }
     char err[300];
     uint64_t t0 = imp_now_ns();
     ProtobufCMessage *req = imp_pb_from_table(L, 2, m->input, err, sizeof(err));
@@ -308,26 +362,37 @@ int imp_lua_redis(lua_State *L)
     struct imp_host *host = t->host;
     int argc = lua_gettop(L);
     if (argc < 1) return luaL_error(L, "redis: a command is required");
-    const char *argv[64];
-    size_t lens[64];
-    if (argc > 64) return luaL_error(L, "redis: at most 64 arguments");
-    for (int i = 0; i < argc; i++) {
+    /* every argument checked before anything is allocated (luaL_error
+     * does not return); a command takes as many as Lua can pass (MGET of a
+     * chunk's tokens, the dedupe's EVAL of 1,000 keys) */
+    for (int i = 0; i < argc; i++)
         if (!lua_isstring(L, i + 1))
             return luaL_error(L, "redis: argument #%d is a %s, not a string or number", i + 1,
                               luaL_typename(L, i + 1));
-        argv[i] = lua_tolstring(L, i + 1, &lens[i]);
-    }
     char cmd[32];
-    snprintf(cmd, sizeof(cmd), "%s", argv[0]);
+    snprintf(cmd, sizeof(cmd), "%s", lua_tostring(L, 1));
     for (char *p = cmd; *p; p++) *p = (char)toupper((unsigned char)*p);
     if (!strcmp(cmd, "SUBSCRIBE") || !strcmp(cmd, "PSUBSCRIBE") || !strcmp(cmd, "MONITOR"))
         return luaL_error(L, "redis: %s is not available to scripts", cmd);
+    if (host->cfg->shadow && !redis_reads(cmd)) {
+        char why[96];
+        snprintf(why, sizeof(why), "redis: %s is a write, not made in shadow mode", cmd);
+        shadow_skip("redis");
+        return failed_now(L, why, "SHADOW");
+    }
     redisAsyncContext *ac = redis_conn(clients(host));
     if (!ac) return failed_now(L, "redis: cannot connect", "REDIS_CONNECTION");
+    const char **argv = imp_xcalloc((size_t)argc, sizeof(*argv));
+    size_t *lens = imp_xcalloc((size_t)argc, sizeof(*lens));
+    for (int i = 0; i < argc; i++) argv[i] = lua_tolstring(L, i + 1, &lens[i]);
     struct rcmd *c = imp_xcalloc(1, sizeof(*c));
     c->t = t;
     c->host = host;
-    if (redisAsyncCommandArgv(ac, on_redis_reply, c, argc, argv, lens) != REDIS_OK) {
+    /* hiredis formats the command into its own buffer: argv is ours */
+    int sent = redisAsyncCommandArgv(ac, on_redis_reply, c, argc, argv, lens);
+    free(argv);
+    free(lens);
+    if (sent != REDIS_OK) {
         free(c);
         return failed_now(L, "redis: cannot send the command", "REDIS_CONNECTION");
     }
@@ -372,6 +437,10 @@ int imp_lua_http(lua_State *L)
     struct imp_task *t = need_task(L, "http");
     struct imp_host *host = t->host;
     luaL_checktype(L, 1, LUA_TTABLE);
+    if (host->cfg->shadow) {
+        shadow_skip("http");
+        return failed_now(L, "http: not sent in shadow mode", "SHADOW");
+    }
     lua_getfield(L, 1, "url");
     const char *url = lua_tostring(L, -1);
     if (!url) return luaL_error(L, "http: url is required");
@@ -451,6 +520,12 @@ int imp_lua_produce(lua_State *L)
     const char *key = luaL_optlstring(L, 2, "", &klen);
     const char *value = luaL_checklstring(L, 3, &vlen);
     struct imp_producer *p = host->producer;
+    if (host->cfg->shadow) { /* not produced; the script goes on as if acknowledged */
+        shadow_skip("produce");
+        lua_pushboolean(L, 0);
+        lua_pushboolean(L, 1);
+        return 2;
+    }
     if (!p) return failed_now(L, "kafka: no producer on this worker", "KAFKA");
     rd_kafka_headers_t *h = NULL;
     if (lua_istable(L, 4)) {

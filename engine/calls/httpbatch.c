@@ -15,6 +15,7 @@
 
 #include "base/buf.h"
 #include "base/common.h"
+#include "base/config.h"
 #include "base/metrics.h"
 #include "net/h2.h"
 #include "net/http.h"
@@ -315,6 +316,24 @@ int imp_lua_http_batch(lua_State *L)
     if (n == 0) { /* nothing to send */
         lua_pushboolean(L, 0);
         lua_newtable(L);
+        return 2;
+    }
+    if (t->host->cfg->shadow) {
+        /* the offline leg builds and counts in shadow mode, never sends:
+         * a request that gets here fails, unsent */
+        lua_pushboolean(L, 0);
+        lua_createtable(L, n, 0);
+        for (int i = 1; i <= n; i++) {
+            lua_createtable(L, 0, 3);
+            lua_pushinteger(L, 0);
+            lua_setfield(L, -2, "status");
+            lua_pushliteral(L, "");
+            lua_setfield(L, -2, "body");
+            lua_pushliteral(L, "not sent in shadow mode");
+            lua_setfield(L, -2, "error");
+            lua_rawseti(L, -2, i);
+        }
+        imp_metrics_inc("impulse_shadow_skipped_total", "call=\"http_batch\"", n);
         return 2;
     }
     struct imp_httpbatch *hb = batcher(t->host);

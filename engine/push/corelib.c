@@ -40,6 +40,7 @@ static const luaL_Reg push_lib[] = {
     {"push_online", imp_lua_push_online},
     {"offline_handoff", imp_lua_offline_handoff},
     {"offline_dead_letter", imp_lua_offline_dead_letter},
+    {"providers", imp_lua_providers},
     {NULL, NULL},
 };
 

@@ -271,6 +271,10 @@ void imp_deadletter_record(struct msg *t)
 {
     struct imp_worker *w = t->w;
     if (!t->fail_reason || !t->rkm) return;
+    if (w->cfg->shadow) { /* logged and counted as failed already; nothing is written */
+        imp_metrics_inc("impulse_shadow_dead_letters_total", NULL, 1);
+        return;
+    }
     struct dead *d = imp_xcalloc(1, sizeof(*d));
     d->w = w;
     d->s = t->s;
@@ -305,10 +309,11 @@ int imp_lua_offline_dead_letter(lua_State *L)
     const char *reason = luaL_checkstring(L, 2);
     size_t elen;
     const char *error = luaL_checklstring(L, 3, &elen);
-    if (!w->host.producer) {
+    if (!w->host.producer || w->cfg->shadow) {
         lua_pushboolean(L, 0);
         lua_pushnil(L);
-        lua_pushliteral(L, "dead letter: no producer on this worker");
+        lua_pushstring(L, w->cfg->shadow ? "dead letter: not written in shadow mode"
+                                         : "dead letter: no producer on this worker");
         return 3;
     }
     uint64_t t0 = imp_now_ns();

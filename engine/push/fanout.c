@@ -80,9 +80,12 @@ static void log_route(struct msg *t, const struct imp_fanout *f)
         }
         imp_buf_putc(&b, '}');
     }
-    imp_buf_printf(&b, "],\"ms\":%llu,\"luaMs\":%.2f,\"scripts\":\"%s\"",
-                   (unsigned long long)(imp_now_ms() - t->start_ms), t->lua_ns / 1e6,
-                   t->task.vm->hash);
+    if (t->w->cfg->shadow) /* nothing was sent: reached = who would have been pushed to */
+        imp_buf_printf(&b, "],\"shadow\":true,\"wouldCall\":%zu",
+                       t->nonline && t->gws ? t->gws->n : 0);
+    imp_buf_printf(&b, "%s\"ms\":%llu,\"luaMs\":%.2f,\"scripts\":\"%s\"",
+                   t->w->cfg->shadow ? "," : "],", (unsigned long long)(imp_now_ms() - t->start_ms),
+                   t->lua_ns / 1e6, t->task.vm->hash);
     imp_log_fields_at(__FILE__, __LINE__, IMP_LOG_INFO, msg_opid(t), msg_opuser(t), "push", b.data);
     imp_buf_dispose(&b);
 }
@@ -91,6 +94,15 @@ static void on_fanout(struct imp_fanout *f, void *arg)
 {
     struct msg *t = arg;
     lua_State *co = t->task.co;
+
+    if (t->w->cfg->shadow && f->nusers) {
+        /* no gateway was called: every online user counts as reached, as
+         * the gateways would answer for users they hold */
+        memset(f->reached, 1, f->nusers);
+        f->nreached = f->nusers;
+        imp_metrics_inc("impulse_shadow_gateway_calls_total", NULL,
+                        (int64_t)(t->gws ? t->gws->n : 0));
+    }
 
     /* each gateway called: its breaker learns how it went */
     uint64_t now = imp_now_ms();
@@ -178,11 +190,11 @@ static void start_fanout(struct msg *t)
         .users = t->online,
         .nusers = t->nonline,
         .channels = chs,
-        .h2 = w->grpcc,
+        .h2 = w->cfg->shadow ? NULL : w->grpcc,
         .gw_of = gw_of,
         .skip_reason = skip,
         .addrs = t->gws->addrs,
-        .nchannels = t->gws->n,
+        .nchannels = w->cfg->shadow ? 0 : t->gws->n, /* shadow: no call, done deferred */
         .timeout_ms = w->cfg->gateway_timeout_ms,
         .max_request = (size_t)w->cfg->max_grpc_message - 1024,
         .md = md,

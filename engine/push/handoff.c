@@ -205,10 +205,11 @@ int imp_lua_offline_handoff(lua_State *L)
     if (!t || !t->req) return luaL_error(L, "offline_handoff called outside a message coroutine");
     uint64_t t0 = imp_now_ns();
     luaL_checktype(L, 1, LUA_TTABLE);
-    if (!w->host.producer) {
+    if (!w->host.producer || w->cfg->shadow) { /* a shadow runs its offline leg in-process */
         lua_pushboolean(L, 0);
         lua_pushnil(L);
-        lua_pushliteral(L, "toOfflinePush: no producer on this worker");
+        lua_pushstring(L, w->cfg->shadow ? "toOfflinePush: not written in shadow mode"
+                                         : "toOfflinePush: no producer on this worker");
         return 3;
     }
     Openim__Sdkws__MsgData *m = t->req->msgdata;
@@ -248,4 +249,14 @@ int imp_lua_offline_handoff(lua_State *L)
     imp_metrics_inc("impulse_offline_handoff_users_total", NULL, (int64_t)n);
     imp_vm_exclude(t->task.vm, t0);
     return imp_handoff_return(L, t, ho, "toOfflinePush");
+}
+
+/* providers() -> the payload modules of this VM (name -> module), as a
+ * toOfflinePush record's call gets them: a shadow (impulse run --shadow)
+ * runs a message's offline leg in-process with them instead of a
+ * hand-off. Cannot fail. */
+int imp_lua_providers(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "impulse.providers");
+    return 1;
 }

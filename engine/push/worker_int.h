@@ -208,6 +208,7 @@ void imp_deadletter_record(struct msg *m);
  * the partition's next owner consumes them again). */
 void imp_deadletter_abandon(struct imp_worker *w);
 int imp_lua_offline_dead_letter(lua_State *L);
+int imp_lua_providers(lua_State *L);
 
 /* handoff.c */
 struct handoff;

@@ -141,6 +141,12 @@ static int l_config(lua_State *L)
     lua_setfield(L, -2, "offlineProvider");
     lua_pushstring(L, cfg->providers_json ? cfg->providers_json : "{}");
     lua_setfield(L, -2, "providersJSON");
+    lua_pushboolean(L, cfg->shadow);
+    lua_setfield(L, -2, "shadow");
+    lua_pushboolean(L, cfg->offline_dedupe);
+    lua_setfield(L, -2, "offlineDedupe");
+    lua_pushnumber(L, cfg->offline_dedupe_window_s);
+    lua_setfield(L, -2, "offlineDedupeWindowS");
     /* webhooks = { url = ..., beforeOnlinePush = { enable, timeout, failedContinue }, ... } */
     lua_createtable(L, 0, 4);
     lua_pushstring(L, cfg->webhook_url ? cfg->webhook_url : "");

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/common.h"
 #include "base/config.h"
 #include "t.h"
 
@@ -426,6 +427,18 @@ int main(void)
         CHECK(c->full_user_cache);
         CHECK(c->workers >= 1);
         CHECK(c->drain_timeout_ms < 30000);
+        CHECK(!c->shadow && c->consume_offline && c->serve_rpc);
+        /* impulse run --shadow: its own group, no offline consumer, no push
+         * service, its own crash journal */
+        char *journal = c->crash_journal ? imp_xstrdup(c->crash_journal) : NULL;
+        imp_config_shadow(c);
+        CHECK(c->shadow && !c->consume_offline && !c->serve_rpc);
+        CHECK_STR(c->group_push, "push-shadow");
+        CHECK_STR(c->group_offline_push, "offlinePush");
+        if (journal && journal[0])
+            CHECK(strncmp(c->crash_journal, journal, strlen(journal)) == 0 &&
+                  strcmp(c->crash_journal + strlen(journal), "-shadow") == 0);
+        free(journal);
         imp_config_destroy(c);
     } else {
         fprintf(stderr, "%s\n", err);

@@ -75,6 +75,37 @@ local function new_ctx(opid)
 end
 _M.new_ctx = new_ctx
 
+-- impulse run --shadow: the offline leg runs in this coroutine instead of
+-- a toOfflinePush hand-off (which the live engine would consume)
+local shadow = core.config().shadow == true
+
+local function info_string(v)
+  return type(v) == "string" and v or ""
+end
+
+-- The toOfflinePush record's msgData as the hand-off would write it
+-- (push/handoff.c msgdata_with_notice): notice.offlinePushInfo replaces
+-- offlinePushInfo whole, a notice {title, content} sets its title and desc.
+local function offline_fields(fields, notice)
+  local of = setmetatable({}, { __index = fields })
+  if type(notice) ~= "table" then return of end
+  local given = notice.offlinePushInfo
+  if type(given) == "table" then
+    of.offlinePushInfo = {
+      title = info_string(given.title), desc = info_string(given.desc), ex = info_string(given.ex),
+      iOSPushSound = info_string(given.iOSPushSound), iOSBadgeCount = given.iOSBadgeCount == true,
+      signalInfo = info_string(given.signalInfo),
+    }
+  else
+    local info = {}
+    for k, v in pairs(type(fields.offlinePushInfo) == "table" and fields.offlinePushInfo or {}) do info[k] = v end
+    if type(notice.title) == "string" then info.title = notice.title end
+    if type(notice.content) == "string" then info.desc = notice.content end
+    of.offlinePushInfo = info
+  end
+  return of
+end
+
 -- the route decision's log line costs a JSON encode: only when it is shown
 local level = core.log_level and core.log_level() or "info"
 local info_on = level == "debug" or level == "info"
@@ -169,6 +200,13 @@ function _M.handle(policy, fields, opid, call)
             count = #to,
             title = title,
           })
+        end
+        if shadow then
+          local ores, oerr = offline_leg.handle(policy, message_view(offline_fields(fields, notice)), ctx,
+            { op = "offline", users = to, providers = core.providers() })
+          if not ores then return nil, "offline (shadow): " .. tostring(oerr) end
+          res.shadow_offline = ores
+          return res
         end
         -- to toOfflinePush; the message ends (and its offset is stored)
         -- only once the records are acknowledged

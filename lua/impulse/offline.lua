@@ -19,6 +19,19 @@ local _M = {}
 
 -- the configured provider ("" = none), fixed for the VM's life
 local default_provider = (core.config().offlineProvider or "")
+-- impulse run --shadow: tokens and badges read, payloads built and
+-- counted, nothing sent
+local shadow = core.config().shadow == true
+
+-- offline dedupe (impulse.offlineDedupe): a claim is held for two of the
+-- provider's attempts plus 5 s (25 s by default): long enough for a send
+-- that goes well, short enough that the replay after a crash waits little
+-- for the devices the dead process had claimed
+local dedupe = require "impulse.dedupe"
+local function lease_ms(name)
+  local opts = require("impulse.transport.common").options(name)
+  return 2 * (opts.timeout_ms or 10000) + 5000
+end
 
 -- The notice payload modules get: the policy's notice(msg) (when push.lua
 -- has none, the sandbox gives it scripts/openim.lua's: offlinePushInfo's
@@ -119,23 +132,43 @@ local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
     end
     local ok, err = true, nil
     if tr.prepare then ok, err = tr.prepare(msg, chunk, ctx, notice) end
+    local claim
+    if ok and dedupe.enabled then
+      -- devices this message was already pushed to are left out
+      local before = #chunk
+      chunk, claim = dedupe.claim(name, msg, chunk, ctx, tr.per_device == true, lease_ms(name))
+      count_users(name, "duplicate", before - #chunk)
+    end
     if not ok then
       lost(chunk, err)
-    else
+    elseif #chunk > 0 then
       local requests
       requests, err = mod.build(msg, chunk, notice, ctx)
       if requests == nil then
+        dedupe.settle(claim, chunk, ctx)
         return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
       end
       requests, err = encode_requests(name, requests)
-      if not requests then return nil, err end
-      local out, serr = tr.send(requests, chunk, msg, ctx)
-      if not out then
-        lost(chunk, serr)
+      if not requests then
+        dedupe.settle(claim, chunk, ctx)
+        return nil, err
+      end
+      if shadow then
+        core.metric("counter", "impulse_shadow_provider_requests_total", { provider = name }, #requests)
+        count_users(name, "shadow", #chunk)
+        ctx.log.info("shadow: would send %d %s request(s) for %d user(s)", #requests, name, #chunk)
+        if #requests > 0 then ctx.log.debug("shadow: %s request 1: %s", name, requests[1].body) end
       else
-        local failed = type(out.failed) == "table" and out.failed or {}
-        if #failed > 0 then lost(failed, out.error) end
-        count_users(name, "sent", #chunk - #failed)
+        local out, serr = tr.send(requests, chunk, msg, ctx)
+        if not out then
+          dedupe.settle(claim, chunk, ctx)
+          lost(chunk, serr)
+        else
+          local failed = type(out.failed) == "table" and out.failed or {}
+          dedupe.settle(claim, failed, ctx)
+          if #failed > 0 then lost(failed, out.error) end
+          count_users(name, "sent", #chunk - #failed)
+        end
       end
     end
   end
@@ -226,7 +259,10 @@ function _M.handle(policy, msg, ctx, call)
       res.providers[name] = #list
     end
   end
-  if #dead > 0 then
+  if #dead > 0 and shadow then
+    res.dead_lettered = #dead
+    ctx.log.warn("shadow: offline push would fail for %d of %d users: %s", #dead, #users, dead.error)
+  elseif #dead > 0 then
     -- only these users go to the dead-letter topic (a replay sends them
     -- alone); the record's offset waits for that write
     res.dead_lettered = #dead

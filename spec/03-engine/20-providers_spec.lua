@@ -208,10 +208,23 @@ describe("providers #engine", function()
     table.sort(toks)
     assert.same({ "tok-and", "tok-ios" }, toks)
     assert.equal("1", h.redis_cli(env.redis, "GET", "USER_BADGE_UNREAD_COUNT_SUM:fc-1"):gsub("%s+$", ""))
-    -- the same record again (a replay): sent again, badge not counted twice
+    -- the same record again (a replay): not sent again (offline dedupe),
+    -- badge not counted twice
+    local dup0 = h.metric(imp, "impulse_offline_dedupe_total", 'provider="fcm",result="duplicate"')
     produce_record()
-    h.wait_until(function() return #sends() >= 4 end, 30000, "the replayed FCM messages")
+    h.wait_until(function()
+      return h.metric(imp, "impulse_offline_dedupe_total", 'provider="fcm",result="duplicate"') >= dup0 + 2
+    end, 30000, "the replayed record's two devices skipped")
+    assert.equal(2, #sends())
     assert.equal("1", h.redis_cli(env.redis, "GET", "USER_BADGE_UNREAD_COUNT_SUM:fc-1"):gsub("%s+$", ""))
+    -- another message to the same devices reuses the access token
+    local m2 = h.push_msg { sendID = "zed", recvID = "fc-1", options = { senderSync = false } }
+    h.produce(env, m2)
+    h.wait_until(function()
+      return #of_msg(requests("fcm"), m2, function(b)
+        return b.message and b.message.android and b.message.android.collapse_key
+      end) >= 2
+    end, 30000, "the second message's two FCM requests")
     local auth = requests("fcm-auth")
     assert.equal(1, #auth) -- the access token was reused
     assert.equal(200, auth[1].status)

@@ -75,6 +75,9 @@ local function provider_token(c, force)
   return tok
 end
 
+-- one request per device token: offline dedupe keys are per device
+_M.per_device = true
+
 function _M.prepare(msg, users, ctx, notice)
   return common.prepare_devices("apns", "APNS_TOKEN", _M.PLATFORMS, msg, users, ctx, notice)
 end

@@ -290,6 +290,17 @@ function _M.badges(users, client_msg_id, incr)
   for i, u in ipairs(users) do keys[i] = "USER_BADGE_UNREAD_COUNT_SUM:" .. u end
   local out = {}
   if #keys == 0 then return out end
+  if core.config().shadow then
+    -- impulse run --shadow writes nothing: the counts read, and what the
+    -- increment would make of them
+    local vals, err = _M.redis("MGET", unpack(keys))
+    if vals == nil then return nil, "redis badge: " .. tostring(err) end
+    for i, u in ipairs(users) do
+      local v = (tonumber(vals[i]) or 0) + (incr and 1 or 0)
+      out[u] = v > 0 and v or 1
+    end
+    return out
+  end
   local args = { "EVAL", BADGE, #keys }
   for _, k in ipairs(keys) do args[#args + 1] = k end
   args[#args + 1] = incr and "1" or "0"

@@ -93,6 +93,9 @@ local function access_token(acc, opts)
   return tok
 end
 
+-- one request per device token: offline dedupe keys are per device
+_M.per_device = true
+
 function _M.prepare(msg, users, ctx, notice)
   return common.prepare_devices("fcm", "FCM_TOKEN", _M.PLATFORMS, msg, users, ctx, notice)
 end
