@@ -458,10 +458,14 @@ end
 
 local function plural(n, one) return format("%d %s%s", n, one, n == 1 and "" or "s") end
 
-local function compact(v)
+-- JSON with "/" left as it is (cjson writes "\/")
+local function encode(v)
   local s = cjson_safe.encode(v)
-  if not s then return tostring(v) end
-  return s
+  return s and (s:gsub("\\/", "/"))
+end
+
+local function compact(v)
+  return encode(v) or tostring(v)
 end
 
 local function step_text(s)
@@ -626,6 +630,10 @@ function _M.main(args)
   stub_transports()
   local ok, policy = pcall(sandbox.load_policy, scripts_dir, args.policy)
   if not ok then fail(2, "policy: " .. tostring(policy)) end
+  if policy.check then -- as before the scripts go live
+    local good, cerr = policy.check()
+    if not good then fail(2, "policy: check() failed: " .. tostring(cerr)) end
+  end
 
   local fields, users = fields_of(rec)
   local opid = args.operationID or ("explain-" .. tostring(fields.clientMsgID))
@@ -664,7 +672,7 @@ function _M.main(args)
   }
   if res == nil and err == nil and done then out.error = "the policy returned nothing" end
   if args.json_out then
-    local s = cjson_safe.encode(out)
+    local s = encode(out)
     io.stdout:write(s or cjson.encode { error = "explain: the explanation does not encode" }, "\n")
   else
     print_text(out)
