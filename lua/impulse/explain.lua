@@ -53,8 +53,18 @@ local function is_script(src)
   return false
 end
 
+-- "a/b/../c" → "a/c"; relative to the working directory when inside it
 local cwd_prefix
 local function shown(path)
+  local parts = {}
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." and #parts > 0 and parts[#parts] ~= ".." then
+      parts[#parts] = nil
+    elseif seg ~= "." then
+      parts[#parts + 1] = seg
+    end
+  end
+  path = (path:sub(1, 1) == "/" and "/" or "") .. concat(parts, "/")
   if cwd_prefix and path:sub(1, #cwd_prefix) == cwd_prefix then return path:sub(#cwd_prefix + 1) end
   return path
 end
@@ -204,7 +214,7 @@ function wrapped.group_member_ids(group_id)
     ids, err = await(real.group_member_ids(group_id))
   end
   record { kind = "call", call = "group members", at = at, source = source_name(),
-           args = { groupID = group_id }, answer = ids, error = err }
+           args = { groupID = group_id }, answer = copy(ids), error = err }
   return false, ids, err
 end
 
@@ -229,7 +239,7 @@ function wrapped.redis(cmd, ...)
   if READ_COMMANDS[c] then
     local v, err, code = read_redis(c, ...)
     record { kind = "call", call = "redis " .. c, at = at, source = source_name(), args = args,
-             answer = v, error = err }
+             answer = copy(v), error = err }
     return false, v, err, code
   end
   local answer, note = "OK", "not sent (dry run)"
@@ -305,7 +315,15 @@ local run -- the state of this explanation: policy, providers, fields, opid
 
 -- core.push_online: who of the recipients is online (the user service's
 -- getUserStatus, or the offline data); nothing goes to the gateways.
-function wrapped.push_online(users)
+function wrapped.push_online(given)
+  -- the recipients once each, in order, as the engine's set keeps them
+  local users, seen = {}, {}
+  for _, u in ipairs(given) do
+    if not seen[u] then
+      seen[u] = true
+      users[#users + 1] = u
+    end
+  end
   local reached, not_reached, platforms = {}, {}, {}
   local reply, err = read_rpc("/openim.user.user/getUserStatus", { userIDs = copy(users) })
   local online = {}

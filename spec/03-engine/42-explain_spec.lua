@@ -166,6 +166,8 @@ describe("impulse explain, reads from --offline-data #engine", function()
     }, conversationID = "sg_g1" })
     assert.equal(0, rc, cjson.encode(out))
     assert.truthy(set(one(out, "route").users).erin)
+    -- the members as the group service answered, before the policy added erin
+    assert.same(DATA.groups.g1, one(out, "call", function(s) return s.call == "group members" end).answer)
     local read = one(out, "call", function(s) return s.call:match("GetConversationMaxSeq") end)
     assert.equal("offline data", read.source)
     local write = one(out, "call", function(s) return s.call:match("SetConversationMaxSeq") end)
