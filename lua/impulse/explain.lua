@@ -29,7 +29,7 @@ local cjson = require "cjson"
 local cjson_safe = require "cjson.safe"
 
 local debug, jit, io, os = debug, jit, io, os
-local pairs, ipairs, type, tostring, tonumber, select = pairs, ipairs, type, tostring, tonumber, select
+local pairs, ipairs, type, tostring, tonumber, select, next = pairs, ipairs, type, tostring, tonumber, select, next
 local pcall, xpcall, setmetatable, unpack = pcall, xpcall, setmetatable, unpack
 local concat, sort = table.concat, table.sort
 local format = string.format
@@ -476,10 +476,27 @@ end
 
 local function plural(n, one) return format("%d %s%s", n, one, n == 1 and "" or "s") end
 
--- JSON with "/" left as it is (cjson writes "\/")
+-- Lists that may be empty: written [] (cjson writes an empty table {}).
+local LISTS = { users = true, reached = true, not_reached = true, requests = true, userIDs = true,
+                atUserIDList = true, statusList = true, platformIDs = true, ownerUserID = true }
+local EMPTY = "\1[]\1"
+local function mark_lists(t, depth)
+  if depth > 8 then return end
+  for k, v in pairs(t) do
+    if type(v) == "table" then
+      if LISTS[k] and next(v) == nil then t[k] = EMPTY else mark_lists(v, depth + 1) end
+    end
+  end
+end
+
+-- JSON with "/" left as it is (cjson writes "\/") and empty lists as [].
 local function encode(v)
+  if type(v) == "table" then
+    v = copy(v)
+    mark_lists(v, 0)
+  end
   local s = cjson_safe.encode(v)
-  return s and (s:gsub("\\/", "/"))
+  return s and (s:gsub("\\/", "/"):gsub('"\\u0001%[%]\\u0001"', "[]"))
 end
 
 local function compact(v)
@@ -520,6 +537,10 @@ local function step_text(s)
   elseif k == "notice" then
     return "notice(): " .. compact(s.notice)
   elseif k == "provider_choice" then
+    if s.provider == nil then
+      local d = core.config().offlineProvider or ""
+      return format("provider(%s): nil: the configured one (%s)", s.user, d ~= "" and d or "none")
+    end
     return format("provider(%s): %s", s.user, tostring(s.provider))
   elseif k == "tokens" then
     return format("tokens(%s): %s", s.provider, compact(s.tokens))
