@@ -196,6 +196,24 @@ describe("impulse explain, reads from --offline-data #engine", function()
     nothing_sent(out)
   end)
 
+  it("examples/policies/tenant_provider.lua: each user's provider with the line that chose it", function()
+    local out, rc = explain(cjson.encode { msgData = {
+      sendID = "alice", recvID = "cn-li", clientMsgID = "c-tenant", sessionType = 1, contentType = 101,
+      options = { senderSync = false },
+    } }, "--policy examples/policies/tenant_provider.lua")
+    assert.equal(0, rc, cjson.encode(out))
+    local choice = one(out, "provider_choice")
+    assert.equal("cn-li", choice.user)
+    assert.equal("getui", choice.provider)
+    assert.matches("^examples/policies/tenant_provider.lua:%d+$", choice.at)
+    assert.matches("return p.provider", line_at(choice.at), 1, true)
+    local payload = one(out, "payload")
+    assert.equal("getui", payload.provider)
+    assert.matches("scripts/providers/getui.lua:%d+$", payload.at)
+    assert.equal("getui", one(out, "send").provider)
+    nothing_sent(out)
+  end)
+
   it("a toOfflinePush record (userIDs) runs the offline leg alone", function()
     local out, rc = explain(cjson.encode { msgData = {
       sendID = "alice", recvID = "bob", clientMsgID = "c-off", sessionType = 1, contentType = 101,
