@@ -227,6 +227,19 @@ describe("impulse explain, reads from --offline-data #engine", function()
     assert.equal("hi", payload.requests[1].body.message.notification.body)
   end)
 
+  it("a group the group service does not know: the failure explained, exit 1", function()
+    local out, rc = explain(cjson.encode { msgData = {
+      sendID = "alice", groupID = "nosuch", clientMsgID = "c-fail", sessionType = 3, contentType = 101,
+    } })
+    assert.equal(1, rc, cjson.encode(out))
+    local route = one(out, "route")
+    assert.matches("record not found", route.error, 1, true)
+    assert.matches("return nil, err", line_at(route.at), 1, true)
+    assert.matches("cannot read members", one(out, "log").text, 1, true)
+    assert.matches("route() failed", out.error, 1, true)
+    assert.equal(0, #steps_of(out, "online"))
+  end)
+
   it("prints text by default; refuses a record that is not one", function()
     local path = dir .. "/text.json"
     h.write_file(path, cjson.encode { msgData = { sendID = "alice", recvID = "bob", sessionType = 1,
