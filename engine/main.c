@@ -26,6 +26,7 @@
 #include "daemon/announce.h"
 #include "daemon/dlq.h"
 #include "daemon/engine.h"
+#include "daemon/explain.h"
 #include "daemon/notify.h"
 #include "daemon/pushsvc.h"
 #include "daemon/replay.h"
@@ -51,6 +52,10 @@ static void usage(FILE *f)
                "                                     move dead letters back to their topic\n"
                "       impulse dlq ls -c <config> [--from <dlq topic>] [--max N] [--json]\n"
                "                                     list dead letters: reason, error, origin\n"
+               "       impulse explain -c <config> [<record> | - | --from <topic:part:offset>]\n"
+               "                 [--offline-data <file>] [--policy <file>] [--json]\n"
+               "                                     one record through the policy in dry run,\n"
+               "                                     each decision with its script line\n"
                "       impulse test [-c <config>] [busted arguments]\n"
                "                                     run busted specs inside the engine's VM\n"
                "       impulse version | --version\n"
@@ -71,11 +76,25 @@ struct opt {
     const char *val; /* the value given, or "1" for a flag given */
 };
 
-enum { O_CONF, O_INDEX, O_SKIP_KAFKA, O_FROM, O_TO, O_MAX, O_JSON, O_SHADOW, O_COUNT };
+enum {
+    O_CONF,
+    O_INDEX,
+    O_SKIP_KAFKA,
+    O_FROM,
+    O_TO,
+    O_MAX,
+    O_JSON,
+    O_RECORD_FROM,
+    O_OFFLINE_DATA,
+    O_POLICY,
+    O_SHADOW,
+    O_COUNT
+};
 
 static void command_usage(FILE *f, const char *cmd, const struct opt *o, const int *allowed)
 {
-    fprintf(f, "usage: impulse %s [options]\n\noptions:\n", cmd);
+    fprintf(f, "usage: impulse %s%s [options]\n\noptions:\n", cmd,
+            strcmp(cmd, "explain") == 0 ? " [<record file> | -]" : "");
     for (int i = 0; i < O_COUNT; i++) {
         if (!allowed[i]) continue;
         char names[96], shrt[8] = "    ";
@@ -90,13 +109,17 @@ static void command_usage(FILE *f, const char *cmd, const struct opt *o, const i
 /* Parses argv[first..argc) for cmd against the allowed options. Returns 0,
  * 1 after printing help (exit 0), or 2 after one line on stderr. */
 static int parse_opts(const char *cmd, int argc, char **argv, int first, struct opt *o,
-                      const int *allowed)
+                      const int *allowed, const char **positional)
 {
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             command_usage(stdout, cmd, o, allowed);
             return 1;
+        }
+        if ((a[0] != '-' || a[1] == '\0') && positional && !*positional) {
+            *positional = a; /* explain's record file, or "-" */
+            continue;
         }
         if (a[0] != '-' || a[1] == '\0') {
             fprintf(stderr, "impulse %s: unexpected argument '%s' (impulse %s -h)\n", cmd, a, cmd);
@@ -808,11 +831,19 @@ int main(int argc, char **argv)
         [O_SHADOW] = {0, "shadow", NULL, 0,
                       "consume in the group <toPushGroupID>-shadow, run everything, send nothing",
                       NULL},
+        [O_RECORD_FROM] = {0, "from", NULL, 1,
+                           "topic:partition:offset: the record read from Kafka (no commit)", NULL},
+        [O_OFFLINE_DATA] = {0, "offline-data", NULL, 1,
+                            "answer reads from this JSON file instead of live services", NULL},
+        [O_POLICY] = {0, "policy", NULL, 1,
+                      "this policy file instead of the scripts folder's push.lua", NULL},
     };
     int run_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SHADOW] = 1};
     int check_opts[O_COUNT] = {[O_CONF] = 1, [O_INDEX] = 1, [O_SKIP_KAFKA] = 1};
     int replay_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_TO] = 1, [O_MAX] = 1};
     int dlq_opts[O_COUNT] = {[O_CONF] = 1, [O_FROM] = 1, [O_MAX] = 1, [O_JSON] = 1};
+    int explain_opts[O_COUNT] = {
+        [O_CONF] = 1, [O_RECORD_FROM] = 1, [O_OFFLINE_DATA] = 1, [O_POLICY] = 1, [O_JSON] = 1};
     if (strcmp(cmd, "dlq") == 0) { /* one subcommand: dlq ls */
         if (argc > 2 && (strcmp(argv[2], "-h") == 0 || strcmp(argv[2], "--help") == 0)) {
             printf("usage: impulse dlq ls -c <config> [--from <dlq topic>] [--max N] [--json]\n"
@@ -826,17 +857,20 @@ int main(int argc, char **argv)
         cmd = "dlq ls";
         first = 3;
     }
-    const int *allowed = strcmp(cmd, "run") == 0      ? run_opts
-                         : strcmp(cmd, "check") == 0  ? check_opts
-                         : strcmp(cmd, "replay") == 0 ? replay_opts
-                         : strcmp(cmd, "dlq ls") == 0 ? dlq_opts
-                                                      : NULL;
+    const int *allowed = strcmp(cmd, "run") == 0       ? run_opts
+                         : strcmp(cmd, "check") == 0   ? check_opts
+                         : strcmp(cmd, "replay") == 0  ? replay_opts
+                         : strcmp(cmd, "dlq ls") == 0  ? dlq_opts
+                         : strcmp(cmd, "explain") == 0 ? explain_opts
+                                                       : NULL;
     if (!allowed) {
         fprintf(stderr, "impulse: unknown command '%s'\n", cmd);
         usage(stderr);
         return 2;
     }
-    int rc = parse_opts(cmd, argc, argv, first, o, allowed);
+    const char *record = NULL;
+    int is_explain = strcmp(cmd, "explain") == 0;
+    int rc = parse_opts(cmd, argc, argv, first, o, allowed, is_explain ? &record : NULL);
     if (rc) return rc == 1 ? 0 : 2;
     int index = 0;
     if (index_of(cmd, o[O_INDEX].val, &index)) return 2;
@@ -853,6 +887,18 @@ int main(int argc, char **argv)
     if (!cfg) {
         fprintf(stderr, "%s\n", err);
         return 2;
+    }
+    if (is_explain) {
+        struct imp_explain_opts eo = {.input = record,
+                                      .from = o[O_RECORD_FROM].val,
+                                      .offline_data = o[O_OFFLINE_DATA].val,
+                                      .policy = o[O_POLICY].val,
+                                      .json = o[O_JSON].val != NULL};
+        /* explain ends the process with os.exit() from its Lua, past
+         * every teardown, as busted does: what it allocates is no leak */
+        if (__lsan_disable) __lsan_disable();
+        imp_log_set_level(imp_log_level_parse(cfg->log_level));
+        return imp_explain_run(cfg, &eo);
     }
     const char *max = o[O_MAX].val;
     char *end = NULL;

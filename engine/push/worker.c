@@ -789,23 +789,28 @@ struct imp_worker *imp_worker_create(const struct imp_worker_env *env, int id,
     return w;
 }
 
-/* Runs `chunk` (busted's runner) as one engine coroutine on this thread's
- * loop, so specs can make real engine calls; returns when it ends (busted
- * itself usually exits the process with its result first). */
-int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv)
+/* Runs `code` as one engine coroutine on this thread's loop in a VM
+ * without the sandbox (impulse test, impulse explain), so it can make real
+ * engine calls; the global arg is {[0] = name, argv...} and push(co, ud),
+ * when given, pushes the chunk's arguments (returns how many). Returns 0
+ * when the chunk returned, 1 when it raised or was never run (busted and
+ * explain usually exit the process themselves first). */
+int imp_worker_run_chunk(const struct imp_worker_env *env, const char *name, const char *code,
+                         int argc, char **argv, int (*push)(struct lua_State *co, void *ud),
+                         void *ud)
 {
     char err[1024];
     struct imp_worker *w = worker_alloc(env, 0);
     w->test_mode = 1;
     w->vm = imp_vm_create_test(env->cfg, imp_core_libs, &w->host, err, sizeof(err));
     if (!w->vm) {
-        fprintf(stderr, "impulse test: %s\n", err);
+        fprintf(stderr, "%s: %s\n", name, err);
         imp_worker_destroy(w);
         return 2;
     }
     lua_State *L = w->vm->L;
     lua_createtable(L, argc, 1); /* arg, as busted's command line reads it */
-    lua_pushliteral(L, "impulse test");
+    lua_pushstring(L, name);
     lua_rawseti(L, -2, 0);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
@@ -817,14 +822,22 @@ int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv
     t->s = &w->streams[S_PUSH];
     w->vm->tasks++;
     imp_task_bind(&t->task, w->vm);
-    if (luaL_loadstring(t->task.co, "require('busted.runner')({ standalone = false })") != 0) {
-        fprintf(stderr, "impulse test: %s\n", lua_tostring(t->task.co, -1));
+    if (luaL_loadstring(t->task.co, code) != 0) {
+        fprintf(stderr, "%s: %s\n", name, lua_tostring(t->task.co, -1));
         return 2;
     }
+    int nargs = push ? push(t->task.co, ud) : 0;
     imp_inbox_start(&w->inbox);
-    msg_resume(t, 0);
+    msg_resume(t, nargs);
     if (w->inflight) ev_run(w->loop, 0); /* engine calls in flight: serve them */
     return imp_metric_value(w->streams[S_PUSH].m_ok) > 0 ? 0 : 1;
+}
+
+int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv)
+{
+    return imp_worker_run_chunk(env, "impulse test",
+                                "require('busted.runner')({ standalone = false })", argc, argv,
+                                NULL, NULL);
 }
 
 int imp_worker_start(struct imp_worker *w)

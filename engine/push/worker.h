@@ -101,6 +101,17 @@ int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen);
  * (busted usually exits the process itself). */
 int imp_worker_run_tests(const struct imp_worker_env *env, int argc, char **argv);
 
+struct lua_State;
+/* impulse explain (and test): runs the Lua chunk `code` in one engine
+ * coroutine on the calling thread, in a VM without the sandbox (scripts
+ * are loaded into it sandboxed, as in production), with the global arg =
+ * {[0] = name, argv...} and the arguments push(co, ud) pushes (it returns
+ * their count; NULL: none). Returns 0 when the chunk returned, 1 when it
+ * raised (the error on stderr), 2 when it could not start. */
+int imp_worker_run_chunk(const struct imp_worker_env *env, const char *name, const char *code,
+                         int argc, char **argv, int (*push)(struct lua_State *co, void *ud),
+                         void *ud);
+
 /* Hot reload. build_vm makes a VM with this worker's engine calls, the
  * scripts of the snapshot, and their check() run (any thread; NULL
  * with "file:line: message" in err). install_vm hands it over: the worker

@@ -47,7 +47,8 @@ describe("impulse.sandbox", function()
   end)
 
   it("refuses to load ffi or the engine's internals", function()
-    for _, m in ipairs { "ffi", "impulse.core", "impulse.sandbox", "impulse.driver", "nonexistent" } do
+    for _, m in ipairs { "ffi", "impulse.core", "impulse.sandbox", "impulse.driver", "impulse.explain",
+                         "nonexistent" } do
       local ok, err = run("return require('" .. m .. "')")
       assert.is_false(ok, m)
       assert.is_string(err)
