@@ -22,6 +22,7 @@
 #include "base/journal.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/ratelimit.h"
 #include "daemon/admin.h"
 #include "daemon/announce.h"
 #include "daemon/dlq.h"
@@ -725,6 +726,7 @@ out:
     curl_global_cleanup();
     if (rc != 2) imp_info(NULL, "impulse stopped (exit %d)", rc); /* 2: the one line said why */
     imp_config_destroy(cfg);
+    imp_ratelimit_shutdown();
     imp_metrics_shutdown();
     return rc;
 }

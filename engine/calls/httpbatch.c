@@ -6,6 +6,19 @@
  * and retry timers; https goes to the HTTP/2 client (net/h2.c), the rest to
  * libcurl (net/http.c). Runs only on the worker's loop; never blocks; the
  * coroutine is resumed once, when the whole batch is final.
+ *
+ * Rate limits and lanes: a pool's requests wait in one queue per lane
+ * (0 direct, 1 groups, 2 bulk: a batch's opts.lane) and the pump serves
+ * the highest lane first. A batch that gives opts.rate makes its pool take
+ * a token of the process-wide bucket of that pool (base/ratelimit.c) per
+ * request sent, retries included, so the provider never sees more than
+ * rate a second plus burst from the whole process; a refused head request
+ * makes lower lanes wait across every worker. A request with a device
+ * (opts.device_max per opts.device_interval_s) that is over its device's
+ * limit is held until the next window; a newer one to the same device
+ * that is held in its turn supersedes it: the older ends "collapsed", not
+ * sent (the providers' collapse keys would replace it on the phone
+ * anyway).
  */
 #include "calls/httpbatch.h"
 
@@ -17,9 +30,11 @@
 #include "base/common.h"
 #include "base/config.h"
 #include "base/metrics.h"
+#include "base/ratelimit.h"
 #include "net/h2.h"
 #include "net/http.h"
 #include "script/task.h"
+#include "script/vm.h"
 
 #define MAX_BODY_KEPT     (64 * 1024) /* of a response, handed to Lua */
 #define MAX_HEADERS       32
@@ -32,7 +47,12 @@ struct pool {
     struct pool *next;
     char *name;
     int inflight;
-    struct item *wait_head, *wait_tail; /* ready to be sent, oldest first */
+    /* ready to be sent, per lane, oldest first */
+    struct item *wait_head[IMP_RATELIMIT_LANES], *wait_tail[IMP_RATELIMIT_LANES];
+    struct imp_ratelimit *rl; /* the process's bucket, when a batch set a rate */
+    ev_timer rate_timer;      /* pump again when a token may be there */
+    struct imp_httpbatch *hb;
+    struct item *held; /* over their device's limit, until its next window */
 };
 
 struct imp_httpbatch {
@@ -51,8 +71,11 @@ struct batch {
     struct item *items;
     int n, remaining;
     int limit; /* concurrency of the pool, as this batch asked */
+    int lane;  /* 0 .. IMP_RATELIMIT_LANES-1 */
+    int device_max, device_interval_s;
     int timeout_ms, attempts, backoff_ms, max_backoff_ms;
-    uint64_t deadline; /* imp_now_ms */
+    uint64_t deadline;    /* imp_now_ms: the batch's start + deadline_ms (device holds) */
+    uint64_t deadline_ms; /* each request's attempts, from its first send */
     char *ca_file;
     ev_timer fin; /* the last answer is in: resume from the loop */
 };
@@ -72,9 +95,24 @@ struct item {
     size_t resp_len;
     char *error;
     int done;
+    uint64_t device;        /* hash of the request's device; 0: none */
+    int rl_waiting;         /* counted in its bucket's waiting[lane] */
+    int collapsed;          /* superseded (or dropped) by the device limit */
+    struct item *held_next; /* in its pool's held list */
+    int held;
+    int drop_when_due; /* held to the deadline: dropped when its timer fires */
+    uint64_t deadline; /* imp_now_ms: first send + deadline_ms */
 };
 
 static void pump(struct imp_httpbatch *hb, struct pool *p);
+
+static void on_rate_timer(struct ev_loop *loop, ev_timer *tm, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct pool *p = tm->data;
+    pump(p->hb, p);
+}
 
 static struct pool *pool_of(struct imp_httpbatch *hb, const char *name)
 {
@@ -82,6 +120,9 @@ static struct pool *pool_of(struct imp_httpbatch *hb, const char *name)
         if (strcmp(p->name, name) == 0) return p;
     struct pool *p = imp_xcalloc(1, sizeof(*p));
     p->name = imp_xstrdup(name);
+    p->hb = hb;
+    ev_timer_init(&p->rate_timer, on_rate_timer, 0., 0.);
+    p->rate_timer.data = p;
     p->next = hb->pools;
     hb->pools = p;
     return p;
@@ -89,12 +130,32 @@ static struct pool *pool_of(struct imp_httpbatch *hb, const char *name)
 
 static void wait_push(struct pool *p, struct item *it)
 {
+    int l = it->b->lane;
     it->wait_next = NULL;
-    if (p->wait_tail)
-        p->wait_tail->wait_next = it;
+    if (p->wait_tail[l])
+        p->wait_tail[l]->wait_next = it;
     else
-        p->wait_head = it;
-    p->wait_tail = it;
+        p->wait_head[l] = it;
+    p->wait_tail[l] = it;
+}
+
+static void wait_pop(struct pool *p, int l)
+{
+    struct item *it = p->wait_head[l];
+    p->wait_head[l] = it->wait_next;
+    if (!p->wait_head[l]) p->wait_tail[l] = NULL;
+    if (it->rl_waiting && p->rl) imp_ratelimit_waiting(p->rl, l, -1);
+    it->rl_waiting = 0;
+}
+
+static void held_unlink(struct pool *p, struct item *it)
+{
+    for (struct item **pp = &p->held; *pp; pp = &(*pp)->held_next)
+        if (*pp == it) {
+            *pp = it->held_next;
+            break;
+        }
+    it->held = 0;
 }
 
 static void batch_free(struct batch *b)
@@ -102,6 +163,8 @@ static void batch_free(struct batch *b)
     struct imp_httpbatch *hb = b->hb;
     for (int i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
+        if (it->held) held_unlink(b->pool, it);
+        if (it->rl_waiting && b->pool->rl) imp_ratelimit_waiting(b->pool->rl, b->lane, -1);
         ev_timer_stop(hb->loop, &it->retry);
         if (it->req) imp_h2_cancel(it->req);
         free(it->method);
@@ -141,6 +204,10 @@ static void batch_finish(struct batch *b)
         }
         lua_pushinteger(co, it->tries);
         lua_setfield(co, -2, "attempts");
+        if (it->collapsed) {
+            lua_pushboolean(co, 1);
+            lua_setfield(co, -2, "collapsed");
+        }
         if (it->retry_after_s >= 0) {
             lua_pushnumber(co, (lua_Number)it->retry_after_s);
             lua_setfield(co, -2, "retry_after_s");
@@ -177,13 +244,57 @@ static int retryable(int err, long status)
            status == 504;
 }
 
+static void collapse(struct item *it, const char *reason, const char *why);
+
 static void on_retry_timer(struct ev_loop *loop, ev_timer *tm, int revents)
 {
     (void)loop;
     (void)revents;
     struct item *it = (struct item *)tm;
+    if (it->held) {
+        held_unlink(it->b->pool, it);
+        if (it->drop_when_due) {
+            collapse(it, "over_limit",
+                     "dropped: over its device's limit until past the batch's deadline");
+            return;
+        }
+    }
     wait_push(it->b->pool, it);
     pump(it->b->hb, it->b->pool);
+}
+
+/* An item not sent on purpose: superseded, or past its deadline under its
+ * device's limit. */
+static void collapse(struct item *it, const char *reason, const char *why)
+{
+    char labels[160];
+    it->collapsed = 1;
+    free(it->error);
+    it->error = imp_xstrdup(why);
+    snprintf(labels, sizeof(labels), "pool=\"%s\",reason=\"%s\"", it->b->pool->name, reason);
+    imp_metrics_inc("impulse_provider_collapsed_total", labels, 1);
+    item_final(it);
+}
+
+/* it is over its device's limit until retry_s (seconds of imp_now_ms): held
+ * until then, superseding an older held request to the same device. */
+static void hold(struct pool *p, struct item *it, uint64_t retry_s)
+{
+    for (struct item *o = p->held; o; o = o->held_next) {
+        if (o->device != it->device) continue;
+        held_unlink(p, o);
+        ev_timer_stop(p->hb->loop, &o->retry);
+        collapse(o, "superseded", "collapsed: a newer notification to this device superseded it");
+        break;
+    }
+    uint64_t now = imp_now_ms(), at = retry_s * 1000;
+    it->drop_when_due = at > it->b->deadline; /* held until the deadline, then dropped */
+    if (it->drop_when_due) at = it->b->deadline;
+    it->held = 1;
+    it->held_next = p->held;
+    p->held = it;
+    ev_timer_set(&it->retry, at > now ? (double)(at - now) / 1000.0 : 0.001, 0.);
+    ev_timer_start(p->hb->loop, &it->retry);
 }
 
 static void on_header(void *arg, const char *line, size_t len)
@@ -228,7 +339,7 @@ static void on_done(void *arg, int err, long status, const char *body, size_t le
         delay *= 0.5 + (double)(random() % 1000) / 1000.0;
         if (it->retry_after_s >= 0 && delay < it->retry_after_s * 1000.0)
             delay = it->retry_after_s * 1000.0;
-        if (imp_now_ms() + (uint64_t)delay < b->deadline) {
+        if (imp_now_ms() + (uint64_t)delay < it->deadline) {
             char labels[160];
             snprintf(labels, sizeof(labels), "pool=\"%s\",status=\"%ld\"", p->name, it->status);
             imp_metrics_inc("impulse_provider_retries_total", labels, 1);
@@ -246,9 +357,10 @@ static void send_item(struct imp_httpbatch *hb, struct item *it)
 {
     struct batch *b = it->b;
     uint64_t now = imp_now_ms();
+    if (!it->tries) it->deadline = now + b->deadline_ms; /* time in the queue does not count */
     int timeout = b->timeout_ms;
-    if (now + (uint64_t)timeout > b->deadline)
-        timeout = b->deadline > now ? (int)(b->deadline - now) : 1;
+    if (now + (uint64_t)timeout > it->deadline)
+        timeout = it->deadline > now ? (int)(it->deadline - now) : 1;
     it->tries++;
     it->retry_after_s = -1;
     struct imp_http_opts o = {.method = it->method,
@@ -272,15 +384,40 @@ static void send_item(struct imp_httpbatch *hb, struct item *it)
     }
 }
 
-/* Starts waiting requests while the pool has room. */
+/* Starts waiting requests, highest lane first, while the pool has room
+ * and its bucket a token. */
 static void pump(struct imp_httpbatch *hb, struct pool *p)
 {
-    while (p->wait_head) {
-        struct item *it = p->wait_head;
-        if (p->inflight >= it->b->limit) break;
-        p->wait_head = it->wait_next;
-        if (!p->wait_head) p->wait_tail = NULL;
-        send_item(hb, it);
+    uint64_t now_us = imp_now_ns() / 1000;
+    for (int l = 0; l < IMP_RATELIMIT_LANES; l++) {
+        while (p->wait_head[l]) {
+            struct item *it = p->wait_head[l];
+            if (p->inflight >= it->b->limit) return;
+            uint64_t retry_us;
+            if (p->rl && !imp_ratelimit_take(p->rl, l, now_us, &retry_us)) {
+                if (!it->rl_waiting) {
+                    char labels[160];
+                    it->rl_waiting = 1;
+                    imp_ratelimit_waiting(p->rl, l, 1);
+                    snprintf(labels, sizeof(labels), "pool=\"%s\"", p->name);
+                    imp_metrics_inc("impulse_provider_rate_limited_total", labels, 1);
+                }
+                if (!ev_is_active(&p->rate_timer)) {
+                    ev_timer_set(&p->rate_timer, (double)(retry_us - now_us) / 1e6, 0.);
+                    ev_timer_start(hb->loop, &p->rate_timer);
+                }
+                return; /* lower lanes wait behind it */
+            }
+            wait_pop(p, l);
+            uint64_t retry_s;
+            if (it->device && it->b->device_max > 0 &&
+                !imp_ratelimit_device(it->device, it->b->device_max, it->b->device_interval_s,
+                                      imp_now_ms() / 1000, &retry_s)) {
+                hold(p, it, retry_s);
+                continue;
+            }
+            send_item(hb, it);
+        }
     }
 }
 
@@ -351,8 +488,26 @@ int imp_lua_http_batch(lua_State *L)
     b->attempts = opt_int(L, 2, "attempts", 4, 1, 100);
     b->backoff_ms = opt_int(L, 2, "backoff_ms", 500, 1, 600000);
     b->max_backoff_ms = opt_int(L, 2, "max_backoff_ms", 30000, 1, 3600000);
-    b->deadline = imp_now_ms() + (uint64_t)opt_int(L, 2, "deadline_ms", 60000, 1, 86400000);
+    b->deadline_ms = (uint64_t)opt_int(L, 2, "deadline_ms", 60000, 1, 86400000);
+    b->deadline = imp_now_ms() + b->deadline_ms;
     b->ca_file = ca && ca[0] ? imp_xstrdup(ca) : NULL;
+    b->lane = opt_int(L, 2, "lane", 2, 1, IMP_RATELIMIT_LANES) - 1;
+    b->device_max = opt_int(L, 2, "device_max", 0, 0, 1000000);
+    b->device_interval_s = opt_int(L, 2, "device_interval_s", 60, 1, 86400);
+    {
+        /* opts.rate: requests a second for the pool's process-wide bucket */
+        lua_getfield(L, 2, "rate");
+        double rate = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+        lua_getfield(L, 2, "burst");
+        double burst = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : rate;
+        lua_pop(L, 2);
+        if (rate > 0) {
+            if (!b->pool->rl) b->pool->rl = imp_ratelimit_fetch(b->pool->name);
+            imp_ratelimit_set(b->pool->rl, rate, burst);
+        } else if (b->pool->rl) {
+            imp_ratelimit_set(b->pool->rl, 0, 0);
+        }
+    }
     b->n = b->remaining = n;
     ev_timer_init(&b->fin, on_fin, 0., 0.);
     b->fin.data = b;
@@ -371,6 +526,11 @@ int imp_lua_http_batch(lua_State *L)
             batch_free(b);
             return luaL_error(L, "http_batch: request %d is not a table", i + 1);
         }
+        lua_getfield(L, -1, "device");
+        size_t dlen;
+        const char *dev = lua_tolstring(L, -1, &dlen);
+        it->device = dev && dlen ? (imp_fnv1a64(dev, dlen) | 1) : 0;
+        lua_pop(L, 1);
         lua_getfield(L, -1, "url");
         lua_getfield(L, -2, "method");
         lua_getfield(L, -3, "body");
@@ -416,6 +576,7 @@ void imp_httpbatch_destroy(struct imp_httpbatch *hb)
     imp_http_destroy(hb->http);
     while (hb->pools) {
         struct pool *p = hb->pools;
+        ev_timer_stop(hb->loop, &p->rate_timer);
         hb->pools = p->next;
         free(p->name);
         free(p);

@@ -106,6 +106,25 @@ static int l_stopped(lua_State *L)
     return 1;
 }
 
+/* core.budget_renew(): the running message's budget starts again. For
+ * engine modules only (impulse.offline, before each chunk of a
+ * toOfflinePush record's users: a record holds up to ~30,000 users, whose
+ * payloads take far more than one message's budget, while one chunk's
+ * provider() and build() stay bounded by it); the sandbox keeps scripts
+ * away from impulse.core and from the modules that call it. */
+static int l_budget_renew(lua_State *L)
+{
+    struct imp_vm *vm;
+    lua_getallocf(L, (void **)&vm);
+    if (vm->run.running && !vm->run.stopped) {
+        vm->run.charged_ns = 0;
+        vm->run.excluded_ns = 0;
+        vm->run.start_ns = thread_cpu_ns();
+        vm->run.check_at_ns = imp_now_ns() + vm->budget_ns;
+    }
+    return 0;
+}
+
 static void charge_begin(struct imp_vm *vm, uint64_t charged);
 static uint64_t charge_end(struct imp_vm *vm);
 
@@ -272,6 +291,8 @@ static int open_core(lua_State *L)
     lua_setfield(L, -2, "STOP");
     lua_pushcfunction(L, l_stopped);
     lua_setfield(L, -2, "stopped");
+    lua_pushcfunction(L, l_budget_renew);
+    lua_setfield(L, -2, "budget_renew");
     return 1;
 }
 

@@ -658,6 +658,8 @@ function _M.main(args)
   for k, v in pairs(core) do real[k] = v end
   for k, v in pairs(wrapped) do core[k] = v end
   engine_yield = require("impulse.coroutine").engine_yield
+  -- offline dedupe: which devices were pushed already is read, nothing claimed
+  require("impulse.dedupe").read_only = true
 
   local scripts_dir = args.scripts_dir or "scripts"
   local pwd = os.getenv("PWD")

@@ -125,6 +125,9 @@ local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
     for _, u in ipairs(list) do dead[#dead + 1] = u end
   end
   for first = 1, n, _M.chunk_users do
+    -- each chunk of users has a message's budget of Lua time: a record of
+    -- ~30,000 users takes far more in all (tokens, payloads, JSON)
+    if core.budget_renew then core.budget_renew() end
     local chunk = users
     if n > _M.chunk_users then
       chunk = {}
@@ -205,6 +208,29 @@ function _M.check_provider(name, policy)
   return true
 end
 
+-- The message's priority lane for the providers' rate limits: the
+-- policy's lane(msg, ctx) when it has one ("direct", "group", "bulk", or
+-- 1-3), else by session type: single chats direct, groups group, OpenIM's
+-- notification session (4) bulk. Lanes only order what waits: a higher
+-- lane's request goes first whenever a provider's rate or concurrency is
+-- spent.
+local LANES = { direct = 1, group = 2, bulk = 3 }
+local BY_SESSION = { [1] = 1, [2] = 2, [3] = 2, [4] = 3 }
+local function lane_of(policy, msg, ctx)
+  if policy.lane then
+    local l = policy.lane(msg, ctx)
+    if l ~= nil then
+      l = LANES[l] or l
+      if l ~= 1 and l ~= 2 and l ~= 3 then
+        return nil, "lane() returned " .. tostring(l) .. ", expected direct, group, bulk or 1-3"
+      end
+      return l
+    end
+  end
+  return BY_SESSION[msg.sessionType] or 2
+end
+_M.lane_of = lane_of
+
 -- handle(policy, msg, ctx, call) -> result | nil, err
 -- call = { users = {...}, providers = { name = module } }
 function _M.handle(policy, msg, ctx, call)
@@ -234,6 +260,9 @@ function _M.handle(policy, msg, ctx, call)
     list[#list + 1] = u
   end
   local notice = notice_of(msg, policy)
+  local lane, lerr = lane_of(policy, msg, ctx)
+  if not lane then return nil, lerr end
+  ctx.lane = lane
   local dead = {}
   -- the policy's tokens(provider, users, msg, ctx) replaces the transports'
   -- own device-token lookups (FCM_TOKEN:..., APNS_TOKEN:...)

@@ -84,7 +84,8 @@ local function base_env(scripts_dir, loaded)
     if type(name) ~= "string" then error("bad argument #1 to 'require' (string expected)", 2) end
     if name:sub(1, 8) == "impulse." or ENGINE_MODULES[name] then
       if name == "impulse.core" or name == "impulse.sandbox" or name == "impulse.driver"
-        or name == "impulse.snapshot" or name == "impulse.explain" then
+        or name == "impulse.snapshot" or name == "impulse.explain" or name == "impulse.offline"
+        or name == "impulse.dedupe" then
         error("module '" .. name .. "' is internal to the engine", 2)
       end
       return require(name)

@@ -99,7 +99,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local expiration = math.floor(common.now_ms() / 1000) + c.ttl_s
   local collapse = msg.clientMsgID ~= "" and msg.clientMsgID:sub(1, 64) or nil
   local results
-  results, err = common.send_with_token("apns", requests, common.options("apns"), {
+  results, err = common.send_with_token("apns", requests, common.options("apns", ctx), {
     token = function(round) return provider_token(c, round == 2) end,
     request = function(r, jwt)
       local h = {
@@ -111,7 +111,8 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
         "content-type: application/json",
       }
       if collapse then h[#h + 1] = "apns-collapse-id: " .. collapse end
-      return { method = "POST", url = c.url .. "/3/device/" .. tostring(r.token), body = r.body, headers = h }
+      return { method = "POST", url = c.url .. "/3/device/" .. tostring(r.token), body = r.body, headers = h,
+               device = r.token }
     end,
     expired = token_refused,
   })
@@ -120,7 +121,9 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   for i, r in ipairs(results) do
     local st, req = r.status, requests[i]
     local why = st >= 400 and reason(r.body)
-    if st == 200 then
+    if common.collapsed("apns", r) then
+      out.collapsed = (out.collapsed or 0) + 1
+    elseif st == 200 then
       out.sent = out.sent + 1
       common.count("apns", "sent")
     elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then

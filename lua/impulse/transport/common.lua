@@ -34,7 +34,18 @@ function _M.settings()
 end
 
 local COMMON_KEYS = { caFile = "string", concurrency = "number", timeoutMs = "number", attempts = "number",
-                      backoffMs = "number", maxBackoffMs = "number", deadlineMs = "number" }
+                      backoffMs = "number", maxBackoffMs = "number", deadlineMs = "number",
+                      ratePerSecond = "number", burst = "number", perDeviceMax = "number",
+                      perDeviceIntervalS = "number" }
+
+-- Requests a second a provider takes from the whole process unless
+-- impulse.providers.<name>.ratePerSecond says otherwise (0: no limit).
+-- FCM documents its quota: 600,000 messages a minute per project by
+-- default (firebase.google.com/docs/cloud-messaging/throttling-and-quotas),
+-- so 9,800 a second with a burst of 10,000 (598,000 in any minute at
+-- most). Getui, JPush and APNs publish no quota that holds for every
+-- account (JPush's depends on the plan; APNs has none): no limit unless set.
+_M.DEFAULT_RATE = { fcm = { 9800, 10000 } }
 local OWN_KEYS = {
   fcm = { sendURL = "string", tokenURL = "string", projectId = "string" },
   apns = { keyFile = "string", keyId = "string", teamId = "string", topic = "string", url = "string",
@@ -64,11 +75,20 @@ function _M.validate()
   return true
 end
 
--- impulse.providers.<name> merged over impulse.providers' common keys.
-function _M.options(name)
+-- impulse.providers.<name> merged over impulse.providers' common keys;
+-- with ctx, the message's lane (ctx.lane: 1 direct, 2 groups, 3 bulk).
+function _M.options(name, ctx)
   local all = _M.settings().impulse
   local own = type(all[name]) == "table" and all[name] or {}
+  local def = _M.DEFAULT_RATE[name] or {}
+  local rate = tonumber(own.ratePerSecond or all.ratePerSecond) or def[1] or 0
+  local burst = tonumber(own.burst or all.burst) or (own.ratePerSecond or all.ratePerSecond) and rate or def[2]
   return {
+    lane = ctx and ctx.lane or nil,
+    rate = rate > 0 and rate or nil,
+    burst = rate > 0 and burst or nil,
+    device_max = tonumber(own.perDeviceMax or all.perDeviceMax),
+    device_interval_s = tonumber(own.perDeviceIntervalS or all.perDeviceIntervalS),
     ca_file = own.caFile or all.caFile,
     concurrency = tonumber(own.concurrency or all.concurrency) or 64,
     timeout_ms = tonumber(own.timeoutMs or all.timeoutMs) or 10000,
@@ -86,6 +106,8 @@ function _M.batch(pool, requests, opts)
     pool = pool, ca_file = opts.ca_file, concurrency = opts.concurrency,
     timeout_ms = opts.timeout_ms, attempts = opts.attempts, backoff_ms = opts.backoff_ms,
     max_backoff_ms = opts.max_backoff_ms, deadline_ms = opts.deadline_ms,
+    lane = opts.lane, rate = opts.rate, burst = opts.burst,
+    device_max = opts.device_max, device_interval_s = opts.device_interval_s,
   }
   local pending, results = core.http_batch(requests, o)
   if pending then results = engine_yield() end
@@ -130,9 +152,23 @@ function _M.send_with_token(pool, items, opts, auth)
   return results
 end
 
--- One request, for auth endpoints: result as in batch().
+-- One request, for auth endpoints: result as in batch(); outside the
+-- provider's rate, lanes and device limits.
 function _M.one(pool, request, opts)
-  return _M.batch(pool, { request }, opts)[1]
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  o.rate, o.burst, o.lane, o.device_max = nil, nil, nil, nil
+  return _M.batch(pool, { request }, o)[1]
+end
+
+-- A request the engine did not send on purpose: a newer notification to
+-- the same device superseded it while it waited for the device's limit
+-- (impulse.providers.<name>.perDeviceMax), or the limit held it past the
+-- deadline. Counted; its user is not dead-lettered.
+function _M.collapsed(provider, r)
+  if not r.collapsed then return false end
+  _M.count(provider, "collapsed")
+  return true
 end
 
 -- What a failed result says, for errors and logs (never the request).

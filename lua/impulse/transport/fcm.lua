@@ -116,13 +116,13 @@ end
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local acc, err = load_account()
   if not acc then return nil, err end
-  local opts = common.options("fcm")
+  local opts = common.options("fcm", ctx)
   local url = acc.send_url .. "/v1/projects/" .. acc.project .. "/messages:send"
   local results
   results, err = common.send_with_token("fcm", requests, opts, {
     token = function() return access_token(acc, opts) end,
     request = function(r, tok)
-      return { method = "POST", url = url, body = r.body,
+      return { method = "POST", url = url, body = r.body, device = r.token,
                headers = { "Authorization: Bearer " .. tok, "Content-Type: application/json" } }
     end,
     expired = function(r) return r.status == 401 end, -- revoked or expired early
@@ -133,7 +133,9 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   for i, r in ipairs(results) do
     local st, req = r.status, requests[i]
     local code = st >= 400 and fcm_error(r.body)
-    if st == 200 then
+    if common.collapsed("fcm", r) then
+      out.collapsed = (out.collapsed or 0) + 1
+    elseif st == 200 then
       out.sent = out.sent + 1
       common.count("fcm", "sent")
     elseif code == "UNREGISTERED" or (st == 404 and req.token) then

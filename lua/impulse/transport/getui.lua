@@ -103,7 +103,7 @@ end
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
   local g, err = settings()
   if not g then return nil, err end
-  local opts = common.options("getui")
+  local opts = common.options("getui", ctx)
   local out = common.outcome()
 
   local function judge(r, req)

@@ -50,7 +50,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
     reqs[i] = { method = "POST", url = url, body = r.body,
                 headers = { auth, "Content-Type: application/json" } }
   end
-  return _M.classify("jpush", requests, common.batch("jpush", reqs, common.options("jpush")), ctx)
+  return _M.classify("jpush", requests, common.batch("jpush", reqs, common.options("jpush", ctx)), ctx)
 end
 
 return _M

@@ -86,6 +86,23 @@ async function runProviders(opts, life) {
       }
       return counts;
     },
+    // Arrival times for large runs: [[at, value], ...] over the requests of
+    // one provider, value the body's dotted `field` (message.token for FCM).
+    'GET /arrivals': (body, url) => {
+      const p = url.searchParams.get('provider');
+      const field = url.searchParams.get('field');
+      if (!PROVIDERS.includes(p)) throw new BadRequest(`provider must be one of ${PROVIDERS.join(', ')}`);
+      if (!field) throw new BadRequest('GET /arrivals needs field=a.b.c');
+      const path = field.split('.');
+      const out = [];
+      for (const r of recorder.records) {
+        if (r.provider !== p) continue;
+        let v = r.body;
+        for (const k of path) v = v !== null && typeof v === 'object' ? v[k] : undefined;
+        out.push([r.at, typeof v === 'string' || typeof v === 'number' ? v : null]);
+      }
+      return out;
+    },
     'DELETE /requests': () => recorder.clear(),
     'GET /stats': () => recorder.stats,
     'DELETE /stats': () => { recorder.resetStats(); return recorder.stats; },
