@@ -14,21 +14,19 @@
  *       drawn Zipf(1.1) over 1M; the fetch returns every key (a small blob
  *       of platform IDs): time per user, hit ratio.
  *
- * W1 and W2 read the clock (imp_now_ms, CLOCK_MONOTONIC) on every get,
- * as the engine (calls/group.c) and OpenIM's lazy LRU (time.Now per Get)
- * do. Fixed-seed xorshift PRNG; Zipf samples are drawn before timing; keys are
- * formatted in the loop (as the engine builds them from a message, in
- * cache) rather than read from a table that would add a memory miss of
- * its own; every timed loop is warmed up first. Each figure is the median
- * of 5 runs, with the range: the machine is a VM whose last-level cache
- * and DRAM are shared with neighbours, so single runs vary by 2x. M0
- * measures that memory's latency, the floor for a cache bigger than the
- * CPU's: a W1 hit needs the entry and its blob (whose count it takes), so
- * on this working set (100k entries + 100k blobs, ~20 MB) it is
- * memory-bound; W1s runs the same code on 2,000 keys, which stay in the
- * CPU's caches, to show what the code path itself costs. W3 runs first, so its RSS growth is not
- * hidden by memory the others freed. Threads are pinned one per CPU. Prints one line per figure.
- * Not a test: nothing is asserted.
+ * W1 and W2 read the clock on every get, as the engine (calls/group.c)
+ * and OpenIM's lazy LRU (time.Now per Get) do: the engine's per-lookup
+ * clock, imp_now_ms_coarse (CLOCK_MONOTONIC_COARSE through the vDSO). Fixed-seed xorshift PRNG;
+ * Zipf samples are drawn before timing; keys are formatted in the loop (as the engine builds them
+ * from a message, in cache) rather than read from a table that would add a memory miss of its own;
+ * every timed loop is warmed up first. Each figure is the median of 5 runs, with the range: the
+ * machine is a VM whose last-level cache and DRAM are shared with neighbours, so single runs vary
+ * by 2x. M0 measures that memory's latency, the floor for a cache bigger than the CPU's: a W1 hit
+ * needs the entry and its blob (whose count it takes), so on this working set (100k entries + 100k
+ * blobs, ~20 MB) it is memory-bound; W1s runs the same code on 2,000 keys, which stay in the CPU's
+ * caches, to show what the code path itself costs. W3 runs first, so its RSS growth is not hidden
+ * by memory the others freed. Threads are pinned one per CPU. Prints one line per figure. Not a
+ * test: nothing is asserted.
  *
  *   build/bench_cache            all workloads
  *   build/bench_cache W1 W4      some (M0, W1, W1s, W2, W3, W4)
@@ -230,8 +228,8 @@ static long w1_loop(struct w1 *a, long ops)
         size_t vl;
         /* the clock read OpenIM's lazy LRU does on every Get (time.Now);
          * the value copied out as calls/group.c takes it */
-        int r = imp_slot_get_copy(a->s, key, kl, imp_now_ms(), val, sizeof(val), &vl, &v, &err,
-                                  NULL, 0, &w);
+        int r = imp_slot_get_copy(a->s, key, kl, imp_now_ms_coarse(), val, sizeof(val), &vl, &v,
+                                  &err, NULL, 0, &w);
         misses += r != IMP_LAZY_HIT || vl != 64;
         imp_blob_release(v);
     }
@@ -346,7 +344,7 @@ static void bench_w2(const struct zipf *z)
             size_t kl = fmt_key(key, sizeof(w1_prefix) - 1, d[i]);
             struct imp_blob *v;
             int err;
-            uint64_t now = imp_now_ms(); /* per get, as OpenIM's time.Now */
+            uint64_t now = imp_now_ms_coarse(); /* per get, as OpenIM's time.Now */
             if (imp_slot_get(s, key, kl, now, &v, &err, NULL, 0, &w) == IMP_LAZY_HIT) {
                 h++;
                 imp_blob_release(v);

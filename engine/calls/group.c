@@ -281,8 +281,8 @@ int imp_lua_group_member_ids(lua_State *L)
     /* small member lists are copied out without a lock (lazy.c) */
     char small[IMP_LAZY_INLINE_MAX];
     size_t slen = 0;
-    int rc = imp_localcache_get_copy(cache, key, klen, imp_now_ms(), small, sizeof(small), &slen,
-                                     &val, &err, errbuf, sizeof(errbuf), &wt->lw);
+    int rc = imp_localcache_get_copy(cache, key, klen, imp_now_ms_coarse(), small, sizeof(small),
+                                     &slen, &val, &err, errbuf, sizeof(errbuf), &wt->lw);
     if (rc == IMP_LAZY_HIT) {
         free(wt);
         free(key);
