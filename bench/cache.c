@@ -16,17 +16,22 @@
  *
  * W1 and W2 read the clock on every get, as the engine (calls/group.c)
  * and OpenIM's lazy LRU (time.Now per Get) do: the engine's per-lookup
- * clock, imp_now_ms_coarse (CLOCK_MONOTONIC_COARSE through the vDSO). Fixed-seed xorshift PRNG;
- * Zipf samples are drawn before timing; keys are formatted in the loop (as the engine builds them
- * from a message, in cache) rather than read from a table that would add a memory miss of its own;
- * every timed loop is warmed up first. Each figure is the median of 5 runs, with the range: the
- * machine is a VM whose last-level cache and DRAM are shared with neighbours, so single runs vary
- * by 2x. M0 measures that memory's latency, the floor for a cache bigger than the CPU's: a W1 hit
- * needs the entry and its blob (whose count it takes), so on this working set (100k entries + 100k
- * blobs, ~20 MB) it is memory-bound; W1s runs the same code on 2,000 keys, which stay in the CPU's
- * caches, to show what the code path itself costs. W3 runs first, so its RSS growth is not hidden
- * by memory the others freed. Threads are pinned one per CPU. Prints one line per figure. Not a
- * test: nothing is asserted.
+ * clock, imp_now_ms_coarse (CLOCK_MONOTONIC_COARSE through the vDSO).
+ * Fixed-seed xorshift PRNG; Zipf samples are drawn before timing; keys are
+ * formatted in the loop (as the engine builds them from a message, in
+ * cache) rather than read from a table that would add a memory miss of
+ * its own; every timed loop is warmed up first. Each figure is the median
+ * of 5 runs, with the range: the machine is a VM whose last-level cache
+ * and DRAM are shared with neighbours, so single runs vary by 2x. M0
+ * measures that memory's latency, the floor for a cache bigger than the
+ * CPU's: a W1 hit reads the key's bucket and then its entry (key and
+ * value inline), so on this working set (100k entries of ~160 bytes and
+ * their bucket arrays, ~20 MB) it costs one DRAM miss and one mostly
+ * cached read; W1s runs the same code on 2,000 keys, which stay in the
+ * CPU's caches, to show what the code path itself costs. W3 runs first,
+ * so its RSS growth is not hidden by memory the others freed. Threads are
+ * pinned one per CPU. Prints one line per figure. Not a test: nothing is
+ * asserted.
  *
  *   build/bench_cache            all workloads
  *   build/bench_cache W1 W4      some (M0, W1, W1s, W2, W3, W4)

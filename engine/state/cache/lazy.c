@@ -3,18 +3,20 @@
  * expiry}, one mutex, and a separate table of single flights (flight.h).
  *
  * Design:
- *  - Entries are intrusive: one allocation holds the hash chain link, the
- *    list links, the value and the key, so a hit touches the bucket array,
- *    the entry and the blob's count, nothing else. The hash table is
- *    chained, indexed by the top bits of hash * golden ratio (keys of one
- *    slot share hash % N), and doubles when entries outnumber buckets.
- *  - A hit costs two dependent memory reads, the entry and then its blob
- *    (whose count it takes); on a cache larger than the CPU's, each one is
- *    a trip to DRAM. So each bucket also keeps a copy of its first entry's
- *    blob pointer (the hint), and a lookup prefetches that blob for writing
- *    while it reads the entry: for the common one-entry chain both misses
- *    overlap. The hint is maintained under the lock like the chain itself
- *    (every change of a chain's head or of the head's value updates it).
+ *  - Entries are intrusive: one block holds the hash chain link, the list
+ *    links, the value (and an inline copy of a small one) and the key, so
+ *    a copying hit touches the bucket array and the entry, nothing else.
+ *    The hash table is chained, indexed by the top bits of hash * golden
+ *    ratio (keys of one slot share hash % N), and doubles when entries
+ *    outnumber buckets.
+ *  - A locked hit (imp_lazy_get, batches) costs two dependent memory
+ *    reads, the entry and then its blob (whose count it takes); on a
+ *    cache larger than the CPU's, each one is a trip to DRAM. So each
+ *    bucket also keeps a copy of its first entry's blob pointer (the
+ *    hint), and a lookup prefetches that blob for writing while it reads
+ *    the entry: for the common one-entry chain both misses overlap. The
+ *    hint is maintained under the lock like the chain itself (every
+ *    change of a chain's head or of the head's value updates it).
  *  - Batches (slot.c) know their keys in advance and prefetch a few keys
  *    ahead: the cache's first line, then the key's bucket, then the
  *    bucket's first entry and blob (imp_lazy_prefetch*), so the misses of

@@ -9,7 +9,10 @@
  *
  * Time is a parameter (now_ms) everywhere. Values are blobs.
  *
- * Thread-safety: one mutex per lazy LRU (a slot LRU is N of them).
+ * Thread-safety: one mutex per lazy LRU (a slot LRU is N of them); hits
+ * on small values through imp_lazy_get_copy take no lock (a seqlock,
+ * lazy.c). Eviction is CLOCK (second chance) from 64 entries up, exact
+ * LRU below.
  * Waiter callbacks run on the completing (or destroying) thread, outside the
  * lock; the engine's callback only posts to the waiter's own loop.
  */
