@@ -36,6 +36,7 @@ static uint64_t clock_ms(clockid_t id)
 
 uint64_t imp_now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
 uint64_t imp_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
+uint64_t imp_now_ms_coarse(void) { return clock_ms(CLOCK_MONOTONIC_COARSE); }
 
 static void oom(size_t n)
 {

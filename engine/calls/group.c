@@ -63,12 +63,17 @@ struct imp_blob *imp_group_members_encode(char *const *ids, size_t n)
 
 int imp_group_members_push(lua_State *L, const struct imp_blob *b)
 {
+    return imp_group_members_push_bytes(L, b->data, b->len);
+}
+
+int imp_group_members_push_bytes(lua_State *L, const char *data, size_t len)
+{
     uint32_t n, l;
-    const char *p = b->data, *end = b->data + b->len;
-    if (b->len < 4) return IMP_EPROTO;
+    const char *p = data, *end = data + len;
+    if (len < 4) return IMP_EPROTO;
     memcpy(&n, p, 4);
     p += 4;
-    if (n > b->len / 4) return IMP_EPROTO;
+    if (n > len / 4) return IMP_EPROTO;
     lua_createtable(L, (int)n, 0);
     for (uint32_t i = 0; i < n; i++) {
         if (end - p < 4) goto bad;
@@ -273,13 +278,25 @@ int imp_lua_group_member_ids(lua_State *L)
     struct imp_blob *val = NULL;
     int err = 0;
     char errbuf[300] = "";
-    int rc = imp_localcache_get(cache, key, klen, imp_now_ms(), &val, &err, errbuf, sizeof(errbuf),
-                                &wt->lw);
+    /* small member lists are copied out without a lock (lazy.c) */
+    char small[IMP_LAZY_INLINE_MAX];
+    size_t slen = 0;
+    int rc = imp_localcache_get_copy(cache, key, klen, imp_now_ms_coarse(), small, sizeof(small),
+                                     &slen, &val, &err, errbuf, sizeof(errbuf), &wt->lw);
     if (rc == IMP_LAZY_HIT) {
         free(wt);
         free(key);
         imp_metrics_inc("impulse_cache_requests_total", "cache=\"group\",result=\"hit\"", 1);
         lua_pushboolean(L, 0);
+        if (!val && !err) {
+            if (imp_group_members_push_bytes(L, small, slen) == 0) {
+                lua_pushnil(L);
+            } else {
+                lua_pushnil(L);
+                lua_pushstring(L, "group cache: corrupt member list");
+            }
+            return 3;
+        }
         push_result(L, val, errbuf[0] ? errbuf : "group members unavailable");
         imp_blob_release(val);
         return 3;

@@ -33,5 +33,7 @@ struct imp_blob *imp_group_members_encode(char *const *ids, size_t n);
 /* Pushes the list as a Lua array; returns 0 or IMP_EPROTO for a blob that
  * is not in that format (nothing pushed). */
 int imp_group_members_push(lua_State *L, const struct imp_blob *b);
+/* The same from len bytes at data (a value copied out of the cache). */
+int imp_group_members_push_bytes(lua_State *L, const char *data, size_t len);
 
 #endif

@@ -1,6 +1,6 @@
 /* Lazy LRU: hit/fetch/wait, success and failed TTLs, cancelled and failed
  * leaders, delete during a flight, set/set_has, eviction order (exact and
- * windowed), eviction of an entry in flight, and single flight under
+ * CLOCK), lock-free copying gets, eviction of an entry in flight, and single flight under
  * concurrency: 100 waiters with exactly one fetch; a failed leader; a
  * waiter cancelling while the leader completes, looped across 2 threads.
  * Time is a parameter: no sleeps. */
@@ -243,35 +243,85 @@ static void eviction(void)
     imp_lazy_check(c);
     imp_lazy_destroy(c);
 
-    /* Windowed promotion (size >= 64): a hit in the front quarter stays put,
-     * a hit further back moves to the front; eviction follows. */
+    /* CLOCK (size >= 64): a hit marks the entry; a full cache evicts the
+     * oldest unmarked entry, and a marked one at the tail gets a second
+     * chance at the front. k0 is hit through the locked get, k90 through a
+     * lock-free copying get. */
     struct imp_lazy_config c3cfg = {.size = 100, .success_ttl_ms = 0, .failed_ttl_ms = 0};
     c = imp_lazy_create(&c3cfg);
-    char k[16];
+    char k[16], buf[8];
+    size_t vl;
     for (int i = 0; i < 100; i++) {
         snprintf(k, sizeof(k), "k%d", i);
         imp_lazy_set(c, k, strlen(k), val, 0);
     }
-    CHECK(get(c, "k0", 0, &v, &err, &w) == IMP_LAZY_HIT); /* oldest: promoted */
+    CHECK(get(c, "k0", 0, &v, &err, &w) == IMP_LAZY_HIT); /* oldest: marked */
     imp_blob_release(v);
-    CHECK(get(c, "k90", 0, &v, &err, &w) == IMP_LAZY_HIT); /* front quarter: stays */
-    imp_blob_release(v);
+    CHECK(imp_lazy_get_copy(c, "k90", 3, 0, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          v == NULL && err == 0 && vl == val->len && memcmp(buf, val->data, vl) == 0);
     imp_lazy_check(c);
     for (int i = 100; i < 190; i++) {
         snprintf(k, sizeof(k), "k%d", i);
         imp_lazy_set(c, k, strlen(k), val, 0);
     }
-    /* 90 inserts evicted k1..k89 (in order) and then k90, not k0. */
+    /* 90 inserts: k0 went back to the front, k1..k89 were evicted in
+     * order, k90 went back to the front, and k91 was evicted. */
     int present0 = get(c, "k0", 0, &v, &err, &w) == IMP_LAZY_HIT;
     if (present0) imp_blob_release(v);
     CHECK(present0);
     CHECK(get(c, "k89", 0, &v, &err, &w) == IMP_LAZY_FETCH);
     imp_lazy_complete(c, "k89", 3, NULL, IMP_EIO, "", 0, 0);
-    CHECK(get(c, "k91", 0, &v, &err, &w) == IMP_LAZY_HIT);
+    CHECK(get(c, "k91", 0, &v, &err, &w) == IMP_LAZY_FETCH);
+    imp_lazy_complete(c, "k91", 3, NULL, IMP_EIO, "", 0, 0);
+    CHECK(get(c, "k90", 0, &v, &err, &w) == IMP_LAZY_HIT);
+    imp_blob_release(v);
+    CHECK(get(c, "k92", 0, &v, &err, &w) == IMP_LAZY_HIT);
     imp_blob_release(v);
     CHECK(imp_lazy_len(c) == 100);
     imp_lazy_check(c);
+
+    /* Copying gets: a value larger than the buffer comes as a reference; a
+     * replaced value is seen at once; an expired one is a miss; a deleted
+     * key is a miss. */
+    struct imp_blob *big = B("a value longer than eight bytes");
+    imp_lazy_set(c, "big", 3, big, 0);
+    CHECK(imp_lazy_get_copy(c, "big", 3, 0, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          v == big && vl == 0);
+    imp_blob_release(v);
+    struct imp_blob *small = B("tiny");
+    imp_lazy_set(c, "big", 3, small, 0);
+    CHECK(imp_lazy_get_copy(c, "big", 3, 0, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          v == NULL && vl == 4 && memcmp(buf, "tiny", 4) == 0);
+    imp_lazy_set(c, "big", 3, big, 0); /* needs a larger block: replaced */
+    CHECK(imp_lazy_get_copy(c, "big", 3, 0, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          v == big);
+    imp_blob_release(v);
+    CHECK(imp_lazy_del(c, "big", 3) == 1);
+    CHECK(imp_lazy_get_copy(c, "big", 3, 0, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+          IMP_LAZY_FETCH);
+    imp_lazy_complete(c, "big", 3, NULL, IMP_EIO, "", 0, 0);
+    imp_lazy_check(c);
     imp_lazy_destroy(c);
+    struct imp_lazy_config c4cfg = {.size = 100, .success_ttl_ms = 10, .failed_ttl_ms = 0};
+    c = imp_lazy_create(&c4cfg);
+    imp_lazy_set(c, "e", 1, small, 100);
+    CHECK(imp_lazy_get_copy(c, "e", 1, 109, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          vl == 4);
+    CHECK(imp_lazy_get_copy(c, "e", 1, 110, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+          IMP_LAZY_FETCH);
+    imp_lazy_complete(c, "e", 1, small, 0, NULL, 1, 110);
+    CHECK(imp_lazy_get_copy(c, "e", 1, 110, buf, sizeof(buf), &vl, &v, &err, NULL, 0, &w.w) ==
+              IMP_LAZY_HIT &&
+          vl == 4);
+    imp_lazy_check(c);
+    imp_lazy_destroy(c);
+    imp_blob_release(big);
+    imp_blob_release(small);
     imp_blob_release(val);
 }
 

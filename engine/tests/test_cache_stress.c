@@ -42,10 +42,15 @@ struct waiter {
 };
 
 /* A value names its key: "<key>#<n>". */
-static int belongs(struct imp_blob *v, const char *key)
+static int belongs_bytes(const char *data, size_t len, const char *key)
 {
     size_t kl = strlen(key);
-    return v->len > kl && memcmp(v->data, key, kl) == 0 && v->data[kl] == '#';
+    return len > kl && memcmp(data, key, kl) == 0 && data[kl] == '#';
+}
+
+static int belongs(struct imp_blob *v, const char *key)
+{
+    return belongs_bytes(v->data, v->len, key);
 }
 
 static void waiter_notify(struct imp_lazy_waiter *w, struct imp_blob *val, int err, const char *msg)
@@ -187,11 +192,23 @@ static void *slot_thread(void *arg)
             snprintf(w->key, sizeof(w->key), "%s", key);
             struct imp_blob *v;
             int err;
-            char eb[32];
-            int g = imp_slot_get(s, key, strlen(key), now, &v, &err, eb, sizeof(eb), &w->w);
+            char eb[32], buf[IMP_LAZY_INLINE_MAX];
+            size_t vl = 0;
+            /* half the gets copy the value out (lock-free hits on the lazy
+             * kind), into a buffer that is sometimes too small */
+            int copy = r < 25, g;
+            size_t cap = (r & 1) ? sizeof(buf) : 4;
+            if (copy)
+                g = imp_slot_get_copy(s, key, strlen(key), now, buf, cap, &vl, &v, &err, eb,
+                                      sizeof(eb), &w->w);
+            else
+                g = imp_slot_get(s, key, strlen(key), now, &v, &err, eb, sizeof(eb), &w->w);
             if (g == IMP_LAZY_HIT) {
                 atomic_fetch_add(&n_hits, 1);
-                if (v ? !belongs(v, key) : err == 0) atomic_fetch_add(&bad, 1);
+                if (copy && !v && err == 0) {
+                    if (!belongs_bytes(buf, vl, key) || vl > cap) atomic_fetch_add(&bad, 1);
+                } else if (v ? !belongs(v, key) || (copy && v->len <= cap) : err == 0)
+                    atomic_fetch_add(&bad, 1);
                 imp_blob_release(v);
                 free(w);
             } else if (g == IMP_LAZY_FETCH) {
@@ -462,6 +479,7 @@ int main(int argc, char **argv)
     slot_stress(IMP_SLOT_LAZY, 4, 40);
     slot_stress(IMP_SLOT_EXPIRABLE, 4, 40);
     slot_stress(IMP_SLOT_LAZY, 512, 3000);
+    slot_stress(IMP_SLOT_LAZY, 64, 400); /* CLOCK eviction under lock-free hits */
     nkeys = 40;
     grow_race();
     localcache_stress(0);

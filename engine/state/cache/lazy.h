@@ -9,7 +9,10 @@
  *
  * Time is a parameter (now_ms) everywhere. Values are blobs.
  *
- * Thread-safety: one mutex per lazy LRU (a slot LRU is N of them).
+ * Thread-safety: one mutex per lazy LRU (a slot LRU is N of them); hits
+ * on small values through imp_lazy_get_copy take no lock (a seqlock,
+ * lazy.c). Eviction is CLOCK (second chance) from 64 entries up, exact
+ * LRU below.
  * Waiter callbacks run on the completing (or destroying) thread, outside the
  * lock; the engine's callback only posts to the waiter's own loop.
  */
@@ -48,13 +51,29 @@ void imp_lazy_destroy(struct imp_lazy *c);
  * FETCH: the key was missing or expired and is now in flight; the caller
  * must call imp_lazy_complete for it exactly once; *val is NULL. WAIT:
  * another caller's fetch is in flight; w is queued and will be notified;
- * *val is NULL. Hits move the entry to the front, except that in a cache
- * of 64 entries or more an entry that is certainly within the front
- * quarter stays where it is (a hit then writes nothing but the blob's
- * count; see lazy.c). Thread-safe. */
+ * *val is NULL. In a cache of fewer than 64 entries a hit moves the entry
+ * to the front (exact LRU); in a larger one it sets the entry's CLOCK bit
+ * and eviction gives marked entries a second chance (lazy.c). Takes the
+ * cache's lock. Thread-safe. */
 int imp_lazy_get(struct imp_lazy *c, const char *key, size_t klen, uint64_t now_ms,
                  struct imp_blob **val, int *err, char *errbuf, size_t errlen,
                  struct imp_lazy_waiter *w);
+
+/* Values of at most this many bytes are also kept inline in their entry,
+ * and imp_lazy_get_copy can hit on them without the lock. */
+#define IMP_LAZY_INLINE_MAX 256
+
+/* imp_lazy_get that copies a value of at most cap bytes into buf: HIT
+ * with *val NULL and *err 0 means *vlen bytes were copied (a value that
+ * fits); HIT with *val set is a new reference to a larger value; HIT with
+ * *val NULL and *err set is a cached failure (message in errbuf). FETCH
+ * and WAIT as imp_lazy_get. A hit on a value kept inline (cache of 64
+ * entries or more, value <= IMP_LAZY_INLINE_MAX, not expired) takes no
+ * lock and writes nothing shared; anything else takes the locked path.
+ * Thread-safe. */
+int imp_lazy_get_copy(struct imp_lazy *c, const char *key, size_t klen, uint64_t now_ms, void *buf,
+                      size_t cap, size_t *vlen, struct imp_blob **val, int *err, char *errbuf,
+                      size_t errlen, struct imp_lazy_waiter *w);
 
 /* The leader's result for key: val (borrowed; the cache takes its own
  * reference) or NULL with err/errmsg (borrowed; NULL with err 0 counts as

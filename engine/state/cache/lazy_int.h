@@ -32,6 +32,12 @@ int imp_lazy_get_h(struct imp_lazy *c, uint64_t hash, const char *key, size_t kl
                    struct imp_blob **val, int *err, char *errbuf, size_t errlen,
                    struct imp_lazy_waiter *w, const void *leader);
 
+/* imp_lazy_get_copy with the hash and a leader token, as imp_lazy_get_h. */
+int imp_lazy_get_copy_h(struct imp_lazy *c, uint64_t hash, const char *key, size_t klen,
+                        uint64_t now_ms, void *buf, size_t cap, size_t *vlen, struct imp_blob **val,
+                        int *err, char *errbuf, size_t errlen, struct imp_lazy_waiter *w,
+                        const void *leader);
+
 /* imp_lazy_complete with the hash; when only_leader is not NULL, completes
  * the flight only if that token leads it. Returns 1 when a flight was
  * completed, 0 when key was not in flight (nothing happens). */

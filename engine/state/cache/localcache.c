@@ -121,6 +121,20 @@ int imp_localcache_get(struct imp_localcache *c, const char *key, size_t klen, u
                                    w);
 }
 
+int imp_localcache_get_copy(struct imp_localcache *c, const char *key, size_t klen, uint64_t now_ms,
+                            void *buf, size_t cap, size_t *vlen, struct imp_blob **val, int *err,
+                            char *errbuf, size_t errlen, struct imp_lazy_waiter *w)
+{
+    *vlen = 0;
+    if (!c->slot) {
+        *val = NULL;
+        *err = 0;
+        return IMP_LAZY_FETCH;
+    }
+    return imp_slot_get_copy(c->slot, key, klen, now_ms, buf, cap, vlen, val, err, errbuf, errlen,
+                             w);
+}
+
 void imp_localcache_complete(struct imp_localcache *c, const char *key, size_t klen,
                              struct imp_blob *val, int err, const char *errmsg, int cache_error,
                              uint64_t now_ms)

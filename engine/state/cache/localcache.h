@@ -56,6 +56,12 @@ void imp_localcache_add_del_hook(struct imp_localcache *c, imp_localcache_del_fn
 int imp_localcache_get(struct imp_localcache *c, const char *key, size_t klen, uint64_t now_ms,
                        struct imp_blob **val, int *err, char *errbuf, size_t errlen,
                        struct imp_lazy_waiter *w);
+/* imp_localcache_get that copies a value of at most cap bytes into buf
+ * (imp_lazy_get_copy's results: HIT with *val NULL and *err 0 means *vlen
+ * bytes copied). Small values of a lazy cache hit without a lock. */
+int imp_localcache_get_copy(struct imp_localcache *c, const char *key, size_t klen, uint64_t now_ms,
+                            void *buf, size_t cap, size_t *vlen, struct imp_blob **val, int *err,
+                            char *errbuf, size_t errlen, struct imp_lazy_waiter *w);
 /* Looks key up as imp_lazy_get (same results and ownership). When the
  * caller becomes the leader (IMP_LAZY_FETCH), key is linked to
  * links[0..nlinks) (borrowed) before the fetch starts, as OpenIM links

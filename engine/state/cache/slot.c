@@ -314,6 +314,25 @@ int imp_slot_get(struct imp_slot *s, const char *key, size_t klen, uint64_t now_
     return get_h(s, imp_fnv1a64(key, klen), key, klen, now_ms, val, err, errbuf, errlen, w, NULL);
 }
 
+int imp_slot_get_copy(struct imp_slot *s, const char *key, size_t klen, uint64_t now_ms, void *buf,
+                      size_t cap, size_t *vlen, struct imp_blob **val, int *err, char *errbuf,
+                      size_t errlen, struct imp_lazy_waiter *w)
+{
+    uint64_t h = imp_fnv1a64(key, klen);
+    if (s->lazy)
+        return imp_lazy_get_copy_h(s->lazy[slot_of(s, h)], h, key, klen, now_ms, buf, cap, vlen,
+                                   val, err, errbuf, errlen, w, NULL);
+    *vlen = 0;
+    int r = get_h(s, h, key, klen, now_ms, val, err, errbuf, errlen, w, NULL);
+    if (r == IMP_LAZY_HIT && *val && (*val)->len <= cap) {
+        memcpy(buf, (*val)->data, (*val)->len);
+        *vlen = (*val)->len;
+        imp_blob_release(*val);
+        *val = NULL;
+    }
+    return r;
+}
+
 void imp_slot_complete(struct imp_slot *s, const char *key, size_t klen, struct imp_blob *val,
                        int err, const char *errmsg, int cache_error, uint64_t now_ms)
 {

@@ -70,6 +70,13 @@ void imp_slot_destroy(struct imp_slot *s);
 int imp_slot_get(struct imp_slot *s, const char *key, size_t klen, uint64_t now_ms,
                  struct imp_blob **val, int *err, char *errbuf, size_t errlen,
                  struct imp_lazy_waiter *w);
+/* imp_lazy_get_copy routed by key (same results: a value of at most cap
+ * bytes is copied into buf, *val NULL, *err 0). The lazy kind hits on
+ * small values without a lock; the expirable kind copies under its slot
+ * lock. */
+int imp_slot_get_copy(struct imp_slot *s, const char *key, size_t klen, uint64_t now_ms, void *buf,
+                      size_t cap, size_t *vlen, struct imp_blob **val, int *err, char *errbuf,
+                      size_t errlen, struct imp_lazy_waiter *w);
 /* imp_lazy_complete routed by key. val and errmsg are borrowed. Expirable
  * kind: a failure is never cached and removes the key. Cannot fail. */
 void imp_slot_complete(struct imp_slot *s, const char *key, size_t klen, struct imp_blob *val,
