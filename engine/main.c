@@ -390,7 +390,7 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
  * dead-letters each push it cannot make (returns 0, *why set). */
 static int provider_error(const struct imp_config *cfg, const char *err, char *why, size_t whylen)
 {
-    if (strncmp(err, "impulse.providers", 17) == 0) {
+    if (strncmp(err, "impulse.providers", 17) == 0 || strncmp(err, "impulse.apps", 12) == 0) {
         fprintf(stderr, "config: %s\n", err);
         return 1;
     }

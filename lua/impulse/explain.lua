@@ -453,9 +453,9 @@ local function stub_transports()
     local ok, t = pcall(require, mod_name)
     if ok and type(t) == "table" then
       package.loaded[mod_name] = setmetatable({
-        send = function(requests, users)
-          record { kind = "send", provider = name, sent = false, requests = #requests, users = list(users),
-                   note = "not sent (dry run)" }
+        send = function(requests, users, _, ctx)
+          record { kind = "send", provider = name, app = ctx and ctx.app, sent = false, requests = #requests,
+                   users = list(users), note = "not sent (dry run)" }
           return { failed = {}, dead = 0, sent = #requests }
         end,
       }, { __index = t })
@@ -541,7 +541,9 @@ local function step_text(s)
       local d = core.config().offlineProvider or ""
       return format("provider(%s): nil: the configured one (%s)", s.user, d ~= "" and d or "none")
     end
-    return format("provider(%s): %s", s.user, tostring(s.provider))
+    local c = s.provider
+    if type(c) == "table" then c = tostring(c.provider) .. (c.app and ("@" .. tostring(c.app)) or "") end
+    return format("provider(%s): %s", s.user, tostring(c))
   elseif k == "tokens" then
     return format("tokens(%s): %s", s.provider, compact(s.tokens))
   elseif k == "provider" then
@@ -554,7 +556,8 @@ local function step_text(s)
     end
     return t
   elseif k == "send" then
-    return format("%s: %s not sent (dry run)", s.provider, plural(s.requests, "request"))
+    return format("%s%s: %s not sent (dry run)", s.provider, s.app and ("@" .. s.app) or "",
+      plural(s.requests, "request"))
   elseif k == "dead_letter" then
     return format("dead letter (%s) for %s: not written (dry run): %s", tostring(s.reason),
       users_text(s.users), tostring(s.error))
