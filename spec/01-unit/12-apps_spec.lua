@@ -11,7 +11,8 @@ local SETTINGS = {
                                                              keyFile = "/main.p8", url = "https://apns.test" } },
   apps = {
     shop = {
-      getui = { pushUrl = "https://gt.test/v2/shop", appKey = "k-shop", masterSecret = "s-shop", channelID = "ch-shop" },
+      getui = { pushUrl = "https://gt.test/v2/shop", appKey = "k-shop", masterSecret = "s-shop",
+                channelID = "ch-shop" },
       jpush = { appKey = "jk-shop", masterSecret = "js-shop", pushIntent = "intent://shop" },
       iosPush = { production = true },
       providers = { attempts = 3, jpush = { timeoutMs = 99 } },
@@ -169,7 +170,8 @@ describe("impulse.apps checks", function()
       { { shop = { fcm = { filePath = "/nonexistent/sa.json" } } },
         "impulse.apps.shop.fcm.filePath: cannot read /nonexistent/sa.json" },
       { { shop = { jpush = { appKey = 5 } } }, "impulse.apps.shop.jpush.appKey: expected a string" },
-      { { shop = { apns = {} } }, "impulse.apps.shop.apns: unknown key (expected geTui, fcm, jpush, iosPush, providers)" },
+      { { shop = { apns = {} } },
+        "impulse.apps.shop.apns: unknown key (expected geTui, fcm, jpush, iosPush, providers)" },
       { { shop = { providers = { apns = { keyid = "x" } } } }, "impulse.apps.shop.providers.apns.keyid: unknown key" },
       { { shop = { providers = { apns = { keyId = "K" } } } },
         "impulse.apps.shop.providers.apns.keyFile is not set" },

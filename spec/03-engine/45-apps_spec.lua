@@ -53,7 +53,8 @@ describe("several apps #engine", function()
       type = "service_account", project_id = "proj-shop", client_email = "push@proj-shop.iam.gserviceaccount.com",
       private_key = h.read_file(shop_keys.fcm), token_uri = fake.base .. "/token",
     })
-    control("POST", "/config/getui", { accounts = { { appId = "shop", appKey = "shopkey", masterSecret = "shopsecret" } } })
+    control("POST", "/config/getui",
+      { accounts = { { appId = "shop", appKey = "shopkey", masterSecret = "shopsecret" } } })
     control("POST", "/config/fcm", {
       publicKeyPem = h.read_file(k.fcm_pub), tokenUri = fake.base .. "/token",
       accounts = { { projectId = "proj-shop", clientEmail = "push@proj-shop.iam.gserviceaccount.com",
@@ -123,7 +124,9 @@ describe("several apps #engine", function()
   end)
 
   it("pushes each app's users with that app's accounts, for all four providers", function()
-    for _, u in ipairs { "eu-1", "shop.eu-2" } do h.redis_cli(env.redis, "SET", "FCM_TOKEN:" .. u .. ":2", "tok-" .. u) end
+    for _, u in ipairs { "eu-1", "shop.eu-2" } do
+      h.redis_cli(env.redis, "SET", "FCM_TOKEN:" .. u .. ":2", "tok-" .. u)
+    end
     h.redis_cli(env.redis, "SET", "APNS_TOKEN:ios-1:1", HEX_MAIN)
     h.redis_cli(env.redis, "SET", "APNS_TOKEN:shop.ios-2:1", HEX_SHOP)
     local members = { "zed", "cn-1", "shop.cn-2", "shop.cn-3", "eu-1", "shop.eu-2", "jp-1", "shop.jp-2",
@@ -206,7 +209,8 @@ describe("several apps #engine", function()
     for _, p in ipairs { "fcm", "jpush", "apns" } do
       assert.equal(1, h.metric(imp, "impulse_offline_push_total", 'app="shop",provider="' .. p .. '",result="sent"'))
       assert.equal(1, h.metric(imp, "impulse_offline_push_total", 'provider="' .. p .. '",result="sent"'))
-      assert.equal(1, h.metric(imp, "impulse_provider_requests_total", 'app="shop",provider="' .. p .. '",result="sent"'))
+      assert.equal(1,
+        h.metric(imp, "impulse_provider_requests_total", 'app="shop",provider="' .. p .. '",result="sent"'))
     end
     assert.equal(0, h.metric(imp, "impulse_provider_requests_total", 'app="shop",provider="fcm",result="failed"'))
   end)
@@ -215,6 +219,29 @@ describe("several apps #engine", function()
     local rc, out = run_impulse("check --skip-kafka -c " .. imp.config)
     assert.equal(0, rc, out)
     assert.matches("^ok: ", out)
+    assert.is_nil(out:find("warning", 1, true), out)
+  end)
+
+  it("reads each app's files relative to the config's folder, whatever -c looks like", function()
+    -- a relative -c: the loader resolves the paths once (they were
+    -- prefixed twice, for the default's fcm.filePath too)
+    local dir = h.tmpdir() .. "/apps-rel"
+    os.execute("mkdir -p " .. dir)
+    h.write_file(dir .. "/shop.json", h.read_file(h.tmpdir() .. "/apps-fcm-shop.json"))
+    h.write_file(dir .. "/main.json", h.read_file(h.tmpdir() .. "/apps-fcm-main.json"))
+    h.write_file(dir .. "/shop.p8", h.read_file(shop_keys.apns))
+    local text = h.read_file(imp.config):gsub("filePath: [^\n]*apps%-fcm%-shop%.json", "filePath: shop.json")
+      :gsub("filePath: [^\n]*apps%-fcm%-main%.json", "filePath: main.json")
+      :gsub("keyFile: [^\n]*apps%-pki/apns%.p8", "keyFile: shop.p8")
+      :gsub("enable: none", "enable: fcm")
+    assert.matches("filePath: shop.json", text, 1, true)
+    assert.matches("filePath: main.json", text, 1, true)
+    assert.matches("keyFile: shop.p8", text, 1, true)
+    h.write_file(dir .. "/impulse.yml", text)
+    local out = h.run("cd " .. h.shell_quote(h.tmpdir()) .. " && " .. h.shell_quote(h.bin)
+      .. " check --skip-kafka -c apps-rel/impulse.yml 2>&1; echo \"rc=$?\"")
+    assert.matches("rc=0", out)
+    assert.matches("\nok: ", "\n" .. out)
     assert.is_nil(out:find("warning", 1, true), out)
   end)
 

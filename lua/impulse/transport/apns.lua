@@ -40,8 +40,7 @@ local function settings(app)
   local prefix = common.key_prefix(app, "impulse") .. "apns."
   local ok, err = common.need(own, prefix, { "keyFile", "keyId", "teamId", "topic" })
   if not ok then return nil, err end
-  local path = own.keyFile
-  if path:sub(1, 1) ~= "/" then path = (core.config().configDir or ".") .. "/" .. path end
+  local path = own.keyFile -- resolved against the config's folder by the loader
   local key
   key, err = common.read_file(prefix .. "keyFile", path)
   if not key then return nil, err end

@@ -36,10 +36,9 @@ local function load_account(app)
   local s = common.settings(app)
   if not s then return nil, "no app " .. tostring(app) .. " in impulse.apps" end
   local key = common.key_prefix(app, "fcm") .. "filePath"
+  -- the config loader resolved a relative path against the config's
+  -- folder already (prefixing it again broke a relative -c)
   local path = s.fcm.filePath
-  if type(path) == "string" and path ~= "" and path:sub(1, 1) ~= "/" then
-    path = (core.config().configDir or ".") .. "/" .. path
-  end
   local data, err = common.read_file(key, path)
   if not data then return nil, err end
   local sa = cjson.decode(data)
