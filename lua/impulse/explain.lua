@@ -431,13 +431,14 @@ local function trace_payloads(scripts_dir)
     if not ok then return nil end
     local m = {}
     for k, v in pairs(mod) do m[k] = v end
-    m.build = traced(mod.build, function(at, r, _, users)
+    m.build = traced(mod.build, function(at, r, _, users, _, ctx)
       local reqs = {}
       for i, q in ipairs(type(r[1]) == "table" and r[1] or {}) do
         reqs[i] = type(q) == "table" and q.body ~= nil and { path = q.path, body = copy(q.body), user = q.user }
           or { body = copy(q) }
       end
-      record { kind = "payload", at = at, provider = name, users = list(users), requests = reqs,
+      record { kind = "payload", at = at, provider = name, app = type(ctx) == "table" and ctx.app or nil,
+               users = list(users), requests = reqs,
                error = r[1] == nil and tostring(r[2]) or nil }
     end)
     rawset(t, name, m)
@@ -549,8 +550,9 @@ local function step_text(s)
   elseif k == "provider" then
     return format("provider none: %s not sent (%s)", plural(s.count, "user"), s.note)
   elseif k == "payload" then
-    if s.error then return format("payload %s: build() failed: %s", s.provider, s.error) end
-    local t = format("payload %s for %s: %s", s.provider, users_text(s.users), plural(#s.requests, "request"))
+    local p = s.provider .. (s.app and ("@" .. s.app) or "")
+    if s.error then return format("payload %s: build() failed: %s", p, s.error) end
+    local t = format("payload %s for %s: %s", p, users_text(s.users), plural(#s.requests, "request"))
     for i, q in ipairs(s.requests) do
       t = t .. format("\n      [%d]%s %s", i, q.path and (" " .. q.path) or "", compact(q.body))
     end

@@ -215,6 +215,26 @@ describe("several apps #engine", function()
     assert.equal(0, h.metric(imp, "impulse_provider_requests_total", 'app="shop",provider="fcm",result="failed"'))
   end)
 
+  it("explains which app each user's push goes to (README's example, examples/apps)", function()
+    local out = h.run(h.shell_quote(h.bin) .. " explain -c examples/apps/impulse.yml examples/apps/group.json"
+      .. " --offline-data examples/apps/data.json --policy examples/policies/tenant_provider.lua --json 2>&1")
+    local doc = cjson.decode(out)
+    local seen = {}
+    for _, st in ipairs(doc.steps) do
+      if st.kind == "provider_choice" then
+        seen[#seen + 1] = st.user .. " " .. st.provider
+        if st.user == "shop.eu-ben" then
+          local line = h.run("sed -n " .. st.at:match(":(%d+)$") .. "p examples/policies/tenant_provider.lua")
+          assert.matches('return p.provider .. "@" .. app', line, 1, true)
+        end
+      elseif st.kind == "payload" or st.kind == "send" then
+        seen[#seen + 1] = st.kind .. " " .. st.provider .. "@" .. tostring(st.app)
+      end
+    end
+    assert.same({ "eu-anna fcm", "shop.eu-ben fcm@shop", "payload fcm@nil", "send fcm@nil", "payload fcm@shop",
+                  "send fcm@shop" }, seen)
+  end)
+
   it("checks every app's credentials with impulse check", function()
     local rc, out = run_impulse("check --skip-kafka -c " .. imp.config)
     assert.equal(0, rc, out)
