@@ -196,15 +196,20 @@ function _M.check_provider(name, policy)
   local ok, err = common.validate()
   if not ok then return nil, err end
   -- every account of every app
+  local checked = {}
   for _, app in ipairs(common.apps()) do
-    for _, p in ipairs(common.app_providers(app)) do
+    local list = common.app_providers(app)
+    for _, p in ipairs(list) do
       local tr = transport(p)
       if tr and tr.check then
         ok, err = tr.check(app)
         if not ok then return nil, err end
       end
     end
+    checked[#checked + 1] = app .. " (" .. (#list > 0 and table.concat(list, ", ") or "no account") .. ")"
   end
+  -- on success, the second value says what was checked
+  local note = #checked > 0 and ("apps: " .. table.concat(checked, "; ") .. ": accounts checked") or nil
   -- those the policy's provider() may answer, when it lists them:
   -- policy.providers = { "fcm", "apns", "fcm@shop" }
   local listed = type(policy) == "table" and policy.providers or nil
@@ -230,9 +235,12 @@ function _M.check_provider(name, policy)
   if name ~= "" and name ~= "none" then
     local tr = transport(name)
     if not tr then return nil, "provider " .. name .. " has no transport in this build" end
-    if tr.check then return tr.check() end
+    if tr.check then
+      ok, err = tr.check()
+      if not ok then return nil, err end
+    end
   end
-  return true
+  return true, note
 end
 
 -- What provider() answered for user u: "fcm", "fcm@shop", or

@@ -239,6 +239,9 @@ describe("several apps #engine", function()
     local rc, out = run_impulse("check --skip-kafka -c " .. imp.config)
     assert.equal(0, rc, out)
     assert.matches("^ok: ", out)
+    assert.matches("\napps: shop (getui, fcm, jpush, apns): accounts checked\n", out, 1, true)
+    -- and the start said so
+    assert.matches("apps: shop (getui, fcm, jpush, apns): accounts checked", h.read_file(imp.log), 1, true)
     assert.is_nil(out:find("warning", 1, true), out)
   end)
 
