@@ -391,7 +391,7 @@ static void on_signal(struct ev_loop *loop, ev_io *w, int revents)
  * dead-letters each push it cannot make (returns 0, *why set). */
 static int provider_error(const struct imp_config *cfg, const char *err, char *why, size_t whylen)
 {
-    if (strncmp(err, "impulse.providers", 17) == 0) {
+    if (strncmp(err, "impulse.providers", 17) == 0 || strncmp(err, "impulse.apps", 12) == 0) {
         fprintf(stderr, "config: %s\n", err);
         return 1;
     }
@@ -448,7 +448,9 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     struct imp_scripts *scripts = imp_scripts_read(cfg->scripts_dir);
     struct imp_worker *w = imp_worker_create(&env, 0, scripts, err, sizeof(err));
     imp_scripts_free(scripts);
+    char apps[1024] = "";
     int bad_provider = w && imp_worker_check_provider(w, err, sizeof(err)) != 0;
+    if (w && !bad_provider) snprintf(apps, sizeof(apps), "%s", err);
     if (w) imp_worker_destroy(w);
     imp_engine_dispose(&e);
     if (!w) {
@@ -474,6 +476,7 @@ static int cmd_check(const char *path, int index, int skip_kafka)
     printf("ok: %s (workers %d, scripts %s, Lua library %s%s)\n", path, cfg->workers,
            cfg->scripts_dir, cfg->lua_dir, skip_kafka ? ", Kafka not checked" : ", topics present");
     printf("%s\n", line);
+    if (apps[0]) printf("%s\n", apps);
     {
         char where[3 * PATH_MAX];
         log_destination(cfg, where, sizeof(where));
@@ -591,6 +594,8 @@ static int cmd_run(const char *path, int index, int shadow)
         }
         imp_error(NULL, "%s%s", why, PROVIDER_WARNING);
         e.provider_problem = imp_xstrdup(why);
+    } else if (err[0]) {
+        imp_info(NULL, "%s", err);
     }
 
     struct main_ctx m = {0};

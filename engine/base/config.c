@@ -317,6 +317,7 @@ static const char *impulse_keys[] = {
     "offlineDedupe",
     "offlineDedupeWindowS",
     "providers",
+    "apps",
     "registerTtlS",
     "reloadQuietMs",
     "gatewayBreakerFailures",
@@ -371,8 +372,9 @@ static void yaml_json(struct imp_buf *b, const struct imp_yaml *y)
 }
 
 /* The providers' settings as one JSON object for the transports (Lua):
- * OpenIM's geTui, fcm, jpush and iosPush of openim-push, and
- * impulse.providers. Validated by the transports, at first use. */
+ * OpenIM's geTui, fcm, jpush and iosPush of openim-push,
+ * impulse.providers, and impulse.apps (each app's own accounts, as
+ * written). Validated by the transports (impulse.transport.common). */
 static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *imp)
 {
     static const char *const openim[] = {"geTui", "fcm", "jpush", "iosPush"};
@@ -386,6 +388,8 @@ static char *providers_json(const struct imp_yaml *push, const struct imp_yaml *
     }
     imp_buf_puts(&b, "\"impulse\":");
     yaml_json(&b, imp ? yget(imp, "providers") : NULL);
+    imp_buf_puts(&b, ",\"apps\":");
+    yaml_json(&b, imp ? yget(imp, "apps") : NULL);
     imp_buf_putc(&b, '}');
     return imp_buf_steal(&b, NULL);
 }
@@ -922,6 +926,19 @@ static void read_all(struct reader *r, struct imp_config *c, const struct imp_ya
         static const char *const own[] = {"getui", "fcm", "jpush", "apns"};
         for (size_t i = 0; pv && i < IMP_ARRAY_LEN(own); i++)
             resolve_key(r, yget(pv, own[i]), "caFile");
+        /* impulse.apps: several accounts per provider, one per app; each
+         * app's paths resolve as the default's */
+        const struct imp_yaml *apps = s ? yget(s, "apps") : NULL;
+        if (apps && apps->kind != IMP_YAML_MAP && !is_null(apps))
+            fail(r, "impulse", "apps", apps, "must be a map of apps (name: settings)");
+        for (size_t a = 0; apps && apps->kind == IMP_YAML_MAP && a < apps->n; a++) {
+            const struct imp_yaml *app = apps->items[a], *apv = yget(app, "providers");
+            resolve_key(r, app, "fcm.filePath");
+            resolve_key(r, apv, "caFile");
+            resolve_key(r, apv, "apns.keyFile");
+            for (size_t i = 0; apv && i < IMP_ARRAY_LEN(own); i++)
+                resolve_key(r, yget(apv, own[i]), "caFile");
+        }
         c->providers_json = providers_json(push, s);
     }
     if (s && s->kind == IMP_YAML_MAP) {

@@ -929,6 +929,10 @@ int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen)
     if (imp_vm_pcall(w->vm, L, 2, 2, err, errlen)) return IMP_EINVAL;
     int ok = lua_toboolean(L, -2);
     if (!ok) snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no reason)");
+    /* on success, what was checked beside the configured provider (the
+     * apps of impulse.apps), or "" */
+    else
+        snprintf(err, errlen, "%s", lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
     lua_pop(L, 2);
     return ok ? 0 : IMP_EINVAL;
 }

@@ -91,9 +91,10 @@ int imp_worker_inflight(const struct imp_worker *w);
 /* Dead letters of this worker failing for good (after 5 attempts): the
  * engine is not ready while any is. Thread-safe. */
 int imp_worker_dead_letters_stuck(const struct imp_worker *w);
-/* The configured offline provider's settings and credentials, checked in
- * the worker's VM before it runs (the start, `impulse check`). 0, or an
- * error with one line in err. */
+/* The configured offline provider's settings and credentials, and every
+ * account of impulse.apps, checked in the worker's VM before it runs (the
+ * start, `impulse check`). 0 with what else was checked in err ("" or
+ * "apps: shop (getui, fcm)"), or an error with one line in err. */
 int imp_worker_check_provider(struct imp_worker *w, char *err, size_t errlen);
 
 /* impulse test: runs busted (argv: its arguments) in one engine coroutine

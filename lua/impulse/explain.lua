@@ -431,13 +431,14 @@ local function trace_payloads(scripts_dir)
     if not ok then return nil end
     local m = {}
     for k, v in pairs(mod) do m[k] = v end
-    m.build = traced(mod.build, function(at, r, _, users)
+    m.build = traced(mod.build, function(at, r, _, users, _, ctx)
       local reqs = {}
       for i, q in ipairs(type(r[1]) == "table" and r[1] or {}) do
         reqs[i] = type(q) == "table" and q.body ~= nil and { path = q.path, body = copy(q.body), user = q.user }
           or { body = copy(q) }
       end
-      record { kind = "payload", at = at, provider = name, users = list(users), requests = reqs,
+      record { kind = "payload", at = at, provider = name, app = type(ctx) == "table" and ctx.app or nil,
+               users = list(users), requests = reqs,
                error = r[1] == nil and tostring(r[2]) or nil }
     end)
     rawset(t, name, m)
@@ -453,9 +454,9 @@ local function stub_transports()
     local ok, t = pcall(require, mod_name)
     if ok and type(t) == "table" then
       package.loaded[mod_name] = setmetatable({
-        send = function(requests, users)
-          record { kind = "send", provider = name, sent = false, requests = #requests, users = list(users),
-                   note = "not sent (dry run)" }
+        send = function(requests, users, _, ctx)
+          record { kind = "send", provider = name, app = ctx and ctx.app, sent = false, requests = #requests,
+                   users = list(users), note = "not sent (dry run)" }
           return { failed = {}, dead = 0, sent = #requests }
         end,
       }, { __index = t })
@@ -541,20 +542,24 @@ local function step_text(s)
       local d = core.config().offlineProvider or ""
       return format("provider(%s): nil: the configured one (%s)", s.user, d ~= "" and d or "none")
     end
-    return format("provider(%s): %s", s.user, tostring(s.provider))
+    local c = s.provider
+    if type(c) == "table" then c = tostring(c.provider) .. (c.app and ("@" .. tostring(c.app)) or "") end
+    return format("provider(%s): %s", s.user, tostring(c))
   elseif k == "tokens" then
     return format("tokens(%s): %s", s.provider, compact(s.tokens))
   elseif k == "provider" then
     return format("provider none: %s not sent (%s)", plural(s.count, "user"), s.note)
   elseif k == "payload" then
-    if s.error then return format("payload %s: build() failed: %s", s.provider, s.error) end
-    local t = format("payload %s for %s: %s", s.provider, users_text(s.users), plural(#s.requests, "request"))
+    local p = s.provider .. (s.app and ("@" .. s.app) or "")
+    if s.error then return format("payload %s: build() failed: %s", p, s.error) end
+    local t = format("payload %s for %s: %s", p, users_text(s.users), plural(#s.requests, "request"))
     for i, q in ipairs(s.requests) do
       t = t .. format("\n      [%d]%s %s", i, q.path and (" " .. q.path) or "", compact(q.body))
     end
     return t
   elseif k == "send" then
-    return format("%s: %s not sent (dry run)", s.provider, plural(s.requests, "request"))
+    return format("%s%s: %s not sent (dry run)", s.provider, s.app and ("@" .. s.app) or "",
+      plural(s.requests, "request"))
   elseif k == "dead_letter" then
     return format("dead letter (%s) for %s: not written (dry run): %s", tostring(s.reason),
       users_text(s.users), tostring(s.error))

@@ -7,6 +7,12 @@
 -- (openim-push.enable). The users of one provider go to its payload module,
 -- scripts/providers/<name>.lua: build(msg, users, notice, ctx) returns the
 -- requests, which the engine's transport for that provider sends.
+--
+-- Several apps (impulse.apps): provider() may answer "fcm@shop" (or
+-- { provider = "fcm", app = "shop" }): the payload module and transport
+-- of fcm, with app shop's account; ctx.app names the app (nil for the
+-- default, OpenIM's sections) while that provider's users are prepared,
+-- built and sent. Counters of an app carry the label app.
 local core = require "impulse.core"
 local engine_yield = require("impulse.coroutine").engine_yield
 local encode = require("cjson.safe").encode
@@ -28,8 +34,9 @@ local shadow = core.config().shadow == true
 -- that goes well, short enough that the replay after a crash waits little
 -- for the devices the dead process had claimed
 local dedupe = require "impulse.dedupe"
-local function lease_ms(name)
-  local opts = require("impulse.transport.common").options(name)
+local split = require("impulse.transport.common").split
+local function lease_ms(key)
+  local opts = require("impulse.transport.common").options(split(key))
   return 2 * (opts.timeout_ms or 10000) + 5000
 end
 
@@ -102,8 +109,10 @@ end
 -- huge group's record (a toOfflinePush record holds up to ~30,000 users)
 _M.chunk_users = 1000
 
-local function count_users(provider, result, n)
-  core.metric("counter", "impulse_offline_push_total", { provider = provider, result = result }, n)
+-- key: a provider, or provider@app (label app)
+local function count_users(key, result, n)
+  local provider, app = split(key)
+  core.metric("counter", "impulse_offline_push_total", { provider = provider, result = result, app = app }, n)
 end
 
 -- OpenIM's msg_offline_push_failed_total counts failed Push calls: one
@@ -149,15 +158,16 @@ local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
       requests, err = mod.build(msg, chunk, notice, ctx)
       if requests == nil then
         dedupe.settle(claim, chunk, ctx)
-        return nil, "providers/" .. name .. ".lua: build() failed: " .. tostring(err)
+        return nil, "providers/" .. split(name) .. ".lua: build() failed: " .. tostring(err)
       end
-      requests, err = encode_requests(name, requests)
+      requests, err = encode_requests(split(name), requests)
       if not requests then
         dedupe.settle(claim, chunk, ctx)
         return nil, err
       end
       if shadow then
-        core.metric("counter", "impulse_shadow_provider_requests_total", { provider = name }, #requests)
+        core.metric("counter", "impulse_shadow_provider_requests_total", { provider = split(name), app = ctx.app },
+          #requests)
         count_users(name, "shadow", #chunk)
         ctx.log.info("shadow: would send %d %s request(s) for %d user(s)", #requests, name, #chunk)
         if #requests > 0 then ctx.log.debug("shadow: %s request 1: %s", name, requests[1].body) end
@@ -179,33 +189,83 @@ local function send_provider(name, mod, tr, msg, users, notice, ctx, dead)
 end
 
 -- check_provider(name, policy) -> true | nil, err: the settings and
--- credentials of the configured provider and of those the policy lists in
--- `providers`, for the start and `impulse check`.
+-- credentials of every app's accounts (impulse.apps), of the providers
+-- the policy lists in `providers`, and of the configured provider, for
+-- the start and `impulse check`. An error names the key; those of the
+-- configured provider come last and alone unprefixed (they do not stop
+-- the start, as they do not stop openim-push).
 function _M.check_provider(name, policy)
-  local ok, err = require("impulse.transport.common").validate()
+  local common = require "impulse.transport.common"
+  local ok, err = common.validate()
   if not ok then return nil, err end
-  -- the configured one, and those the policy's provider() may answer,
-  -- when it lists them: policy.providers = { "fcm", "apns" }
-  local names = { name }
+  -- every account of every app
+  local checked = {}
+  for _, app in ipairs(common.apps()) do
+    local list = common.app_providers(app)
+    for _, p in ipairs(list) do
+      local tr = transport(p)
+      if tr and tr.check then
+        ok, err = tr.check(app)
+        if not ok then return nil, err end
+      end
+    end
+    checked[#checked + 1] = app .. " (" .. (#list > 0 and table.concat(list, ", ") or "no account") .. ")"
+  end
+  -- on success, the second value says what was checked
+  local note = #checked > 0 and ("apps: " .. table.concat(checked, "; ") .. ": accounts checked") or nil
+  -- those the policy's provider() may answer, when it lists them:
+  -- policy.providers = { "fcm", "apns", "fcm@shop" }
   local listed = type(policy) == "table" and policy.providers or nil
   if listed ~= nil then
     if type(listed) ~= "table" then return nil, "push.lua: providers must be a list of provider names" end
     for _, n in ipairs(listed) do
       if type(n) ~= "string" then return nil, "push.lua: providers must be a list of provider names" end
-      names[#names + 1] = n
-    end
-  end
-  for i, n in ipairs(names) do
-    if n ~= "" and n ~= "none" then
-      local tr = transport(n)
-      if not tr then return nil, "provider " .. n .. " has no transport in this build" end
-      if tr.check then
-        ok, err = tr.check()
-        if not ok then return nil, i == 1 and err or ("push.lua providers: " .. n .. ": " .. tostring(err)) end
+      local p, app = split(n)
+      if p ~= "" and p ~= "none" then
+        local tr = transport(p)
+        if not tr then return nil, "push.lua providers: " .. n .. ": no such provider" end
+        if app and not common.settings(app) then
+          return nil, "push.lua providers: " .. n .. ": no app " .. app .. " in impulse.apps"
+        end
+        if tr.check then
+          ok, err = tr.check(app)
+          if not ok then return nil, "push.lua providers: " .. n .. ": " .. tostring(err) end
+        end
       end
     end
   end
-  return true
+  -- the configured one
+  if name ~= "" and name ~= "none" then
+    local tr = transport(name)
+    if not tr then return nil, "provider " .. name .. " has no transport in this build" end
+    if tr.check then
+      ok, err = tr.check()
+      if not ok then return nil, err end
+    end
+  end
+  return true, note
+end
+
+-- What provider() answered for user u: "fcm", "fcm@shop", or
+-- { provider = "fcm", app = "shop" }, as a key ("fcm@shop"); nil, err for
+-- anything else or an app impulse.apps does not have.
+local function choice_key(c, u)
+  local key
+  if type(c) == "table" then
+    if type(c.provider) ~= "string" or (c.app ~= nil and type(c.app) ~= "string") then
+      return nil, "provider() returned a table for " .. u .. " without a string provider (and app)"
+    end
+    key = (c.app and c.app ~= "") and (c.provider .. "@" .. c.app) or c.provider
+  elseif type(c) == "string" then
+    key = c
+  else
+    return nil, "provider() returned a " .. type(c) .. " for " .. u .. ", expected a name"
+  end
+  local _, app = split(key)
+  if app and not require("impulse.transport.common").settings(app) then
+    return nil, "provider() returned " .. key .. " for " .. u .. ": no app " .. app .. " in impulse.apps"
+  end
+  return key
 end
 
 -- The message's priority lane for the providers' rate limits: the
@@ -245,10 +305,9 @@ function _M.handle(policy, msg, ctx, call)
     if choose then
       local c = choose(u, msg, ctx)
       if c ~= nil then
-        if type(c) ~= "string" then
-          return nil, "provider() returned a " .. type(c) .. " for " .. u .. ", expected a name"
-        end
-        p = c
+        local err
+        p, err = choice_key(c, u)
+        if not p then return nil, err end
       end
     end
     local list = by[p]
@@ -267,11 +326,13 @@ function _M.handle(policy, msg, ctx, call)
   -- the policy's tokens(provider, users, msg, ctx) replaces the transports'
   -- own device-token lookups (FCM_TOKEN:..., APNS_TOKEN:...)
   ctx.tokens_hook = policy.tokens
-  for _, name in ipairs(order) do
-    local list = by[name]
+  for _, key in ipairs(order) do
+    local list = by[key]
+    -- key: the provider, or provider@app (ctx.app for the transports)
+    local name, app = split(key)
     if name == "" or name == "none" then
       core.provider_skip(#list)
-      res.providers.none = #list
+      res.providers.none = (res.providers.none or 0) + #list
     else
       local mod = call.providers[name]
       if not mod then
@@ -279,13 +340,15 @@ function _M.handle(policy, msg, ctx, call)
       end
       local tr = transport(name)
       if not tr then
-        count_users(name, "failed", #list)
+        count_users(key, "failed", #list)
         count_failed_record()
         return nil, "provider " .. name .. " has no transport in this build"
       end
-      local ok, err = send_provider(name, mod, tr, msg, list, notice, ctx, dead)
+      ctx.app = app
+      local ok, err = send_provider(key, mod, tr, msg, list, notice, ctx, dead)
+      ctx.app = nil
       if not ok then return nil, err end
-      res.providers[name] = #list
+      res.providers[key] = #list
     end
   end
   if #dead > 0 and shadow then

@@ -23,8 +23,9 @@ function _M.request_id(msg, suffix)
   return id
 end
 
-function _M.notification(notice, channel)
-  local g = config.push.geTui
+-- geTui: the app's non-secret settings (default: openim-push's)
+function _M.notification(notice, channel, geTui)
+  local g = geTui or config.push.geTui
   return {
     title = notice.title,
     body = notice.content,
@@ -56,7 +57,8 @@ function _M.push_channel(notice)
 end
 
 function _M.build(msg, users, notice, ctx) -- luacheck: no unused args
-  local push_message = { notification = _M.notification(notice, true) }
+  -- ctx.app: an app of impulse.apps, whose geTui section this is for
+  local push_message = { notification = _M.notification(notice, true, config.app(ctx and ctx.app).geTui) }
   if #users == 1 then
     return { {
       path = "/push/single/alias",

@@ -16,8 +16,11 @@ local function extras(msg, notice)
   return e
 end
 
-function _M.body(msg, aliases, notice)
-  local intent = config.push.jpush.pushIntent
+-- push: the non-secret settings (default: openim-push's; an app's for
+-- ctx.app)
+function _M.body(msg, aliases, notice, push)
+  push = push or config.push
+  local intent = push.jpush.pushIntent
   local ios = {
     alert = { title = notice.title, body = notice.content },
     extras = extras(msg, notice),
@@ -39,7 +42,7 @@ function _M.body(msg, aliases, notice)
       ios = ios,
     },
     message = { msg_content = notice.content, title = notice.title, extras = extras(msg, notice) },
-    options = { apns_production = config.push.iosPush.production == true },
+    options = { apns_production = push.iosPush.production == true },
   }
 end
 
@@ -48,7 +51,7 @@ function _M.build(msg, users, notice, ctx) -- luacheck: no unused args
   for first = 1, #users, _M.max_aliases do
     local aliases = {}
     for i = first, math.min(#users, first + _M.max_aliases - 1) do aliases[#aliases + 1] = users[i] end
-    requests[#requests + 1] = { body = _M.body(msg, aliases, notice), users = aliases }
+    requests[#requests + 1] = { body = _M.body(msg, aliases, notice, config.app(ctx and ctx.app)), users = aliases }
   end
   return requests
 end

@@ -14,6 +14,9 @@
 -- send: 410 Unregistered and 400 BadDeviceToken delete that token
 -- (compare-and-delete); other 4xx are rejected for good; 429, 5xx and
 -- network errors are retried and, if they persist, fail the record.
+--
+-- An app of impulse.apps (ctx.app) has its own providers.apns (key, team,
+-- topic) and iosPush.production.
 local core = require "impulse.core"
 local common = require "impulse.transport.common"
 local cjson = require "cjson.safe"
@@ -26,34 +29,39 @@ _M.PLATFORMS = { 1, 9 }
 _M.REUSE_MS = 50 * 60000
 _M.MIN_AGE_MS = 20 * 60000
 
-local conf -- once per VM
+local confs = {} -- by app ("" the default), once per VM
 
-local function settings()
+local function settings(app)
+  local conf = confs[app or ""]
   if conf then return conf end
-  local _, own = common.options("apns")
-  local ok, err = common.need(own, "impulse.providers.apns.", { "keyFile", "keyId", "teamId", "topic" })
+  local s = common.settings(app)
+  if not s then return nil, "no app " .. tostring(app) .. " in impulse.apps" end
+  local _, own = common.options("apns", app)
+  local prefix = common.key_prefix(app, "impulse") .. "apns."
+  local ok, err = common.need(own, prefix, { "keyFile", "keyId", "teamId", "topic" })
   if not ok then return nil, err end
-  local path = own.keyFile
-  if path:sub(1, 1) ~= "/" then path = (core.config().configDir or ".") .. "/" .. path end
+  local path = own.keyFile -- resolved against the config's folder by the loader
   local key
-  key, err = common.read_file("impulse.providers.apns.keyFile", path)
+  key, err = common.read_file(prefix .. "keyFile", path)
   if not key then return nil, err end
-  local prod = common.settings().iosPush.production
+  local prod = s.iosPush.production
   conf = {
     key = key, key_id = own.keyId, team = own.teamId, topic = own.topic,
     url = own.url or (prod and _M.PRODUCTION or _M.SANDBOX),
     push_type = own.pushType or "alert",
     ttl_s = tonumber(own.ttlS) or 86400,
+    prefix = prefix,
   }
+  confs[app or ""] = conf
   return conf
 end
 
 -- The settings are complete and the key signs (the start, `impulse check`).
-function _M.check()
-  local c, err = settings()
+function _M.check(app)
+  local c, err = settings(app)
   if not c then return nil, err end
   local sig, serr = core.jwt_sign("ES256", c.key, "check")
-  if not sig then return nil, "impulse.providers.apns.keyFile: " .. serr end
+  if not sig then return nil, c.prefix .. "keyFile: " .. serr end
   return true
 end
 
@@ -69,7 +77,7 @@ local function provider_token(c, force)
   local input = core.b64url(cjson.encode { alg = "ES256", kid = c.key_id }) .. "." ..
     core.b64url(cjson.encode { iss = c.team, iat = math.floor(now / 1000) })
   local sig, err = core.jwt_sign("ES256", c.key, input)
-  if not sig then return nil, "impulse.providers.apns.keyFile: " .. err end
+  if not sig then return nil, c.prefix .. "keyFile: " .. err end
   tok = input .. "." .. core.b64url(sig)
   core.token_set(name, tok, now) -- "expires" holds the signing time here
   return tok
@@ -94,12 +102,12 @@ local function token_refused(r)
 end
 
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
-  local c, err = settings()
+  local c, err = settings(ctx.app)
   if not c then return nil, err end
   local expiration = math.floor(common.now_ms() / 1000) + c.ttl_s
   local collapse = msg.clientMsgID ~= "" and msg.clientMsgID:sub(1, 64) or nil
   local results
-  results, err = common.send_with_token("apns", requests, common.options("apns", ctx), {
+  results, err = common.send_with_token("apns", requests, common.options("apns", ctx.app, ctx), {
     token = function(round) return provider_token(c, round == 2) end,
     request = function(r, jwt)
       local h = {
@@ -117,7 +125,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
     expired = token_refused,
   })
   if not results then return nil, err end
-  local out = common.outcome()
+  local out = common.outcome(ctx.app)
   for i, r in ipairs(results) do
     local st, req = r.status, requests[i]
     local why = st >= 400 and reason(r.body)
@@ -125,7 +133,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
       out.collapsed = (out.collapsed or 0) + 1
     elseif st == 200 then
       out.sent = out.sent + 1
-      common.count("apns", "sent")
+      common.count("apns", "sent", 1, ctx.app)
     elseif st == 410 or why == "BadDeviceToken" or why == "Unregistered" then
       common.dead_token(out, "apns", req, ctx)
     elseif st >= 400 and st < 500 and st ~= 403 and st ~= 429 then

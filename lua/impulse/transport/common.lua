@@ -21,16 +21,98 @@ local _M = {}
 
 local settings
 
+-- The sections of an app in impulse.apps (matched regardless of case, as
+-- OpenIM's loader matches keys): OpenIM's four, and `providers` with the
+-- keys of impulse.providers.
+local APP_SECTIONS = { getui = "geTui", fcm = "fcm", jpush = "jpush", iospush = "iosPush", providers = "impulse" }
+-- the keys of OpenIM's sections impulse reads, with their types
+local APP_KEYS = {
+  geTui = { pushUrl = "string", appKey = "string", masterSecret = "string", channelID = "string",
+            channelName = "string", intent = "string" },
+  fcm = { filePath = "string" },
+  jpush = { appKey = "string", masterSecret = "string", pushURL = "string", pushIntent = "string" },
+  iosPush = { production = "boolean", pushSound = "string", badgeCount = "boolean" },
+}
+-- the app's section holding a provider's credentials: present means the
+-- app has an account there (checked at start)
+local ACCOUNT_OF = { getui = "geTui", fcm = "fcm", jpush = "jpush" }
+
+-- An app of impulse.apps as the default's settings look: { geTui, fcm,
+-- jpush, iosPush, impulse (its providers), name }.
+local function app_settings(name, raw)
+  local out = { name = name, given = {} }
+  if type(raw) == "table" then
+    for k, v in pairs(raw) do
+      local canon = type(k) == "string" and APP_SECTIONS[k:lower()]
+      if canon then
+        out[canon] = v
+        out.given[canon] = k
+      end
+    end
+  end
+  for _, k in ipairs { "geTui", "fcm", "jpush", "iosPush", "impulse" } do
+    if type(out[k]) ~= "table" then out[k] = {} end
+  end
+  return out
+end
+
 -- The providers' settings: OpenIM's geTui, fcm, jpush and iosPush, and
--- impulse.providers (see README), decoded once per VM.
-function _M.settings()
+-- impulse.providers (see README), decoded once per VM; with an app, that
+-- app's of impulse.apps (nil when there is no such app).
+function _M.settings(app)
   if not settings then
     settings = cjson.decode(core.config().providersJSON or "{}") or {}
     for _, k in ipairs { "geTui", "fcm", "jpush", "iosPush", "impulse" } do
       if type(settings[k]) ~= "table" then settings[k] = {} end
     end
+    local apps = {}
+    if type(settings.apps) == "table" then
+      for name, raw in pairs(settings.apps) do apps[name] = app_settings(name, raw) end
+    end
+    settings.apps = apps
   end
-  return settings
+  if app == nil then return settings end
+  return settings.apps[app]
+end
+
+-- The apps of impulse.apps, sorted by name.
+function _M.apps()
+  local out = {}
+  for name in pairs(_M.settings().apps) do out[#out + 1] = name end
+  table.sort(out)
+  return out
+end
+
+-- How an error names a key of a section: OpenIM's ("openim-push geTui.")
+-- or an app's ("impulse.apps.shop.geTui."); section "impulse" is
+-- impulse.providers (an app's `providers`).
+function _M.key_prefix(app, section)
+  if app == nil then
+    return section == "impulse" and "impulse.providers." or ("openim-push " .. section .. ".")
+  end
+  local s = _M.settings(app)
+  local given = s and s.given[section] or (section == "impulse" and "providers" or section)
+  return "impulse.apps." .. app .. "." .. given .. "."
+end
+
+-- "fcm@shop" -> "fcm", "shop"; "fcm" -> "fcm", nil
+function _M.split(key)
+  local name, app = key:match("^([^@]*)@(.+)$")
+  if name then return name, app end
+  return key, nil
+end
+
+-- The providers an app has an account for (those it has a section for),
+-- for the start and `impulse check`.
+function _M.app_providers(app)
+  local s = _M.settings(app)
+  local out = {}
+  if not s then return out end
+  for _, p in ipairs { "getui", "fcm", "jpush" } do
+    if s.given[ACCOUNT_OF[p]] then out[#out + 1] = p end
+  end
+  if type(s.impulse.apns) == "table" then out[#out + 1] = "apns" end
+  return out
 end
 
 local COMMON_KEYS = { caFile = "string", concurrency = "number", timeoutMs = "number", attempts = "number",
@@ -53,33 +135,104 @@ local OWN_KEYS = {
   getui = {}, jpush = {}, log = {},
 }
 
--- impulse.providers as written: unknown keys and wrong types refused, with
--- the key named (the start and `impulse check`).
-function _M.validate()
-  local all = _M.settings().impulse
+-- impulse.providers (or an app's providers, named by prefix) as written:
+-- unknown keys and wrong types refused, with the key named.
+local function validate_providers(all, prefix)
   for k, v in pairs(all) do
     local own = OWN_KEYS[k]
     if own then
-      if type(v) ~= "table" then return nil, "impulse.providers." .. k .. " must be a map" end
+      if type(v) ~= "table" then return nil, prefix .. k .. " must be a map" end
       for k2, v2 in pairs(v) do
         local want = own[k2] or COMMON_KEYS[k2]
-        if not want then return nil, "impulse.providers." .. k .. "." .. k2 .. ": unknown key" end
-        if type(v2) ~= want then return nil, "impulse.providers." .. k .. "." .. k2 .. ": expected a " .. want end
+        if not want then return nil, prefix .. k .. "." .. k2 .. ": unknown key" end
+        if type(v2) ~= want then return nil, prefix .. k .. "." .. k2 .. ": expected a " .. want end
       end
     elseif COMMON_KEYS[k] then
-      if type(v) ~= COMMON_KEYS[k] then return nil, "impulse.providers." .. k .. ": expected a " .. COMMON_KEYS[k] end
+      if type(v) ~= COMMON_KEYS[k] then return nil, prefix .. k .. ": expected a " .. COMMON_KEYS[k] end
     else
-      return nil, "impulse.providers." .. tostring(k) .. ": unknown key"
+      return nil, prefix .. tostring(k) .. ": unknown key"
     end
   end
   return true
 end
 
+-- One app of impulse.apps as written: a name a provider() answer can
+-- carry, known sections, known keys of the right types.
+local function validate_app(name, raw)
+  local at = "impulse.apps." .. tostring(name)
+  if type(name) ~= "string" or not name:match("^[%w_.-]+$") then
+    return nil, at .. ": an app's name is letters, digits, '_', '-' and '.'"
+  end
+  if type(raw) ~= "table" or raw[1] ~= nil then return nil, at .. " must be a map of provider settings" end
+  local seen = {}
+  for k, v in pairs(raw) do
+    local canon = type(k) == "string" and APP_SECTIONS[k:lower()]
+    if not canon then
+      return nil, at .. "." .. tostring(k) .. ": unknown key (expected geTui, fcm, jpush, iosPush, providers)"
+    end
+    if seen[canon] then return nil, at .. "." .. k .. ": given twice (as " .. seen[canon] .. ")" end
+    seen[canon] = k
+    if type(v) ~= "table" or v[1] ~= nil then return nil, at .. "." .. k .. " must be a map" end
+    if canon == "impulse" then
+      local ok, err = validate_providers(v, at .. "." .. k .. ".")
+      if not ok then return nil, err end
+    else
+      for k2, v2 in pairs(v) do
+        local want = APP_KEYS[canon][k2]
+        if not want then return nil, at .. "." .. k .. "." .. tostring(k2) .. ": unknown key" end
+        if type(v2) ~= want then return nil, at .. "." .. k .. "." .. k2 .. ": expected a " .. want end
+      end
+    end
+  end
+  return true
+end
+
+-- impulse.providers and impulse.apps as written: unknown keys and wrong
+-- types refused, with the key named (the start and `impulse check`).
+function _M.validate()
+  local ok, err = validate_providers(_M.settings().impulse, "impulse.providers.")
+  if not ok then return nil, err end
+  local raw = cjson.decode(core.config().providersJSON or "{}")
+  raw = type(raw) == "table" and raw.apps or nil
+  if raw ~= nil and raw ~= cjson.null then
+    if type(raw) ~= "table" or raw[1] ~= nil then return nil, "impulse.apps must be a map of apps" end
+    local names = {}
+    for name in pairs(raw) do names[#names + 1] = tostring(name) end
+    table.sort(names)
+    for _, name in ipairs(names) do
+      ok, err = validate_app(name, raw[name])
+      if not ok then return nil, err end
+    end
+  end
+  return true
+end
+
+-- The credentials keys of impulse.providers.<name>: an app never takes
+-- the default's (its own account or none).
+local CREDENTIALS = { fcm = { projectId = true }, apns = { keyFile = true, keyId = true, teamId = true, topic = true } }
+
 -- impulse.providers.<name> merged over impulse.providers' common keys;
--- with ctx, the message's lane (ctx.lane: 1 direct, 2 groups, 3 bulk).
-function _M.options(name, ctx)
+-- with an app, the app's providers.<name> and providers' common keys
+-- first, then impulse.providers' (all but the credentials); with ctx, the
+-- message's lane (ctx.lane: 1 direct, 2 groups, 3 bulk). The rate is the
+-- pool's (an app's pool is its own, as FCM's quota is per project).
+function _M.options(name, app, ctx)
   local all = _M.settings().impulse
   local own = type(all[name]) == "table" and all[name] or {}
+  local s = app ~= nil and _M.settings(app) or nil
+  if s then
+    local mine = type(s.impulse[name]) == "table" and s.impulse[name] or {}
+    local merged = {}
+    for k, v in pairs(own) do
+      if not (CREDENTIALS[name] and CREDENTIALS[name][k]) then merged[k] = v end
+    end
+    for k in pairs(COMMON_KEYS) do
+      if merged[k] == nil and all[k] ~= nil then merged[k] = all[k] end
+      if s.impulse[k] ~= nil then merged[k] = s.impulse[k] end
+    end
+    for k, v in pairs(mine) do merged[k] = v end
+    own, all = merged, {}
+  end
   local def = _M.DEFAULT_RATE[name] or {}
   local rate = tonumber(own.ratePerSecond or all.ratePerSecond) or def[1] or 0
   local burst = tonumber(own.burst or all.burst) or (own.ratePerSecond or all.ratePerSecond) and rate or def[2]
@@ -96,6 +249,7 @@ function _M.options(name, ctx)
     backoff_ms = tonumber(own.backoffMs or all.backoffMs) or 500,
     max_backoff_ms = tonumber(own.maxBackoffMs or all.maxBackoffMs) or 30000,
     deadline_ms = tonumber(own.deadlineMs or all.deadlineMs) or 60000,
+    app = app,
   }, own
 end
 
@@ -103,7 +257,7 @@ end
 -- returns the results ({status, body, error, attempts, retry_after_s}).
 function _M.batch(pool, requests, opts)
   local o = {
-    pool = pool, ca_file = opts.ca_file, concurrency = opts.concurrency,
+    pool = opts.app and (pool .. "@" .. opts.app) or pool, ca_file = opts.ca_file, concurrency = opts.concurrency,
     timeout_ms = opts.timeout_ms, attempts = opts.attempts, backoff_ms = opts.backoff_ms,
     max_backoff_ms = opts.max_backoff_ms, deadline_ms = opts.deadline_ms,
     lane = opts.lane, rate = opts.rate, burst = opts.burst,
@@ -179,27 +333,28 @@ function _M.describe(r)
   return "HTTP " .. tostring(r.status) .. " " .. body
 end
 
--- Counts one request's outcome.
-function _M.count(provider, result, n)
-  core.metric("counter", "impulse_provider_requests_total", { provider = provider, result = result }, n or 1)
+-- Counts one request's outcome (an app's with label app).
+function _M.count(provider, result, n, app)
+  core.metric("counter", "impulse_provider_requests_total", { provider = provider, result = result, app = app },
+    n or 1)
 end
 
--- A fresh outcome for send().
-function _M.outcome()
-  return { sent = 0, rejected = 0, dead = 0, failed = {}, seen = {} }
+-- A fresh outcome for send() (of app, nil for the default).
+function _M.outcome(app)
+  return { sent = 0, rejected = 0, dead = 0, failed = {}, seen = {}, app = app }
 end
 
 -- Records that req failed for good: counted (result "rejected" or
 -- "failed"), its users (req.user, or the list req.users) marked for the
 -- dead-letter topic, the first error kept.
 function _M.fail(out, provider, req, result, why)
-  _M.count(provider, result)
+  _M.count(provider, result, 1, out.app)
   -- and by reason: the HTTP status, the provider's code, or the network
   local w = tostring(why)
   local reason = w:match("^HTTP (%d+)") and ("http_" .. w:match("^HTTP (%d+)"))
     or w:match("^code (%-?%d+)") and ("code_" .. w:match("^code (%-?%d+)"))
     or "network"
-  core.metric("counter", "impulse_provider_failures_total", { provider = provider, reason = reason }, 1)
+  core.metric("counter", "impulse_provider_failures_total", { provider = provider, reason = reason, app = out.app }, 1)
   if result == "rejected" then out.rejected = out.rejected + 1 end
   out.error = out.error or why
   local list = req.users or { req.user }
@@ -297,7 +452,7 @@ end
 -- Redis if it still holds that token.
 function _M.dead_token(out, provider, req, ctx)
   out.dead = out.dead + 1
-  _M.count(provider, "dead_token")
+  _M.count(provider, "dead_token", 1, out.app)
   if req.key and req.token then
     local _, err = _M.delete_token(req.key, req.token)
     if err then ctx.log.warn("%s: could not delete the dead token of %s: %s", provider, tostring(req.user), err) end

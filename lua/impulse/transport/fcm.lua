@@ -14,6 +14,9 @@
 -- 404 UNREGISTERED deletes that token (compare-and-delete); 400 is
 -- rejected for good; 429, 5xx and network errors are retried (Retry-After
 -- honoured) and, if they persist, fail the record.
+--
+-- An app of impulse.apps (ctx.app) has its own service account (its
+-- fcm.filePath) and so its own access token.
 local core = require "impulse.core"
 local common = require "impulse.transport.common"
 local cjson = require "cjson.safe"
@@ -25,26 +28,29 @@ _M.TOKEN_URL = "https://oauth2.googleapis.com/token"
 _M.SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 _M.PLATFORMS = { 1, 2, 5 } -- iOS, Android, Web (OpenIM's)
 
-local account -- the parsed service account, once per VM
+local accounts = {} -- the parsed service accounts by app ("" the default), once per VM
 
-local function load_account()
+local function load_account(app)
+  local account = accounts[app or ""]
   if account then return account end
-  local path = common.settings().fcm.filePath
-  if type(path) == "string" and path ~= "" and path:sub(1, 1) ~= "/" then
-    path = (core.config().configDir or ".") .. "/" .. path
-  end
-  local data, err = common.read_file("openim-push fcm.filePath", path)
+  local s = common.settings(app)
+  if not s then return nil, "no app " .. tostring(app) .. " in impulse.apps" end
+  local key = common.key_prefix(app, "fcm") .. "filePath"
+  -- the config loader resolved a relative path against the config's
+  -- folder already (prefixing it again broke a relative -c)
+  local path = s.fcm.filePath
+  local data, err = common.read_file(key, path)
   if not data then return nil, err end
   local sa = cjson.decode(data)
   if type(sa) ~= "table" then
-    return nil, "openim-push fcm.filePath: " .. path .. " is not JSON"
+    return nil, key .. ": " .. path .. " is not JSON"
   end
   for _, k in ipairs { "client_email", "private_key", "project_id" } do
     if type(sa[k]) ~= "string" or sa[k] == "" then
-      return nil, "openim-push fcm.filePath: " .. path .. " has no " .. k
+      return nil, key .. ": " .. path .. " has no " .. k
     end
   end
-  local _, own = common.options("fcm")
+  local _, own = common.options("fcm", app)
   account = {
     email = sa.client_email,
     key = sa.private_key,
@@ -52,15 +58,16 @@ local function load_account()
     token_uri = own.tokenURL or sa.token_uri or _M.TOKEN_URL,
     send_url = own.sendURL or _M.SEND_URL,
   }
+  accounts[app or ""] = account
   return account
 end
 
 -- The service account reads and its key signs (the start, `impulse check`).
-function _M.check()
-  local acc, err = load_account()
+function _M.check(app)
+  local acc, err = load_account(app)
   if not acc then return nil, err end
   local sig, serr = core.jwt_sign("RS256", acc.key, "check")
-  if not sig then return nil, "openim-push fcm.filePath: the private_key: " .. serr end
+  if not sig then return nil, common.key_prefix(app, "fcm") .. "filePath: the private_key: " .. serr end
   return true
 end
 
@@ -84,10 +91,10 @@ local function access_token(acc, opts)
   }, opts)
   local j = r.status == 200 and cjson.decode(r.body)
   if type(j) ~= "table" or type(j.access_token) ~= "string" then
-    common.count("fcm-auth", "failed")
+    common.count("fcm-auth", "failed", 1, opts.app)
     return nil, "token exchange at " .. acc.token_uri .. ": " .. common.describe(r)
   end
-  common.count("fcm-auth", "sent")
+  common.count("fcm-auth", "sent", 1, opts.app)
   tok = j.access_token
   core.token_set(name, tok, now + (tonumber(j.expires_in) or 3600) * 1000)
   return tok
@@ -114,9 +121,9 @@ local function fcm_error(body)
 end
 
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
-  local acc, err = load_account()
+  local acc, err = load_account(ctx.app)
   if not acc then return nil, err end
-  local opts = common.options("fcm", ctx)
+  local opts = common.options("fcm", ctx.app, ctx)
   local url = acc.send_url .. "/v1/projects/" .. acc.project .. "/messages:send"
   local results
   results, err = common.send_with_token("fcm", requests, opts, {
@@ -129,7 +136,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
     drop = function() core.token_set("fcm:" .. acc.email, nil) end,
   })
   if not results then return nil, err end
-  local out = common.outcome()
+  local out = common.outcome(ctx.app)
   for i, r in ipairs(results) do
     local st, req = r.status, requests[i]
     local code = st >= 400 and fcm_error(r.body)
@@ -137,7 +144,7 @@ function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
       out.collapsed = (out.collapsed or 0) + 1
     elseif st == 200 then
       out.sent = out.sent + 1
-      common.count("fcm", "sent")
+      common.count("fcm", "sent", 1, ctx.app)
     elseif code == "UNREGISTERED" or (st == 404 and req.token) then
       common.dead_token(out, "fcm", req, ctx)
     elseif st == 400 then

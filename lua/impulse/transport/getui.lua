@@ -13,6 +13,9 @@
 -- taskid, once. Code 0 is success; other codes are rejected for good
 -- (logged); 429, 5xx and network errors are retried and, if they persist,
 -- fail the record.
+--
+-- An app of impulse.apps (ctx.app) uses its own geTui section, token
+-- store entry and Redis key GETUI_TOKEN:<app>.
 local core = require "impulse.core"
 local common = require "impulse.transport.common"
 local cjson = require "cjson.safe"
@@ -23,32 +26,40 @@ _M.REDIS_KEY = "GETUI_TOKEN"
 _M.TTL_S = 23 * 3600
 _M.EXPIRED = 10001
 
-local function settings()
-  local g = common.settings().geTui
-  local ok, err = common.need(g, "openim-push geTui.", { "pushUrl", "appKey", "masterSecret" })
+local function settings(app)
+  local s = common.settings(app)
+  if not s then return nil, "no app " .. tostring(app) .. " in impulse.apps" end
+  local g, prefix = s.geTui, common.key_prefix(app, "geTui")
+  local ok, err = common.need(g, prefix, { "pushUrl", "appKey", "masterSecret" })
   if not ok then return nil, err end
   if g.pushUrl:find("$appId", 1, true) then
-    return nil, "openim-push geTui.pushUrl still holds the placeholder $appId"
+    return nil, prefix .. "pushUrl still holds the placeholder $appId"
   end
   return g
 end
 
+-- The Redis key of an app's token (GETUI_TOKEN, OpenIM's, for the default).
+function _M.redis_key(app)
+  return app and (_M.REDIS_KEY .. ":" .. app) or _M.REDIS_KEY
+end
+
 -- The settings are complete (the start and `impulse check`).
-function _M.check()
-  local g, err = settings()
+function _M.check(app)
+  local g, err = settings(app)
   if not g then return nil, err end
   return true
 end
 
 -- The auth token: the store, then Redis, then /auth.
 local function token(g, opts)
-  local name = "getui:" .. g.pushUrl
+  local name = "getui:" .. (opts.app and (opts.app .. ":") or "") .. g.pushUrl
+  local key = _M.redis_key(opts.app)
   local tok, exp = core.token_get(name)
   local now = common.now_ms()
   if tok and exp > now then return tok end
-  local shared = common.redis("GET", _M.REDIS_KEY)
+  local shared = common.redis("GET", key)
   if type(shared) == "string" and shared ~= "" then
-    local ttl = common.redis("PTTL", _M.REDIS_KEY)
+    local ttl = common.redis("PTTL", key)
     ttl = tonumber(ttl) or 0
     core.token_set(name, shared, now + (ttl > 0 and ttl or 60000))
     return shared
@@ -63,18 +74,18 @@ local function token(g, opts)
   local j = r.status == 200 and cjson.decode(r.body)
   local data = type(j) == "table" and j.code == 0 and type(j.data) == "table" and j.data
   if not data or type(data.token) ~= "string" then
-    common.count("getui-auth", "failed")
+    common.count("getui-auth", "failed", 1, opts.app)
     return nil, "auth at " .. g.pushUrl .. "/auth: " .. common.describe(r)
   end
-  common.count("getui-auth", "sent")
-  common.redis("SET", _M.REDIS_KEY, data.token, "EX", _M.TTL_S)
+  common.count("getui-auth", "sent", 1, opts.app)
+  common.redis("SET", key, data.token, "EX", _M.TTL_S)
   core.token_set(name, data.token, now + _M.TTL_S * 1000)
   return data.token
 end
 
-local function drop_token(g, tok)
-  core.token_set("getui:" .. g.pushUrl, nil)
-  common.delete_token(_M.REDIS_KEY, tok)
+local function drop_token(g, tok, app)
+  core.token_set("getui:" .. (app and (app .. ":") or "") .. g.pushUrl, nil)
+  common.delete_token(_M.redis_key(app), tok)
 end
 
 -- The decoded body of a 200 answer (kept on the result).
@@ -96,22 +107,22 @@ local function post(g, opts, items)
                headers = { "token: " .. tok, "Content-Type: application/json;charset=utf-8" } }
     end,
     expired = function(r) local j = json_of(r); return j ~= nil and j.code == _M.EXPIRED end,
-    drop = function(tok) drop_token(g, tok) end,
+    drop = function(tok) drop_token(g, tok, opts.app) end,
   })
 end
 
 function _M.send(requests, users, msg, ctx) -- luacheck: no unused args
-  local g, err = settings()
+  local g, err = settings(ctx.app)
   if not g then return nil, err end
-  local opts = common.options("getui", ctx)
-  local out = common.outcome()
+  local opts = common.options("getui", ctx.app, ctx)
+  local out = common.outcome(ctx.app)
 
   local function judge(r, req)
     local what = req.path
     json_of(r)
     if r.json and r.json.code == 0 then
       out.sent = out.sent + 1
-      common.count("getui", "sent")
+      common.count("getui", "sent", 1, ctx.app)
       return true
     elseif r.status == 200 and r.json then
       common.fail(out, "getui", req, "rejected", "code " .. tostring(r.json.code) .. " " .. tostring(r.json.msg))

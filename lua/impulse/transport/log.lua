@@ -13,6 +13,7 @@ function _M.send(requests, users, msg, ctx)
     local decoded = (body:sub(1, 1) == "{" or body:sub(1, 1) == "[") and cjson.decode(body)
     core.log_fields("info", ctx.operationID, "offline push", cjson.encode {
       provider = "log",
+      app = ctx.app,
       clientMsgID = msg.clientMsgID,
       users = #users,
       request = i,
@@ -21,8 +22,8 @@ function _M.send(requests, users, msg, ctx)
       body = decoded or body,
     })
   end
-  common.count("log", "sent", #requests)
-  local out = common.outcome()
+  common.count("log", "sent", #requests, ctx.app)
+  local out = common.outcome(ctx.app)
   out.sent = #requests
   return out
 end

@@ -2,6 +2,8 @@
 // Fake APNs provider API: POST /3/device/:token with token-based auth
 // (`authorization: bearer <ES256 JWT>`). Success is 200 with an empty body
 // and an `apns-id` header; errors are {"reason": "..."} as Apple sends.
+// Several apps: config `accounts` [{keyId, teamId, topic, publicKeyPem}]
+// beside the main one, told apart by the token's kid.
 
 const crypto = require('crypto');
 const { json, empty, header, mergeConfig, checks, cachedKey, pemCheck } = require('./common');
@@ -17,7 +19,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 class Apns {
   constructor() {
-    this.config = { keyId: 'KEY123', teamId: 'TEAM123', topic: 'com.example.app', publicKeyPem: null };
+    this.config = { keyId: 'KEY123', teamId: 'TEAM123', topic: 'com.example.app', publicKeyPem: null, accounts: [] };
     this.unregistered = new Set(); // device tokens answered 410
     this.jwtsSeen = new Set(); // distinct provider tokens presented (valid or not)
     this.lastIat = null; // iat of the newest distinct one
@@ -27,6 +29,9 @@ class Apns {
   configure(patch) {
     return mergeConfig(this.config, patch, {
       keyId: checks.string, teamId: checks.string, topic: checks.string, publicKeyPem: pemCheck('ec-p256'),
+      accounts: checks.accounts({
+        keyId: checks.string, teamId: checks.string, topic: checks.string, publicKeyPem: pemCheck('ec-p256'),
+      }),
     }, 'POST /config/apns');
   }
 
@@ -44,23 +49,26 @@ class Apns {
   jwtStats() { return { count: this.jwtsSeen.size, lastIat: this.lastIat }; }
   resetJwtStats() { const n = this.jwtsSeen.size; this.jwtsSeen.clear(); this.lastIat = null; return { cleared: n }; }
 
-  // The reason the provider token is refused, or null.
-  tokenProblem(ctx) {
+  // The reason the provider token is refused, or null (and the account
+  // of its kid in out.account).
+  tokenProblem(ctx, out = {}) {
     const auth = header(ctx, 'authorization');
     if (!auth) return 'MissingProviderToken';
     const m = /^bearer\s+(\S+)$/i.exec(auth);
-    if (!m || !this.config.publicKeyPem) return 'InvalidProviderToken';
-    let t;
+    if (!m) return 'InvalidProviderToken';
+    let t, cfg;
     try {
       t = jwt.decode(m[1]);
-      if (t.header.alg !== 'ES256' || t.header.kid !== this.config.keyId) return 'InvalidProviderToken';
-      jwt.verifySignature(t, 'ES256', this.key(this.config.publicKeyPem));
+      cfg = [this.config, ...this.config.accounts].find((a) => a.keyId === t.header.kid);
+      if (t.header.alg !== 'ES256' || !cfg || !cfg.publicKeyPem) return 'InvalidProviderToken';
+      out.account = cfg;
+      jwt.verifySignature(t, 'ES256', cfg === this.config ? this.key(cfg.publicKeyPem) : crypto.createPublicKey(cfg.publicKeyPem));
     } catch (e) {
       return 'InvalidProviderToken';
     }
     const { iss, iat } = t.claims;
     const now = ctx.now / 1000;
-    if (iss !== this.config.teamId || typeof iat !== 'number' || iat > now + FUTURE_SKEW_S) return 'InvalidProviderToken';
+    if (iss !== cfg.teamId || typeof iat !== 'number' || iat > now + FUTURE_SKEW_S) return 'InvalidProviderToken';
     if (now - iat > TOKEN_MAX_AGE_S) return 'ExpiredProviderToken';
     return null;
   }
@@ -75,9 +83,10 @@ class Apns {
     const m = /^\/3\/device\/([^/]+)$/.exec(ctx.pathname);
     if (!m) return fail(404, 'BadPath');
     if (ctx.method !== 'POST') return fail(405, 'MethodNotAllowed');
-    const problem = this.tokenProblem(ctx);
+    const who = {};
+    const problem = this.tokenProblem(ctx, who);
     if (problem) return fail(403, problem);
-    if (header(ctx, 'apns-topic') !== this.config.topic) return fail(400, 'TopicDisallowed');
+    if (header(ctx, 'apns-topic') !== who.account.topic) return fail(400, 'TopicDisallowed');
     if (!PUSH_TYPES.has(header(ctx, 'apns-push-type'))) return fail(400, 'InvalidPushType');
     const prio = header(ctx, 'apns-priority');
     if (prio !== undefined && !['1', '5', '10'].includes(prio)) return fail(400, 'BadPriority');

@@ -54,6 +54,20 @@ const checks = {
   string: (v) => (nonEmptyString(v) ? null : 'must be a non-empty string'),
   stringOrNull: (v) => (v === null || nonEmptyString(v) ? null : 'must be a non-empty string or null'),
   positiveInt: (v) => (Number.isInteger(v) && v > 0 ? null : 'must be a positive integer'),
+  // more accounts beside the main one (several apps): a list of objects
+  // with these keys, each required
+  accounts: (schema) => (v) => {
+    if (!Array.isArray(v)) return 'must be a list of accounts';
+    for (const [i, a] of v.entries()) {
+      if (!isObject(a)) return `[${i}] must be an object`;
+      for (const k of Object.keys(a)) if (!(k in schema)) return `[${i}]: unknown key ${k}; known: ${Object.keys(schema).join(', ')}`;
+      for (const [k, check] of Object.entries(schema)) {
+        const err = check(a[k] === undefined ? '' : a[k]);
+        if (err) return `[${i}].${k} ${err}`;
+      }
+    }
+    return null;
+  },
 };
 
 // Load a PEM public key (a private key or certificate PEM works too: node

@@ -5,7 +5,10 @@
 //   POST /v1/projects/:project/messages:send  (provider fcm)
 //                                     Bearer access token, {message:{token, ...}}
 // Errors use Google's JSON error shapes (OAuth: {error, error_description};
-// FCM: {error:{code, message, status, details:[FcmError]}}).
+// FCM: {error:{code, message, status, details:[FcmError]}}). Several apps:
+// config `accounts` [{projectId, clientEmail, publicKeyPem}] beside the
+// main one; an access token serves the project of the account it was
+// issued to (another answers 403 PERMISSION_DENIED, SenderId mismatch).
 
 const {
   json, header, parseJsonObject, isObject, nonEmptyString, mergeConfig, checks, cachedKey, pemCheck,
@@ -34,9 +37,9 @@ class Fcm {
     this.defaultTokenUri = defaultTokenUri;
     this.config = {
       projectId: 'proj1', clientEmail: 'impulse@proj1.iam.gserviceaccount.com',
-      publicKeyPem: null, tokenUri: null, accessTtlS: 3599,
+      publicKeyPem: null, tokenUri: null, accessTtlS: 3599, accounts: [],
     };
-    this.tokens = new Map(); // access token → expiry (ms since epoch)
+    this.tokens = new Map(); // access token → { expiry (ms since epoch), projectId }
     this.unregistered = new Set(); // device tokens answered UNREGISTERED
     this.key = cachedKey('rsa');
     this.seq = 0;
@@ -48,19 +51,24 @@ class Fcm {
     mergeConfig(this.config, patch, {
       projectId: checks.string, clientEmail: checks.string, publicKeyPem: pemCheck('rsa'),
       tokenUri: checks.stringOrNull, accessTtlS: checks.positiveInt,
+      accounts: checks.accounts({ projectId: checks.string, clientEmail: checks.string, publicKeyPem: pemCheck('rsa') }),
     }, 'POST /config/fcm');
     return this.effectiveConfig();
   }
 
   expireTokens() { const n = this.tokens.size; this.tokens.clear(); return n; }
 
-  // Why the assertion is not acceptable, or null. Checks what Google's
-  // token endpoint checks for a service-account JWT.
-  assertionProblem(assertion, nowMs) {
-    const cfg = this.effectiveConfig();
-    if (!cfg.publicKeyPem) return 'no public key configured in the fake (POST /config/fcm {"publicKeyPem": ...})';
+  // Why the assertion is not acceptable, or null (and the account it
+  // authenticates in out.account). Checks what Google's token endpoint
+  // checks for a service-account JWT.
+  assertionProblem(assertion, nowMs, out = {}) {
+    const main = this.effectiveConfig();
     let t;
     try { t = jwt.decode(assertion); } catch (e) { return `Invalid JWT: ${e.message}`; }
+    const other = t.claims && this.config.accounts.find((a) => a.clientEmail === t.claims.iss);
+    const cfg = other ? { ...other, tokenUri: main.tokenUri } : main;
+    out.account = cfg;
+    if (!cfg.publicKeyPem) return 'no public key configured in the fake (POST /config/fcm {"publicKeyPem": ...})';
     if (t.header.alg !== 'RS256') return `Invalid JWT: alg must be RS256, got ${JSON.stringify(t.header.alg)}`;
     if (t.header.typ !== undefined && t.header.typ !== 'JWT') {
       return `Invalid JWT: typ must be JWT, got ${JSON.stringify(t.header.typ)}`;
@@ -95,11 +103,12 @@ class Fcm {
       return oauthError(400, 'unsupported_grant_type', `Invalid grant_type: ${form.get('grant_type')}`);
     }
     if (!form.get('assertion')) return oauthError(400, 'invalid_request', 'Missing required parameter: assertion');
-    const problem = this.assertionProblem(form.get('assertion'), ctx.now);
+    const who = {};
+    const problem = this.assertionProblem(form.get('assertion'), ctx.now, who);
     if (problem) return oauthError(400, 'invalid_grant', problem);
     const token = `ya29.fake-${++this.seq}`;
     const ttl = this.config.accessTtlS;
-    this.tokens.set(token, ctx.now + ttl * 1000);
+    this.tokens.set(token, { expiry: ctx.now + ttl * 1000, projectId: who.account.projectId });
     return json(200, { access_token: token, expires_in: ttl, token_type: 'Bearer' });
   }
 
@@ -109,10 +118,12 @@ class Fcm {
     if (!m) return notFound();
     if (ctx.method !== 'POST') return fcmError(405, 'METHOD_NOT_ALLOWED', `${ctx.method} not allowed, use POST`);
     const auth = /^Bearer\s+(\S+)$/i.exec(header(ctx, 'authorization') || '');
-    if (!auth || !(this.tokens.get(auth[1]) > ctx.now)) {
+    const tok = auth && this.tokens.get(auth[1]);
+    if (!(tok && tok.expiry > ctx.now)) {
       return fcmError(401, 'UNAUTHENTICATED', 'Request had invalid authentication credentials.');
     }
-    if (m[1] !== this.config.projectId) return notFound();
+    if (m[1] !== this.config.projectId && !this.config.accounts.some((a) => a.projectId === m[1])) return notFound();
+    if (m[1] !== tok.projectId) return fcmError(403, 'PERMISSION_DENIED', 'SenderId mismatch', 'SENDER_ID_MISMATCH');
     const body = parseJsonObject(ctx.text);
     if (body.error) return invalidArgument(`Invalid JSON payload received. ${body.error}`);
     const msg = body.value.message;

@@ -5,7 +5,9 @@
 //   POST /v2/:appId/push/single/alias  one alias
 //   POST /v2/:appId/push/list/message  create a task → taskid
 //   POST /v2/:appId/push/list/alias    send a created task to ≤ 1000 aliases
-// Every call but auth needs header `token` (an issued, unexpired token).
+// Every call but auth needs header `token` (an issued, unexpired token of
+// that appId). Several apps: config `accounts` [{appId, appKey,
+// masterSecret}] beside the main one.
 
 const crypto = require('crypto');
 const {
@@ -18,7 +20,8 @@ const MAX_ALIASES = 1000;
 class Getui {
   constructor() {
     this.config = { appId: 'app1', appKey: 'key1', masterSecret: 'secret1', tokenTtlMs: 86400000 };
-    this.tokens = new Map(); // token → expiry (ms since epoch)
+    this.config.accounts = [];
+    this.tokens = new Map(); // token → { expiry (ms since epoch), appId }
     this.taskIds = new Set(); // taskids issued by push/list/message
     this.seq = 0;
   }
@@ -26,6 +29,7 @@ class Getui {
   configure(patch) {
     return mergeConfig(this.config, patch, {
       appId: checks.string, appKey: checks.string, masterSecret: checks.string, tokenTtlMs: checks.positiveInt,
+      accounts: checks.accounts({ appId: checks.string, appKey: checks.string, masterSecret: checks.string }),
     }, 'POST /config/getui');
   }
 
@@ -38,12 +42,12 @@ class Getui {
     const route = m && ['/auth', '/push/single/alias', '/push/list/message', '/push/list/alias'].includes(m[2]) ? m[2] : null;
     if (!route) return json(404, { code: 404, msg: `no such Getui endpoint: ${ctx.pathname}` });
     if (ctx.method !== 'POST') return json(405, { code: 405, msg: `${ctx.method} not allowed, use POST` });
-    const cfg = this.config;
-    if (m[1] !== cfg.appId) return json(200, { code: 20001, msg: `unknown appId ${m[1]}` });
+    const cfg = m[1] === this.config.appId ? this.config : this.config.accounts.find((a) => a.appId === m[1]);
+    if (!cfg) return json(200, { code: 20001, msg: `unknown appId ${m[1]}` });
 
     if (route !== '/auth') {
-      const expiry = this.tokens.get(header(ctx, 'token'));
-      if (!(expiry > ctx.now)) return json(200, TOKEN_INVALID);
+      const t = this.tokens.get(header(ctx, 'token'));
+      if (!(t && t.expiry > ctx.now && t.appId === cfg.appId)) return json(200, TOKEN_INVALID);
     }
     const body = parseJsonObject(ctx.text);
     if (body.error) return json(200, { code: 20001, msg: body.error });
@@ -57,8 +61,8 @@ class Getui {
       const want = crypto.createHash('sha256').update(cfg.appKey + String(b.timestamp) + cfg.masterSecret).digest('hex');
       if (b.appkey !== cfg.appKey || b.sign.toLowerCase() !== want) return bad('sign error');
       const token = `gt-${++this.seq}`;
-      const expiry = ctx.now + cfg.tokenTtlMs;
-      this.tokens.set(token, expiry);
+      const expiry = ctx.now + this.config.tokenTtlMs;
+      this.tokens.set(token, { expiry, appId: cfg.appId });
       return json(200, { code: 0, msg: 'success', data: { expire_time: String(expiry), token } });
     }
 

@@ -2,7 +2,8 @@
 // Fake JPush v3: POST /v3/push with HTTP Basic base64(appKey:masterSecret)
 // and an alias audience. Errors are {"error":{"code","message"}} with
 // JPush's codes: 1002 missing parameter, 1003 invalid parameter, 1004
-// authentication failed, 1011 no user for this audience.
+// authentication failed, 1011 no user for this audience. Several apps:
+// config `accounts` [{appKey, masterSecret}] beside the main one.
 
 const {
   json, header, parseJsonObject, isObject, nonEmptyString, mergeConfig, checks,
@@ -13,21 +14,24 @@ const jpushError = (status, code, message) => json(status, { error: { code, mess
 
 class JPush {
   constructor() {
-    this.config = { appKey: 'jkey', masterSecret: 'jsecret' };
+    this.config = { appKey: 'jkey', masterSecret: 'jsecret', accounts: [] };
     this.unregistered = new Set(); // aliases no device is bound to
     this.seq = 0;
   }
 
   configure(patch) {
-    return mergeConfig(this.config, patch, { appKey: checks.string, masterSecret: checks.string }, 'POST /config/jpush');
+    return mergeConfig(this.config, patch, {
+      appKey: checks.string, masterSecret: checks.string,
+      accounts: checks.accounts({ appKey: checks.string, masterSecret: checks.string }),
+    }, 'POST /config/jpush');
   }
 
   handle(ctx) {
     if (ctx.pathname !== '/v3/push') return jpushError(404, 1003, `no such JPush endpoint: ${ctx.pathname}`);
     if (ctx.method !== 'POST') return jpushError(405, 1001, 'Only support HTTP Post method');
     const auth = /^Basic\s+(\S+)$/i.exec(header(ctx, 'authorization') || '');
-    const want = `${this.config.appKey}:${this.config.masterSecret}`;
-    if (!auth || Buffer.from(auth[1], 'base64').toString('utf8') !== want) {
+    const wants = [this.config, ...this.config.accounts].map((a) => `${a.appKey}:${a.masterSecret}`);
+    if (!auth || !wants.includes(Buffer.from(auth[1], 'base64').toString('utf8'))) {
       return jpushError(401, 1004, 'Authen failed');
     }
     const body = parseJsonObject(ctx.text);
