@@ -93,7 +93,7 @@ for _, chunk in ipairs { 1, 10, 100, 1000 } do
   local u1 = eval_usec(redis)
   pipe(redis, evals(dedupe.SETTLE, keys, chunk, function(n)
     local a = { owner, 600000 }
-    for i = 1, n do a[#a + 1] = "1" end
+    for _ = 1, n do a[#a + 1] = "1" end
     return a
   end))
   local u2 = eval_usec(redis)

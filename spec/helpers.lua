@@ -557,6 +557,21 @@ function _M.start_providers()
   return p
 end
 
+-- A service account (project proj1, the test PKI's RSA key) for the fake
+-- FCM p (start_providers), which is told to verify its tokens. Returns the
+-- account file's path, for openim-push's fcm.filePath.
+function _M.fake_fcm_account(p, name)
+  local k = _M.test_pki()
+  local sa = format("%s/%s-fcm-account.json", _M.tmpdir(), name or "fcm")
+  write_file(sa, cjson.encode {
+    type = "service_account", project_id = "proj1", client_email = "impulse@proj1.iam.gserviceaccount.com",
+    private_key = read_file(k.fcm_key), token_uri = p.base .. "/token",
+  })
+  _M.http_json("POST", p.control .. "/config/fcm",
+    { publicKeyPem = read_file(k.fcm_pub), tokenUri = p.base .. "/token" })
+  return sa
+end
+
 -- A fake Kubernetes API server (examples/openim-standin/kube-apiserver.js)
 -- over HTTPS with the test CA, and a service-account folder for impulse
 -- (token, ca.crt, namespace). k.api is "127.0.0.1:PORT", k.control its

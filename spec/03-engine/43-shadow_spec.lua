@@ -55,12 +55,7 @@ describe("shadow mode #engine", function()
     h.http_json("POST", env.services.control .. "/maxseq", { sg_g_kick = 7 })
     h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-amy:2", "tok-amy")
     h.redis_cli(env.redis, "SET", "FCM_TOKEN:fc-carl:1", "tok-carl")
-    local sa = h.tmpdir() .. "/shadow-fcm-account.json"
-    h.write_file(sa, cjson.encode {
-      type = "service_account", project_id = "proj1", client_email = "impulse@proj1.iam.gserviceaccount.com",
-      private_key = h.read_file(k.fcm_key), token_uri = fake.base .. "/token",
-    })
-    control("POST", "/config/fcm", { publicKeyPem = h.read_file(k.fcm_pub), tokenUri = fake.base .. "/token" })
+    local sa = h.fake_fcm_account(fake, "shadow")
     yaml = table.concat({ "  fcm:", "    filePath: " .. sa }, "\n")
     impulse_yaml = table.concat({
       "  providers:",

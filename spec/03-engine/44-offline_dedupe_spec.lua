@@ -7,7 +7,6 @@
 -- device three times (the push, the replayed hand-off, the replayed toPush
 -- record's new hand-off): what the dedupe removes.
 local h = require "spec.helpers"
-local cjson = require "cjson"
 
 describe("offline dedupe #engine", function()
   local env, fake, k, yaml, impulse_yaml
@@ -37,12 +36,7 @@ describe("offline dedupe #engine", function()
     env = h.start_env { gateways = 1 }
     k = h.test_pki()
     fake = h.start_providers()
-    local sa = h.tmpdir() .. "/dedupe-fcm-account.json"
-    h.write_file(sa, cjson.encode {
-      type = "service_account", project_id = "proj1", client_email = "impulse@proj1.iam.gserviceaccount.com",
-      private_key = h.read_file(k.fcm_key), token_uri = fake.base .. "/token",
-    })
-    control("POST", "/config/fcm", { publicKeyPem = h.read_file(k.fcm_pub), tokenUri = fake.base .. "/token" })
+    local sa = h.fake_fcm_account(fake, "dedupe")
     yaml = table.concat({ "  fcm:", "    filePath: " .. sa }, "\n")
     impulse_yaml = table.concat({ "  providers:", "    caFile: " .. k.ca, "    fcm:", "      sendURL: " .. fake.base },
       "\n")

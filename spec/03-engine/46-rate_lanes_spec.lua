@@ -7,7 +7,6 @@
 -- the second is held by the device limit and superseded by the third,
 -- which is held to its deadline and dropped.
 local h = require "spec.helpers"
-local cjson = require "cjson"
 
 local RATE, GROUP = 10, 150
 
@@ -39,13 +38,10 @@ describe("rate limits and lanes #engine", function()
       h.redis_cli(env.redis, "SET", string.format("FCM_TOKEN:gm-%03d:2", i), string.format("g-tok-%03d", i))
     end
     h.set_group(env, "g-rate", members)
-    for _, u in ipairs { "d1", "d2", "d3", "dv" } do h.redis_cli(env.redis, "SET", "FCM_TOKEN:" .. u .. ":2", "d-tok-" .. u) end
-    local sa = h.tmpdir() .. "/rate-fcm-account.json"
-    h.write_file(sa, cjson.encode {
-      type = "service_account", project_id = "proj1", client_email = "impulse@proj1.iam.gserviceaccount.com",
-      private_key = h.read_file(k.fcm_key), token_uri = fake.base .. "/token",
-    })
-    control("POST", "/config/fcm", { publicKeyPem = h.read_file(k.fcm_pub), tokenUri = fake.base .. "/token" })
+    for _, u in ipairs { "d1", "d2", "d3", "dv" } do
+      h.redis_cli(env.redis, "SET", "FCM_TOKEN:" .. u .. ":2", "d-tok-" .. u)
+    end
+    local sa = h.fake_fcm_account(fake, "rate")
     imp = h.start_impulse(env, {
       workers = 1, provider = "fcm",
       push_yaml = table.concat({ "  fcm:", "    filePath: " .. sa }, "\n"),
