@@ -905,7 +905,9 @@ int main(int argc, char **argv)
          * every teardown, as busted does: what it allocates is no leak */
         if (__lsan_disable) __lsan_disable();
         imp_log_set_level(imp_log_level_parse(cfg->log_level));
-        return imp_explain_run(cfg, &eo);
+        rc = imp_explain_run(cfg, &eo);
+        if (rc == 2) imp_config_destroy(cfg); /* refused before the engine took cfg */
+        return rc;
     }
     const char *max = o[O_MAX].val;
     char *end = NULL;

@@ -30,7 +30,9 @@ struct imp_explain_opts {
 
 /* Returns the process exit code: 0 explained, 1 the policy failed on the
  * record (still explained), 2 bad input or options (one line on stderr).
- * Takes ownership of cfg (the engine keeps it until the process exits). */
+ * Takes ownership of cfg (the engine keeps it until the process exits),
+ * except when it returns 2: its input was refused before the engine
+ * started, and cfg is the caller's to free. */
 int imp_explain_run(struct imp_config *cfg, const struct imp_explain_opts *o);
 
 #endif
