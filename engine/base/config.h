@@ -140,24 +140,24 @@ struct imp_config {
     int commit_interval_ms;
     int fetch_wait_ms; /* fetch.wait.max.ms: latency of an idle fetch */
     char *log_level;
-    int script_budget_ms;    /* Lua CPU time per message; 0 = unlimited */
-    int script_memory_mb;    /* per worker VM */
-    bool script_jit;         /* JIT on: faster, but the budget cannot stop a compiled loop */
-    bool serve_rpc;          /* serve openim.push.PushMsgService and register in etcd */
-    bool consume_offline;    /* consume toOfflinePush (group offlinePush) */
-    bool shadow;             /* impulse run --shadow: runs everything, sends nothing */
-    bool offline_dedupe;     /* an offline push to a (user, clientMsgID, device) sent once */
+    int script_budget_ms;        /* Lua CPU time per message; 0 = unlimited */
+    int script_memory_mb;        /* per worker VM */
+    bool script_jit;             /* JIT on: faster, but the budget cannot stop a compiled loop */
+    bool serve_rpc;              /* serve openim.push.PushMsgService and register in etcd */
+    bool consume_offline;        /* consume toOfflinePush (group offlinePush) */
+    bool shadow;                 /* impulse run --shadow: runs everything, sends nothing */
+    bool offline_dedupe;         /* an offline push to a (user, clientMsgID, device) sent once */
     int offline_dedupe_window_s; /* how long a sent push is remembered */
-    char *offline_provider;  /* openim-push.enable, lower-cased; "" = none */
-    char *providers_json;    /* geTui, fcm, jpush, iosPush, impulse.providers */
-    int register_ttl_s;      /* lease of the etcd registration */
-    int reload_quiet_ms;     /* the scripts folder is quiet this long before a reload */
-    int gw_breaker_failures; /* failed gateway calls in a row that open its breaker; 0 = off */
-    int gw_breaker_open_ms;  /* how long an open gateway is skipped before a probe */
-    int worker_stuck_ms;     /* CPU time of one step that declares a worker stuck; 0 = off */
-    bool worker_stuck_exit;  /* a stuck worker stops the process (else: not ready) */
-    char *crash_journal;     /* impulse.crashJournal: poison-pill memory; "" = none */
-    int poison_deaths;       /* deaths on one record that dead-letter it unrun; 0 = never */
+    char *offline_provider;      /* openim-push.enable, lower-cased; "" = none */
+    char *providers_json;        /* geTui, fcm, jpush, iosPush, impulse.providers */
+    int register_ttl_s;          /* lease of the etcd registration */
+    int reload_quiet_ms;         /* the scripts folder is quiet this long before a reload */
+    int gw_breaker_failures;     /* failed gateway calls in a row that open its breaker; 0 = off */
+    int gw_breaker_open_ms;      /* how long an open gateway is skipped before a probe */
+    int worker_stuck_ms;         /* CPU time of one step that declares a worker stuck; 0 = off */
+    bool worker_stuck_exit;      /* a stuck worker stops the process (else: not ready) */
+    char *crash_journal;         /* impulse.crashJournal: poison-pill memory; "" = none */
+    int poison_deaths;           /* deaths on one record that dead-letter it unrun; 0 = never */
 
     /* log (log.yml): OpenIM's logger settings, used when log_openim */
     bool log_openim;           /* a log.yml (or impulse.logFormat: openim) */
