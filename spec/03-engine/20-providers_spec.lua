@@ -3,7 +3,6 @@
 -- which checks the auth: Getui's sign, FCM's RS256 JWT, APNs' ES256 JWT,
 -- JPush's Basic auth, with its own implementation), with a test CA.
 local h = require "spec.helpers"
-local cjson = require "cjson"
 
 -- users are sent to a provider by prefix
 local POLICY = [[
@@ -61,12 +60,7 @@ describe("providers #engine", function()
     local dir = h.tmpdir() .. "/providers-scripts"
     os.execute("mkdir -p " .. dir .. " && cp -r " .. h.root .. "/scripts/. " .. dir)
     h.write_file(dir .. "/push.lua", POLICY)
-    local sa = h.tmpdir() .. "/fcm-account.json"
-    h.write_file(sa, cjson.encode {
-      type = "service_account", project_id = "proj1", client_email = "impulse@proj1.iam.gserviceaccount.com",
-      private_key = h.read_file(k.fcm_key), token_uri = fake.base .. "/token",
-    })
-    control("POST", "/config/fcm", { publicKeyPem = h.read_file(k.fcm_pub), tokenUri = fake.base .. "/token" })
+    local sa = h.fake_fcm_account(fake)
     control("POST", "/config/apns", { publicKeyPem = h.read_file(k.apns_pub), keyId = "KEY123", teamId = "TEAM123",
                                       topic = "com.example.app" })
     imp = h.start_impulse(env, {
